@@ -1,0 +1,138 @@
+package loki
+
+import (
+	"fmt"
+
+	"github.com/golang/snappy"
+)
+
+// Entry is one log line for Loki. The dispatcher keeps the Entry until Loki
+// has answered, so Line must not alias a buffer the caller reuses; Metadata
+// is only read and may be shared between entries (one slice per container).
+type Entry struct {
+	Stream   string // Loki stream selector, e.g. {container_name="web", source="stdout"}
+	TimeNano int64
+	Line     string
+	Metadata []LabelPairAdapter // structured metadata
+
+	// Acker, when set, is told when this entry and every earlier entry of
+	// the same Acker are resolved; Offset is what it is told. Offsets of one
+	// Acker must not decrease.
+	Acker  Acker
+	Offset int64
+}
+
+// Acker follows how far a producer's entries have been resolved: accepted by
+// Loki, or dropped and counted. Entries of one Acker are resolved in the
+// order they were handed over, so Ack receives increasing offsets. Ack is
+// called from the dispatcher's goroutine and must not block.
+type Acker interface {
+	Ack(offset int64, delivered bool)
+}
+
+// size is what an entry counts against batch and queue limits: its line and
+// metadata bytes, as Loki counts them, plus a fixed overhead so that empty
+// lines still count.
+func (e *Entry) size() int {
+	n := len(e.Line) + 16
+	for _, m := range e.Metadata {
+		n += len(m.Name) + len(m.Value)
+	}
+	return n
+}
+
+// batch groups entries by stream into one PushRequest. It is reused between
+// pushes so that steady-state batching allocates little.
+type batch struct {
+	entries []Entry
+	bytes   int
+	req     PushRequest
+	index   map[string]int
+	raw     []byte
+	body    []byte
+	acks    map[Acker]int64
+}
+
+func newBatch() *batch {
+	return &batch{index: make(map[string]int), acks: make(map[Acker]int64)}
+}
+
+func (b *batch) reset() {
+	clear(b.entries) // let the strings go
+	b.entries = b.entries[:0]
+	b.bytes = 0
+	for i := range b.req.Streams {
+		s := &b.req.Streams[i]
+		clear(s.Entries)
+		s.Entries = s.Entries[:0]
+	}
+	b.req.Streams = b.req.Streams[:0]
+	clear(b.index)
+	clear(b.acks)
+}
+
+func (b *batch) add(e Entry) {
+	b.entries = append(b.entries, e)
+	b.bytes += e.size()
+}
+
+// encode builds the snappy-compressed protobuf body of the batch.
+func (b *batch) encode() ([]byte, error) {
+	for i := range b.entries {
+		e := &b.entries[i]
+		idx, ok := b.index[e.Stream]
+		if !ok {
+			idx = len(b.req.Streams)
+			b.index[e.Stream] = idx
+			if idx < cap(b.req.Streams) {
+				b.req.Streams = b.req.Streams[:idx+1]
+				b.req.Streams[idx].Labels = e.Stream
+			} else {
+				b.req.Streams = append(b.req.Streams, StreamAdapter{Labels: e.Stream})
+			}
+		}
+		s := &b.req.Streams[idx]
+		s.Entries = append(s.Entries, EntryAdapter{
+			Timestamp:          Timestamp{Seconds: floorDiv(e.TimeNano, 1e9), Nanos: int32(floorMod(e.TimeNano, 1e9))},
+			Line:               e.Line,
+			StructuredMetadata: e.Metadata,
+		})
+	}
+	size := b.req.Size()
+	if cap(b.raw) < size {
+		b.raw = make([]byte, size)
+	}
+	b.raw = b.raw[:size]
+	if _, err := b.req.MarshalToSizedBuffer(b.raw); err != nil {
+		return nil, fmt.Errorf("encoding push request: %w", err)
+	}
+	n := snappy.MaxEncodedLen(size)
+	if cap(b.body) < n {
+		b.body = make([]byte, n)
+	}
+	b.body = snappy.Encode(b.body[:n], b.raw)
+	return b.body, nil
+}
+
+// resolve tells every Acker of the batch how far it got.
+func (b *batch) resolve(delivered bool) {
+	for i := range b.entries {
+		e := &b.entries[i]
+		if e.Acker != nil {
+			b.acks[e.Acker] = e.Offset
+		}
+	}
+	for a, off := range b.acks {
+		a.Ack(off, delivered)
+	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+func floorMod(a, b int64) int64 { return a - floorDiv(a, b)*b }

@@ -1,0 +1,379 @@
+package loki
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// ErrStopped is returned by Handle after Stop or StopNow.
+var ErrStopped = errors.New("dispatcher stopped")
+
+// ErrQueueFull is returned by Handle when the memory queue is full and the
+// overflow policy did not take the entry.
+var ErrQueueFull = errors.New("queue full")
+
+// Overflow takes entries the memory queue cannot hold, and batches Loki
+// would not take before the dispatcher gave up or stopped. A disk spool
+// implements it; without one those entries are dropped and counted.
+// Overflow must not block on the network; it returns an error when it did not
+// keep the entries, which are then counted as dropped.
+type Overflow interface {
+	Overflow(entries []Entry, reason string) error
+}
+
+// Dispatcher ships entries to one Loki endpoint. One Dispatcher serves every
+// container that uses the same endpoint configuration. Handle never waits on
+// the network: entries go into a bounded memory queue that one goroutine,
+// owned by the Dispatcher, turns into batches and pushes one at a time, so
+// the entries of one Acker are resolved in order.
+type Dispatcher struct {
+	cfg      Config
+	client   *client
+	log      *slog.Logger
+	metrics  *Metrics
+	m        *endpointMetrics
+	overflow Overflow
+
+	mu       sync.Mutex
+	queue    []Entry // FIFO; queue[head:] are pending
+	head     int
+	queued   int // bytes in queue[head:]
+	oldest   time.Time
+	stopping bool
+
+	wake     chan struct{} // cap 1: something changed for the sender
+	flushReq chan struct{} // closed by Stop: send everything now
+	cancel   context.CancelFunc
+	done     chan struct{}
+	stopOnce sync.Once
+
+	now func() time.Time
+}
+
+// Option changes a Dispatcher at construction.
+type Option func(*Dispatcher)
+
+// WithOverflow sets the overflow policy (default: drop and count).
+func WithOverflow(o Overflow) Option { return func(d *Dispatcher) { d.overflow = o } }
+
+// New validates cfg and starts a Dispatcher. metrics may be shared by many
+// dispatchers; log gets the endpoint added.
+func New(cfg Config, metrics *Metrics, log *slog.Logger, opts ...Option) (*Dispatcher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Dispatcher{
+		cfg:      cfg,
+		client:   c,
+		log:      log.With("endpoint", cfg.Endpoint(), "tenant", cfg.TenantID),
+		metrics:  metrics,
+		m:        metrics.acquire(cfg.Endpoint(), cfg.TenantID),
+		wake:     make(chan struct{}, 1),
+		flushReq: make(chan struct{}),
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		now:      time.Now,
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	go d.run(ctx)
+	return d, nil
+}
+
+// Config returns the configuration the Dispatcher was built with.
+func (d *Dispatcher) Config() Config { return d.cfg }
+
+// Handle queues e for Loki. It never blocks on the network. When the queue
+// is full, e goes to the overflow policy; if that does not keep it, Handle
+// counts it as dropped and returns ErrQueueFull.
+func (d *Dispatcher) Handle(e Entry) error {
+	size := e.size()
+	d.mu.Lock()
+	if d.stopping {
+		d.mu.Unlock()
+		d.m.dropped.WithLabelValues(ReasonStopped).Inc()
+		return ErrStopped
+	}
+	d.m.entriesReceived.Inc()
+	d.m.bytesReceived.Add(float64(len(e.Line)))
+	if d.queued+size > d.cfg.QueueBytes {
+		d.mu.Unlock()
+		if d.overflow != nil && d.overflow.Overflow([]Entry{e}, ReasonQueueFull) == nil {
+			return nil
+		}
+		d.m.dropped.WithLabelValues(ReasonQueueFull).Inc()
+		return ErrQueueFull
+	}
+	if d.head == len(d.queue) {
+		d.oldest = d.now()
+	}
+	d.queue = append(d.queue, e)
+	d.queued += size
+	full := d.queued >= d.cfg.BatchSize
+	first := len(d.queue)-d.head == 1
+	d.m.queueBytes.Set(float64(d.queued))
+	d.m.queueEntries.Set(float64(len(d.queue) - d.head))
+	d.mu.Unlock()
+	if full || first {
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// take moves up to BatchSize bytes of the oldest entries into b. It reports
+// whether the queue still holds entries.
+func (d *Dispatcher) take(b *batch) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.head < len(d.queue) {
+		e := d.queue[d.head]
+		if len(b.entries) > 0 && b.bytes+e.size() > d.cfg.BatchSize {
+			break
+		}
+		d.queue[d.head] = Entry{}
+		d.head++
+		d.queued -= e.size()
+		b.add(e)
+	}
+	if d.head == len(d.queue) {
+		d.queue, d.head = d.queue[:0], 0
+	} else if d.head > len(d.queue)/2 && d.head > 1024 {
+		// Compact so the slice does not grow without bound under load.
+		n := copy(d.queue, d.queue[d.head:])
+		clear(d.queue[n:])
+		d.queue, d.head = d.queue[:n], 0
+		d.oldest = d.now()
+	} else {
+		d.oldest = d.now()
+	}
+	d.m.queueBytes.Set(float64(d.queued))
+	d.m.queueEntries.Set(float64(len(d.queue) - d.head))
+	return d.head < len(d.queue)
+}
+
+// ready reports whether a batch should be sent now, and if not, how long to
+// wait for the oldest entry's batch-wait to expire.
+func (d *Dispatcher) ready(flushing bool) (bool, time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.head == len(d.queue) {
+		return false, -1
+	}
+	if flushing || d.queued >= d.cfg.BatchSize {
+		return true, 0
+	}
+	wait := d.cfg.BatchWait - d.now().Sub(d.oldest)
+	return wait <= 0, wait
+}
+
+func (d *Dispatcher) run(ctx context.Context) {
+	defer close(d.done)
+	b := newBatch()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	flushing := false
+	for {
+		send, wait := d.ready(flushing)
+		if !send {
+			if flushing {
+				// Stop was called and the queue is empty: done.
+				return
+			}
+			var timeout <-chan time.Time
+			if wait > 0 {
+				timer.Reset(wait)
+				timeout = timer.C
+			}
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				d.abandon(b, ReasonShutdown)
+				return
+			case <-d.flushReq:
+				flushing = true
+			case <-d.wake:
+			case <-timeout:
+			}
+			timer.Stop()
+			continue
+		}
+		d.take(b)
+		d.send(ctx, b)
+		b.reset()
+		if ctx.Err() != nil {
+			d.abandon(b, ReasonShutdown)
+			return
+		}
+		select {
+		case <-d.flushReq:
+			flushing = true
+		default:
+		}
+	}
+}
+
+// send pushes b until Loki accepts it, refuses it, the retries run out or ctx
+// ends; it resolves the batch's acknowledgements either way.
+func (d *Dispatcher) send(ctx context.Context, b *batch) {
+	body, err := b.encode()
+	if err != nil {
+		d.log.Error("dropping batch that cannot be encoded", "entries", len(b.entries), "err", err)
+		d.drop(b, ReasonEncode)
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		res := d.client.push(ctx, body)
+		d.m.pushDuration.WithLabelValues(res.status).Observe(res.duration.Seconds())
+		switch {
+		case res.err == nil:
+			d.m.entriesSent.Add(float64(len(b.entries)))
+			d.m.bytesSent.Add(float64(lineBytes(b)))
+			d.m.wireBytesSent.Add(float64(len(body)))
+			d.m.batchesSent.Inc()
+			b.resolve(true)
+			return
+		case ctx.Err() != nil:
+			d.overflowOrDrop(b, ReasonShutdown)
+			return
+		case !res.retryable:
+			d.log.Warn("Loki refused a batch; dropping it", "status", res.status, "reason", res.reason,
+				"entries", len(b.entries), "err", res.err)
+			d.drop(b, res.reason)
+			return
+		}
+		if d.cfg.Retries > 0 && attempt >= d.cfg.Retries {
+			d.log.Warn("giving up on a batch after retries", "retries", attempt, "entries", len(b.entries), "err", res.err)
+			d.overflowOrDrop(b, ReasonRetriesExhausted)
+			return
+		}
+		d.m.retries.WithLabelValues(res.status).Inc()
+		wait := d.backoff(attempt, res.retryAfter)
+		d.log.Debug("push failed; retrying", "status", res.status, "attempt", attempt+1, "wait", wait, "err", res.err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			d.overflowOrDrop(b, ReasonShutdown)
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is exponential from MinBackoff with full jitter in its upper half,
+// capped at MaxBackoff. A Retry-After from Loki is honoured (up to
+// MaxBackoff) when it asks for longer.
+func (d *Dispatcher) backoff(attempt int, retryAfter time.Duration) time.Duration {
+	b := d.cfg.MinBackoff
+	for i := 0; i < attempt && b < d.cfg.MaxBackoff; i++ {
+		b *= 2
+	}
+	b = min(b, d.cfg.MaxBackoff)
+	b = b/2 + rand.N(b/2+1)
+	if retryAfter > b {
+		b = min(retryAfter, d.cfg.MaxBackoff)
+	}
+	return b
+}
+
+func lineBytes(b *batch) int {
+	n := 0
+	for i := range b.entries {
+		n += len(b.entries[i].Line)
+	}
+	return n
+}
+
+func (d *Dispatcher) drop(b *batch, reason string) {
+	d.m.dropped.WithLabelValues(reason).Add(float64(len(b.entries)))
+	b.resolve(false)
+}
+
+func (d *Dispatcher) overflowOrDrop(b *batch, reason string) {
+	if d.overflow != nil && len(b.entries) > 0 && d.overflow.Overflow(b.entries, reason) == nil {
+		// The overflow keeps them: for the producer they are resolved.
+		b.resolve(true)
+		return
+	}
+	d.drop(b, reason)
+}
+
+// abandon hands what is left in the queue to the overflow policy or drops it.
+func (d *Dispatcher) abandon(b *batch, reason string) {
+	for {
+		b.reset()
+		more := d.take(b)
+		if len(b.entries) > 0 {
+			d.overflowOrDrop(b, reason)
+		}
+		if !more {
+			return
+		}
+	}
+}
+
+// Stop stops accepting entries and sends what is queued. It returns when
+// everything was resolved or when ctx ends; then retries are cancelled and
+// what is left goes to the overflow policy or is dropped as "shutdown".
+func (d *Dispatcher) Stop(ctx context.Context) error {
+	d.beginStop()
+	select {
+	case <-d.done:
+	case <-ctx.Done():
+		d.cancel()
+		<-d.done
+	}
+	d.finish()
+	return ctx.Err()
+}
+
+// StopNow stops at once: the push in flight and its retries are cancelled,
+// and everything not yet delivered goes to the overflow policy or is dropped.
+func (d *Dispatcher) StopNow() {
+	d.beginStop()
+	d.cancel()
+	<-d.done
+	d.finish()
+}
+
+// Done is closed when the Dispatcher's goroutine has ended.
+func (d *Dispatcher) Done() <-chan struct{} { return d.done }
+
+func (d *Dispatcher) beginStop() {
+	d.stopOnce.Do(func() {
+		d.mu.Lock()
+		d.stopping = true
+		d.mu.Unlock()
+		close(d.flushReq)
+	})
+}
+
+func (d *Dispatcher) finish() {
+	d.cancel()
+	d.client.close()
+}
+
+// Release deletes this dispatcher's metric series if no other dispatcher
+// for the same endpoint and tenant uses them. Call it once after Stop.
+func (d *Dispatcher) Release() {
+	d.metrics.release(d.cfg.Endpoint(), d.cfg.TenantID)
+}
