@@ -185,7 +185,9 @@ func printable(k string) string {
 
 // suggest names a known key close to an unknown one ("loki-batchsize").
 func suggest(k string) string {
-	norm := func(s string) string { return strings.NewReplacer("-", "", "_", "", ".", "").Replace(strings.ToLower(s)) }
+	norm := func(s string) string {
+		return strings.NewReplacer("-", "", "_", "", ".", "").Replace(strings.ToLower(s))
+	}
 	for _, known := range Keys() {
 		if norm(known) == norm(k) {
 			return fmt.Sprintf(" (did you mean %s?)", known)
