@@ -1,0 +1,56 @@
+# logferry: see README.md. Every target works on a fresh Debian machine with
+# Go; what else it needs (Loki, built from the Go module proxy and cached
+# under ~/.cache/logferry) it builds or tells you how to install.
+SHELL := /bin/bash
+GO ?= go
+SHARED := ./shared/...
+DEMO_DIR ?= $(CURDIR)/.tmp/demo
+
+.PHONY: all build test unit race integration bench fuzz demo loki generate fmt vet clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+# The whole suite: formatting, vet, unit tests, race detector on the shared
+# core, and the integration tests against a real Loki.
+test: fmt vet loki
+	LOKI_BIN="$$(scripts/loki path)" $(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -race -short $(SHARED)
+
+# Unit tests only: -short skips everything that needs Loki or dockerd.
+unit:
+	$(GO) test -count=1 -short ./...
+
+race:
+	$(GO) test -count=1 -race $(SHARED)
+
+fmt:
+	@mkdir -p .tmp
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+# Builds (first time: ~15-20 minutes) or finds the pinned Loki binary.
+loki:
+	@scripts/loki path >/dev/null
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(SHARED)
+
+# Runs each fuzz target for FUZZTIME (default 2m).
+FUZZTIME ?= 2m
+fuzz:
+	scripts/fuzz $(FUZZTIME)
+
+demo: loki
+	scripts/demo $(DEMO_DIR)
+
+generate:
+	scripts/generate
+
+clean:
+	rm -rf .tmp rootfs bin
