@@ -1,0 +1,172 @@
+// Command logferry-plugin is the managed Docker logging plugin: environment
+// to configuration, wiring, signals. Everything else lives in package plugin.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/logferry/logferry/plugin"
+	"github.com/logferry/logferry/shared/logopts"
+	"github.com/logferry/logferry/shared/loki"
+)
+
+// env is the plugin's configuration, from the settable environment of
+// config.json (`docker plugin set logferry KEY=VALUE` while disabled).
+type env struct {
+	LokiURL      string
+	LogLevel     slog.Level
+	MetricsAddr  string
+	StateDir     string
+	DrainTimeout time.Duration
+	Host         string
+	Socket       string
+}
+
+func readEnv() (env, error) {
+	e := env{
+		LokiURL:      os.Getenv("LOKI_URL"),
+		MetricsAddr:  getenv("METRICS_ADDR", "127.0.0.1:9375"),
+		StateDir:     getenv("STATE_DIR", "/var/lib/logferry"),
+		Host:         os.Getenv("HOST_LABEL"),
+		Socket:       getenv("SOCKET", "/run/docker/plugins/logferry.sock"),
+		DrainTimeout: loki.DefaultDrainTimeout,
+	}
+	if err := e.LogLevel.UnmarshalText([]byte(getenv("LOG_LEVEL", "info"))); err != nil {
+		return e, fmt.Errorf("LOG_LEVEL: want debug, info, warn or error: %w", err)
+	}
+	if v := os.Getenv("DRAIN_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return e, fmt.Errorf("DRAIN_TIMEOUT: want a positive duration such as 5m, got %q", v)
+		}
+		e.DrainTimeout = d
+	}
+	if e.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return e, fmt.Errorf("HOST_LABEL is empty and the hostname is unknown: %w", err)
+		}
+		e.Host = h
+	}
+	if e.MetricsAddr != "" && e.MetricsAddr != "off" {
+		if _, _, err := net.SplitHostPort(e.MetricsAddr); err != nil {
+			return e, fmt.Errorf("METRICS_ADDR: want host:port or off: %w", err)
+		}
+	}
+	return e, nil
+}
+
+func getenv(k, def string) string {
+	if v, ok := os.LookupEnv(k); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "logferry-plugin:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	e, err := readEnv()
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: e.LogLevel}))
+	defaults := logopts.Defaults()
+	defaults.Loki.URL = e.LokiURL
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pool := loki.NewPool(loki.NewMetrics(reg), log, e.DrainTimeout)
+	state, err := plugin.NewState(filepath.Join(e.StateDir, "streams"))
+	if err != nil {
+		return err
+	}
+	store, err := plugin.NewFileStore(filepath.Join(e.StateDir, "logs"), log)
+	if err != nil {
+		return err
+	}
+	driver := plugin.NewDriver(plugin.Config{Defaults: defaults, Host: e.Host}, pool, state, store,
+		plugin.NewMetrics(reg), log)
+
+	// Open the socket first: at daemon boot a plugin has ~9 s to answer.
+	if err := os.MkdirAll(filepath.Dir(e.Socket), 0o755); err != nil {
+		return err
+	}
+	_ = os.Remove(e.Socket)
+	ln, err := net.Listen("unix", e.Socket)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", e.Socket, err)
+	}
+	var ready atomic.Bool
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- plugin.NewHandler(driver).Serve(ln) }()
+
+	var metricsSrv *http.Server
+	if e.MetricsAddr != "" && e.MetricsAddr != "off" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+			if !ready.Load() {
+				http.Error(w, "restoring streams", http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintf(w, "ready: %d streams\n", driver.Active())
+		})
+		mln, err := net.Listen("tcp", e.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("METRICS_ADDR %s: %w", e.MetricsAddr, err)
+		}
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { serveErr <- metricsSrv.Serve(mln) }()
+	}
+
+	n, err := driver.Restore()
+	if err != nil {
+		log.Error("re-attaching streams", "err", err)
+	}
+	ready.Store(true)
+	log.Info("logferry plugin ready", "socket", e.Socket, "metrics", e.MetricsAddr, "reattached", n,
+		"default_endpoint", defaults.Loki.Endpoint(), "host", e.Host)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		log.Info("shutting down", "signal", s.String())
+	case err := <-serveErr:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !strings.Contains(err.Error(), "use of closed") {
+			log.Error("server failed", "err", err)
+		}
+	}
+	// The daemon kills a plugin 10 s after SIGTERM: flush for 8.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	ln.Close()
+	driver.Shutdown(ctx)
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(ctx)
+	}
+	log.Info("stopped")
+	return nil
+}

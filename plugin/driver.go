@@ -1,0 +1,287 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/logferry/logferry/shared/labels"
+	"github.com/logferry/logferry/shared/logopts"
+	"github.com/logferry/logferry/shared/loki"
+)
+
+// LocalStore keeps each container's lines on local disk for `docker logs`.
+type LocalStore interface {
+	// Open starts (or continues) the copy of a container.
+	Open(containerID string, cfg logopts.FileConfig) (copyWriter, error)
+	// Read streams the copy as daemon frames (see ReadConfig).
+	Read(ctx context.Context, containerID string, cfg ReadConfig) (io.ReadCloser, error)
+}
+
+// ErrNoLocalCopy is returned by ReadLogs for a container that has none.
+var ErrNoLocalCopy = errors.New("no local copy of this container's logs")
+
+// Config is the driver's own configuration; per-container settings come
+// from log-opts on top of Defaults.
+type Config struct {
+	// Defaults are the options a container's log-opts are applied to: the
+	// plugin's LOKI_URL becomes Defaults.Loki.URL.
+	Defaults logopts.Options
+	// Host is the value of the host label (the plugin uses its hostname,
+	// which with network host is the machine's).
+	Host string
+	// StopGrace bounds how long a stopped stream waits for the daemon to
+	// close its end of the FIFO before the read is ended by force.
+	StopGrace time.Duration
+}
+
+// DefaultStopGrace is the default Config.StopGrace.
+const DefaultStopGrace = time.Minute
+
+// Driver is the registry of streams: every FIFO reader is started, stopped
+// and re-attached here, under one lock, so StartLogging and StopLogging are
+// idempotent and race-free. Streams share one dispatcher per endpoint
+// configuration through the pool.
+type Driver struct {
+	cfg   Config
+	log   *slog.Logger
+	pool  *loki.Pool
+	state *State
+	store LocalStore
+	m     *Metrics
+
+	mu      sync.Mutex
+	streams map[string]*stream // by FIFO path
+	closed  bool
+	wg      sync.WaitGroup // stream goroutines
+}
+
+// NewDriver returns a Driver with no streams. store may be nil (no docker
+// logs support).
+func NewDriver(cfg Config, pool *loki.Pool, state *State, store LocalStore, m *Metrics, log *slog.Logger) *Driver {
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = DefaultStopGrace
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Driver{cfg: cfg, log: log, pool: pool, state: state, store: store, m: m, streams: map[string]*stream{}}
+}
+
+// StartLogging validates the container's log-opts and starts reading its
+// FIFO. An error names the bad option; the daemon then fails `docker run`
+// with it. Starting a FIFO that is already being read does nothing.
+func (d *Driver) StartLogging(file string, info Info) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("logferry is shutting down")
+	}
+	if _, ok := d.streams[file]; ok {
+		return nil
+	}
+	s, err := d.newStream(file, info, false)
+	if err != nil {
+		return err
+	}
+	if err := d.state.Save(file, info); err != nil {
+		d.discard(s)
+		d.m.startErrors.WithLabelValues("state").Inc()
+		return fmt.Errorf("logferry: recording the stream for re-attach: %w", err)
+	}
+	d.launch(s)
+	d.m.started.Inc()
+	return nil
+}
+
+// newStream builds everything a stream needs; on error nothing is left
+// open. Called with d.mu held.
+func (d *Driver) newStream(file string, info Info, reattach bool) (*stream, error) {
+	opts, err := logopts.Parse(d.cfg.Defaults, info.Config)
+	if err != nil {
+		d.m.startErrors.WithLabelValues("options").Inc()
+		return nil, fmt.Errorf("logferry: %w", err)
+	}
+	builder, err := labels.NewBuilder(opts.Labels, d.cfg.Host)
+	if err != nil {
+		d.m.startErrors.WithLabelValues("options").Inc()
+		return nil, fmt.Errorf("logferry: %w", err)
+	}
+	set, err := builder.Build(info.Container())
+	if err != nil {
+		d.m.startErrors.WithLabelValues("labels").Inc()
+		return nil, fmt.Errorf("logferry: %w", err)
+	}
+	meta := make([]loki.LabelPairAdapter, 0, len(set.StructuredMetadata))
+	for _, p := range set.StructuredMetadata {
+		meta = append(meta, loki.LabelPairAdapter{Name: p.Name, Value: p.Value})
+	}
+	disp, err := d.pool.Acquire(opts.Loki)
+	if err != nil {
+		d.m.startErrors.WithLabelValues("endpoint").Inc()
+		return nil, fmt.Errorf("logferry: %w", err)
+	}
+	name := info.Container().Name
+	s := &stream{
+		file: file, info: info, opts: opts, set: set, meta: meta, disp: disp,
+		log:  d.log.With("container", name, "container_id", shortID(info.ContainerID)),
+		m:    d.m.forStream(name),
+		done: make(chan struct{}),
+	}
+	if d.store != nil && !opts.File.NoFile {
+		if s.copy, err = d.store.Open(info.ContainerID, opts.File); err != nil {
+			d.pool.Release(disp)
+			d.m.startErrors.WithLabelValues("local_copy").Inc()
+			return nil, fmt.Errorf("logferry: opening the local copy for docker logs: %w", err)
+		}
+	}
+	if s.fifo, s.keeper, err = openFIFO(file, reattach); err != nil {
+		if s.copy != nil {
+			s.copy.Close()
+		}
+		d.pool.Release(disp)
+		d.m.startErrors.WithLabelValues("fifo").Inc()
+		return nil, fmt.Errorf("logferry: opening the log FIFO: %w", err)
+	}
+	return s, nil
+}
+
+// discard undoes newStream for a stream that was never launched.
+func (d *Driver) discard(s *stream) {
+	s.fifo.Close()
+	if s.keeper != nil {
+		s.keeper.Close()
+	}
+	if s.copy != nil {
+		s.copy.Close()
+	}
+	d.pool.Release(s.disp)
+	s.m.forget()
+}
+
+// launch registers s and starts its goroutine, which the Driver owns and
+// waits for. Called with d.mu held.
+func (d *Driver) launch(s *stream) {
+	d.streams[s.file] = s
+	d.m.streams.Inc()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		s.run()
+		d.finish(s)
+	}()
+}
+
+// finish releases what a stream held once its reader has ended. A stream
+// ended by Shutdown keeps its record, so the next process re-attaches.
+func (d *Driver) finish(s *stream) {
+	d.mu.Lock()
+	if d.streams[s.file] == s {
+		delete(d.streams, s.file)
+	}
+	shuttingDown := d.closed
+	d.mu.Unlock()
+	d.m.streams.Dec()
+	d.pool.Release(s.disp) // the dispatcher keeps flushing what s handed it
+	s.m.forget()
+	if !shuttingDown {
+		if err := d.state.Delete(s.file); err != nil {
+			s.log.Error("deleting the stream's state record", "err", err)
+		}
+	}
+	s.log.Debug("stream ended")
+}
+
+// StopLogging answers at once: the stream reads what is left in the FIFO
+// after the daemon closes it, and the dispatcher delivers it afterwards.
+// Stopping an unknown FIFO does nothing.
+func (d *Driver) StopLogging(file string) error {
+	start := time.Now()
+	d.mu.Lock()
+	s, ok := d.streams[file]
+	d.mu.Unlock()
+	if ok {
+		s.stop(d.cfg.StopGrace)
+	}
+	d.m.stopSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// ReadLogs serves docker logs from the local copy.
+func (d *Driver) ReadLogs(ctx context.Context, info Info, cfg ReadConfig) (io.ReadCloser, error) {
+	if d.store == nil {
+		return nil, ErrNoLocalCopy
+	}
+	return d.store.Read(ctx, info.ContainerID, cfg)
+}
+
+// Restore re-attaches to the FIFOs recorded by an earlier process. A record
+// whose FIFO is gone (the container stopped meanwhile) is deleted.
+func (d *Driver) Restore() (int, error) {
+	records, loadErr := d.state.Load()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	var errs []error
+	for _, r := range records {
+		if _, ok := d.streams[r.File]; ok {
+			continue
+		}
+		st, err := os.Stat(r.File)
+		if err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+			d.log.Info("not re-attaching: the FIFO is gone", "fifo", r.File, "container_id", shortID(r.Info.ContainerID))
+			_ = d.state.Delete(r.File)
+			continue
+		}
+		s, err := d.newStream(r.File, r.Info, true)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("re-attaching %s: %w", shortID(r.Info.ContainerID), err))
+			_ = d.state.Delete(r.File)
+			continue
+		}
+		d.launch(s)
+		d.m.reattached.Inc()
+		n++
+	}
+	return n, errors.Join(loadErr, errors.Join(errs...))
+}
+
+// Active returns the number of streams being read.
+func (d *Driver) Active() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.streams)
+}
+
+// Shutdown stops reading every FIFO without forgetting them (the next
+// process re-attaches; what is in the pipes stays there), then flushes the
+// dispatchers within ctx.
+func (d *Driver) Shutdown(ctx context.Context) {
+	d.mu.Lock()
+	d.closed = true
+	streams := make([]*stream, 0, len(d.streams))
+	for _, s := range d.streams {
+		streams = append(streams, s)
+	}
+	d.mu.Unlock()
+	for _, s := range streams {
+		s.abort()
+	}
+	d.wg.Wait()
+	d.pool.Close(ctx)
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

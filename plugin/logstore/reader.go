@@ -1,0 +1,527 @@
+package logstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/logferry/logferry/shared/dockerlog"
+)
+
+// Read returns the container's frames selected by cfg, encoded as the
+// daemon's ReadLogs response body expects. A container with no copy gives
+// an empty stream.
+//
+// The stream is read on the caller's goroutine: Read starts no goroutine.
+// A follower blocks in Read until the Writer appends, the last Writer
+// closes (then Read returns io.EOF after the rest), ctx is cancelled
+// (ctx.Err()), or Close is called from another goroutine (ErrClosed). The
+// caller must Close the stream; Close waits for a Read in progress to
+// return and releases the files. Read returns what is ready without waiting
+// for more, so a caller that flushes after each Read sends a follower every
+// line as it is written.
+func (s *Store) Read(ctx context.Context, containerID string, cfg ReadConfig) (io.ReadCloser, error) {
+	if err := validID(containerID); err != nil {
+		return nil, err
+	}
+	r := &reader{s: s, cl: s.acquire(containerID), ctx: ctx, done: make(chan struct{}), since: cfg.Since, until: cfg.Until}
+	if err := r.open(cfg); err != nil {
+		r.release()
+		return nil, fmt.Errorf("logstore: reading the copy of %s: %w", containerID, err)
+	}
+	return r, nil
+}
+
+// segment is one file's part of the stream, oldest first.
+type segment struct {
+	f      *os.File      // nil for a follow segment, whose source owns its files
+	src    io.Reader     // a section of f, or follow
+	follow *followSource // the last segment, when following a live Writer
+	skip   int           // lines to leave out at the start (Tail)
+}
+
+type reader struct {
+	s         *Store
+	ctx       context.Context
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+
+	mu           sync.Mutex // held by Read and by Close's release
+	cl           *containerLog
+	segs         []segment
+	dec          *dockerlog.FrameDecoder // of segs[0]
+	frame        dockerlog.Frame
+	since, until time.Time
+	out          []byte // encoded frames not yet returned: out[outOff:]
+	outOff       int
+	err          error // the stream's end: io.EOF or why it stopped
+	closed       bool
+}
+
+var _ io.ReadCloser = (*reader)(nil)
+
+// snapFile is a file opened under cl.mu with the size that was readable then.
+type snapFile struct {
+	f    *os.File
+	size int64
+}
+
+// open takes the snapshot the stream starts from and applies Tail.
+func (r *reader) open(cfg ReadConfig) error {
+	files, sess, pos, err := r.snapshot(cfg)
+	if err != nil {
+		return err
+	}
+	closeFiles := func(fs []snapFile) {
+		for _, sf := range fs {
+			if sf.f != nil {
+				sf.f.Close()
+			}
+		}
+	}
+	follow := cfg.Follow && sess != nil
+	start, skip := 0, 0
+	if cfg.Tail > 0 {
+		need := cfg.Tail
+		for i := len(files) - 1; i >= 0; i-- {
+			if files[i].f == nil {
+				continue
+			}
+			n, err := countLines(r.ctx, files[i])
+			if err != nil {
+				closeFiles(files)
+				return err
+			}
+			if n >= need {
+				start, skip = i, n-need
+				break
+			}
+			need -= n
+		}
+		closeFiles(files[:start])
+	}
+	for i, sf := range files[start:] {
+		seg := segment{f: sf.f}
+		if i == 0 {
+			seg.skip = skip
+		}
+		last := start+i == len(files)-1
+		switch {
+		case last && follow:
+			// The current file: read on past the snapshot as it grows.
+			fs := &followSource{r: r, sess: sess, rot: pos.rotation, limit: pos.size}
+			fs.files = []*os.File{sf.f}
+			if cfg.Tail == 0 {
+				fs.off = pos.size
+			}
+			seg.f, seg.src, seg.follow = nil, fs, fs
+		case sf.f == nil:
+			continue
+		default:
+			seg.src = io.NewSectionReader(sf.f, 0, sf.size)
+		}
+		r.segs = append(r.segs, seg)
+	}
+	return nil
+}
+
+// snapshot opens, under cl.mu, every file the stream may need, oldest
+// first, the current file last (with a nil f if it does not exist). With
+// Tail 0 only a follower needs a file: the current one.
+func (r *reader) snapshot(cfg ReadConfig) (files []snapFile, sess *session, pos position, err error) {
+	cl := r.cl
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	sess, pos = cl.sess, cl.pos
+	if cfg.Tail == 0 && !(cfg.Follow && sess != nil) {
+		return nil, sess, pos, nil
+	}
+	defer func() {
+		if err != nil {
+			for _, sf := range files {
+				if sf.f != nil {
+					sf.f.Close()
+				}
+			}
+			files = nil
+		}
+	}()
+	if cfg.Tail != 0 {
+		idx, err := rotatedFiles(cl.dir)
+		if err != nil {
+			return nil, nil, pos, err
+		}
+		// Only the unbroken chain .1, .2, ... belongs to this copy.
+		n := uint64(0)
+		for _, i := range idx {
+			if i == n+1 {
+				n = i
+			}
+		}
+		for ; n >= 1; n-- {
+			f, err := os.Open(cl.fileName(n))
+			if err != nil {
+				return files, nil, pos, err
+			}
+			files = append(files, snapFile{f: f})
+			st, err := f.Stat()
+			if err != nil {
+				return files, nil, pos, err
+			}
+			files[len(files)-1].size = st.Size()
+		}
+	}
+	cur := snapFile{}
+	f, err := os.Open(cl.fileName(0))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return files, nil, pos, err
+	default:
+		cur.f = f
+		if sess != nil {
+			// The Writer's position, not the file's size: a frame being
+			// written is not readable yet.
+			cur.size = pos.size
+		} else {
+			st, err := f.Stat()
+			if err != nil {
+				f.Close()
+				return files, nil, pos, err
+			}
+			cur.size = st.Size()
+		}
+	}
+	return append(files, cur), sess, pos, nil
+}
+
+// countLines counts the lines of a file's snapshot, as the stream will
+// decode them.
+func countLines(ctx context.Context, sf snapFile) (int, error) {
+	dec := dockerlog.NewFrameDecoder(io.NewSectionReader(sf.f, 0, sf.size), maxFrame)
+	var f dockerlog.Frame
+	n := 0
+	for i := 0; ; i++ {
+		if i%4096 == 0 && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		err := dec.Decode(&f)
+		switch {
+		case err == nil:
+			if f.EndsLine() {
+				n++
+			}
+		case errors.Is(err, io.EOF):
+			return n, nil
+		case isFrameError(err):
+		default:
+			return 0, err
+		}
+	}
+}
+
+// isFrameError reports a decoding error the decoder recovers from.
+func isFrameError(err error) bool {
+	return errors.Is(err, dockerlog.ErrCorruptFrame) || errors.Is(err, dockerlog.ErrFrameTooLarge) ||
+		errors.Is(err, dockerlog.ErrTruncatedFrame)
+}
+
+// Read fills p with whole or partial encoded frames.
+func (r *reader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, ErrClosed
+	}
+	if r.outOff == len(r.out) {
+		if r.err != nil {
+			return 0, r.err
+		}
+		if len(p) == 0 {
+			return 0, nil
+		}
+		r.out, r.outOff = r.out[:0], 0
+		r.fill(len(p))
+		if len(r.out) == 0 {
+			return 0, r.err
+		}
+	}
+	n := copy(p, r.out[r.outOff:])
+	r.outOff += n
+	return n, nil
+}
+
+// fill encodes frames into r.out until it holds want bytes, the next frame
+// would have to be waited for, or the stream ends (r.err is then set).
+func (r *reader) fill(want int) {
+	for len(r.out) < want {
+		if len(r.out) > 0 && !r.ready() {
+			return
+		}
+		if err := r.ctx.Err(); err != nil {
+			r.end(err)
+			return
+		}
+		select {
+		case <-r.done:
+			r.end(ErrClosed)
+			return
+		default:
+		}
+		if !r.next() {
+			return
+		}
+		f := &r.frame
+		if !r.since.IsZero() || !r.until.IsZero() {
+			t := time.Unix(0, f.TimeNano)
+			if !r.since.IsZero() {
+				if t.Before(r.since) {
+					continue
+				}
+				// As Docker does: times need not be monotonic, so once a
+				// frame is at or after since, later ones are all sent.
+				r.since = time.Time{}
+			}
+			if !r.until.IsZero() && t.After(r.until) {
+				r.end(io.EOF)
+				return
+			}
+		}
+		r.out = dockerlog.AppendFrame(r.out, f)
+	}
+}
+
+// ready reports whether the next frame can be had without waiting for the
+// Writer. It may say no when the decoder has one buffered: the frame is
+// then returned by the next Read instead of this one.
+func (r *reader) ready() bool {
+	if len(r.segs) == 0 || r.segs[0].follow == nil {
+		return true
+	}
+	return r.segs[0].follow.ready()
+}
+
+// next decodes the stream's next frame into r.frame, skipping what Tail
+// leaves out and what is corrupt. It returns false at the end (r.err set).
+func (r *reader) next() bool {
+	for len(r.segs) > 0 {
+		seg := &r.segs[0]
+		if r.dec == nil {
+			r.dec = dockerlog.NewFrameDecoder(seg.src, maxFrame)
+		}
+		err := r.dec.Decode(&r.frame)
+		switch {
+		case err == nil:
+			if seg.skip > 0 {
+				if r.frame.EndsLine() {
+					seg.skip--
+				}
+				continue
+			}
+			return true
+		case errors.Is(err, io.EOF):
+			r.closeSegment()
+		case errors.Is(err, dockerlog.ErrTruncatedFrame):
+			// The plugin was killed while writing; the next Decode ends the
+			// file.
+			r.s.stats.tornTails.Add(1)
+		case isFrameError(err):
+			r.s.stats.corruptFrames.Add(1)
+		default:
+			r.end(err)
+			return false
+		}
+	}
+	r.end(io.EOF)
+	return false
+}
+
+// closeSegment drops segs[0], counting what its decoder skipped.
+func (r *reader) closeSegment() {
+	if r.dec != nil {
+		r.s.stats.skippedBytes.Add(uint64(r.dec.SkippedBytes()))
+		r.dec = nil
+	}
+	seg := r.segs[0]
+	if seg.f != nil {
+		seg.f.Close()
+	}
+	if seg.follow != nil {
+		seg.follow.close()
+	}
+	r.segs = r.segs[1:]
+}
+
+// end ends the stream with err and releases everything but the frames
+// still in r.out. Called with r.mu held.
+func (r *reader) end(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+	r.release()
+}
+
+// release closes the files and lets the store forget the container.
+func (r *reader) release() {
+	for len(r.segs) > 0 {
+		r.closeSegment()
+	}
+	if r.cl != nil {
+		r.s.release(r.cl)
+		r.cl = nil
+	}
+}
+
+// Close ends the stream, waking a Read blocked in another goroutine.
+func (r *reader) Close() error {
+	r.closeOnce.Do(func() { close(r.done) })
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	r.end(ErrClosed)
+	return nil
+}
+
+// followSource is the byte stream of a live Writer's files from a position
+// on: the rest of the file it started in, then each file rotation created,
+// growing as the Writer appends. Its Read waits for the Writer; it returns
+// io.EOF once the Writer's session ended and everything it wrote was read.
+// Only the reader's goroutine uses it (under reader.mu).
+type followSource struct {
+	r    *reader
+	sess *session
+	// files[0] is read from off. Every file but the last was rotated out
+	// and is read to its end; the last is the file of rotation rot, read up
+	// to limit. A nil file (not found) gives nothing.
+	files []*os.File
+	off   int64
+	rot   uint64
+	limit int64
+	ended bool // the session is over and limit is final
+}
+
+// ready reports whether Read has bytes without waiting.
+func (fs *followSource) ready() bool {
+	return fs.ended || len(fs.files) > 1 || fs.off < fs.limit
+}
+
+func (fs *followSource) Read(p []byte) (int, error) {
+	for {
+		switch {
+		case len(fs.files) > 1:
+			if f := fs.files[0]; f != nil {
+				n, err := f.ReadAt(p, fs.off)
+				fs.off += int64(n)
+				if n > 0 {
+					return n, nil
+				}
+				if err != nil && !errors.Is(err, io.EOF) {
+					return 0, err
+				}
+				f.Close()
+			}
+			fs.files, fs.off = fs.files[1:], 0
+			continue
+		case len(fs.files) == 1 && fs.off < fs.limit:
+			f := fs.files[0]
+			if f == nil {
+				fs.off = fs.limit
+				continue
+			}
+			n, err := f.ReadAt(p[:min(int64(len(p)), fs.limit-fs.off)], fs.off)
+			fs.off += int64(n)
+			if n > 0 {
+				return n, nil
+			}
+			if err == nil || errors.Is(err, io.EOF) {
+				// Shorter than the Writer wrote: cut by someone else.
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		case fs.ended:
+			return 0, io.EOF
+		}
+		if err := fs.wait(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// wait returns once the Writer has written past what fs knows of, rotated,
+// or ended its session, or with the reason to stop.
+func (fs *followSource) wait() error {
+	cl := fs.r.cl
+	for {
+		cl.mu.Lock()
+		target, live := cl.pos, true
+		select {
+		case <-fs.sess.closed:
+			target, live = fs.sess.end, false
+		default:
+		}
+		switch {
+		case target.rotation != fs.rot:
+			fs.advance(cl, target)
+			cl.mu.Unlock()
+			return nil
+		case target.size > fs.limit:
+			fs.limit = target.size
+			if len(fs.files) == 1 && fs.files[0] == nil {
+				// The Writer had no file when we started; it has one now.
+				fs.files[0] = fs.openAge(cl, cl.pos.rotation-fs.rot)
+			}
+			cl.mu.Unlock()
+			return nil
+		case !live:
+			fs.ended = true
+			cl.mu.Unlock()
+			return nil
+		}
+		ch := cl.waitChan()
+		cl.mu.Unlock()
+		select {
+		case <-ch:
+		case <-fs.sess.closed:
+		case <-fs.r.ctx.Done():
+			return fs.r.ctx.Err()
+		case <-fs.r.done:
+			return ErrClosed
+		}
+	}
+}
+
+// advance queues the files of the rotations since fs.rot up to target,
+// which are now named by how many rotations ago they were made. Files
+// rotated away already (a follower more than max-file files behind) are
+// counted as missed. Called with cl.mu held.
+func (fs *followSource) advance(cl *containerLog, target position) {
+	for k := fs.rot + 1; k <= target.rotation; k++ {
+		fs.files = append(fs.files, fs.openAge(cl, cl.pos.rotation-k))
+	}
+	fs.rot, fs.limit = target.rotation, target.size
+}
+
+// openAge opens the file made age rotations ago, or returns nil and counts
+// it missed. Called with cl.mu held.
+func (fs *followSource) openAge(cl *containerLog, age uint64) *os.File {
+	f, err := os.Open(cl.fileName(age))
+	if err != nil {
+		fs.r.s.stats.missedFiles.Add(1)
+		return nil
+	}
+	return f
+}
+
+func (fs *followSource) close() {
+	for _, f := range fs.files {
+		if f != nil {
+			f.Close()
+		}
+	}
+	fs.files = nil
+}

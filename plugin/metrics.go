@@ -1,0 +1,102 @@
+package plugin
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the plugin's own series; the dispatchers add theirs. Series
+// that name a container are deleted when its stream ends.
+type Metrics struct {
+	streams     prometheus.Gauge
+	started     prometheus.Counter
+	reattached  prometheus.Counter
+	startErrors *prometheus.CounterVec
+	framesRead  prometheus.Counter
+	corrupt     prometheus.Counter
+	truncated   prometheus.Counter
+	invalidUTF8 prometheus.Counter
+	copyErrors  prometheus.Counter
+	entries     *prometheus.CounterVec
+	bytes       *prometheus.CounterVec
+	stopSeconds prometheus.Histogram
+}
+
+// NewMetrics registers the plugin's series with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "logferry_plugin_streams_active", Help: "Container FIFOs being read.",
+		}),
+		started: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_plugin_streams_started_total", Help: "StartLogging calls that opened a stream.",
+		}),
+		reattached: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_plugin_streams_reattached_total", Help: "Streams re-opened from the state directory after a plugin restart.",
+		}),
+		startErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_plugin_start_errors_total", Help: "StartLogging calls refused, by reason.",
+		}, []string{"reason"}),
+		framesRead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_plugin_frames_read_total", Help: "Frames read from FIFOs.",
+		}),
+		corrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_plugin_frames_corrupt_total", Help: "Corrupt or torn frames skipped.",
+		}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_plugin_lines_truncated_total", Help: "Lines cut at max-line-size.",
+		}),
+		invalidUTF8: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_plugin_lines_invalid_utf8_total", Help: "Lines whose invalid UTF-8 was replaced with U+FFFD.",
+		}),
+		copyErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_plugin_local_copy_errors_total", Help: "Lines that could not be written to the local copy for docker logs.",
+		}),
+		entries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_plugin_entries_read_total", Help: "Complete lines read, per container and source.",
+		}, []string{"container_name", "source"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_plugin_bytes_read_total", Help: "Line bytes read, per container and source.",
+		}, []string{"container_name", "source"}),
+		stopSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "logferry_plugin_stop_logging_seconds", Help: "Time StopLogging took to answer.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.streams, m.started, m.reattached, m.startErrors, m.framesRead, m.corrupt,
+			m.truncated, m.invalidUTF8, m.copyErrors, m.entries, m.bytes, m.stopSeconds)
+	}
+	return m
+}
+
+// streamMetrics are one stream's view: per-source series resolved once.
+type streamMetrics struct {
+	*Metrics
+	name           string
+	stdout, stderr sourceMetrics
+}
+
+type sourceMetrics struct {
+	entries, bytes prometheus.Counter
+}
+
+func (m *Metrics) forStream(containerName string) *streamMetrics {
+	sm := &streamMetrics{Metrics: m, name: containerName}
+	sm.stdout = sourceMetrics{m.entries.WithLabelValues(containerName, "stdout"), m.bytes.WithLabelValues(containerName, "stdout")}
+	sm.stderr = sourceMetrics{m.entries.WithLabelValues(containerName, "stderr"), m.bytes.WithLabelValues(containerName, "stderr")}
+	return sm
+}
+
+func (sm *streamMetrics) source(s string) sourceMetrics {
+	if s == "stderr" {
+		return sm.stderr
+	}
+	return sm.stdout
+}
+
+// forget deletes the stream's per-container series.
+func (sm *streamMetrics) forget() {
+	l := prometheus.Labels{"container_name": sm.name}
+	sm.entries.DeletePartialMatch(l)
+	sm.bytes.DeletePartialMatch(l)
+}
