@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"time"
@@ -38,10 +39,22 @@ type Config struct {
 	// StopGrace bounds how long a stopped stream waits for the daemon to
 	// close its end of the FIFO before the read is ended by force.
 	StopGrace time.Duration
+	// DrainTimeout bounds how long the record of a stopped stream is kept
+	// while Loki has not yet accepted its last lines (so that a restart in
+	// that time still re-sends them).
+	DrainTimeout time.Duration
+	// ReplayMargin is how far before the last acknowledged line a restarted
+	// plugin starts re-sending the local copy: stdout and stderr lines are
+	// stamped by separate goroutines of the daemon and may be out of order
+	// by a little.
+	ReplayMargin time.Duration
 }
 
-// DefaultStopGrace is the default Config.StopGrace.
-const DefaultStopGrace = time.Minute
+// Defaults of Config.
+const (
+	DefaultStopGrace    = time.Minute
+	DefaultReplayMargin = time.Second
+)
 
 // Driver is the registry of streams: every FIFO reader is started, stopped
 // and re-attached here, under one lock, so StartLogging and StopLogging are
@@ -58,7 +71,11 @@ type Driver struct {
 	mu      sync.Mutex
 	streams map[string]*stream // by FIFO path
 	closed  bool
-	wg      sync.WaitGroup // stream goroutines
+	// finalPos keeps the positions of streams that ended during Shutdown.
+	finalPos map[string]int64
+	wg       sync.WaitGroup // stream and position goroutines
+	ctx      context.Context
+	cancel   context.CancelFunc
 }
 
 // NewDriver returns a Driver with no streams. store may be nil (no docker
@@ -73,7 +90,21 @@ func NewDriver(cfg Config, pool *loki.Pool, state *State, store LocalStore, m *M
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Driver{cfg: cfg, log: log, pool: pool, state: state, store: store, m: m, streams: map[string]*stream{}}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = loki.DefaultDrainTimeout
+	}
+	if cfg.ReplayMargin <= 0 {
+		cfg.ReplayMargin = DefaultReplayMargin
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &Driver{cfg: cfg, log: log, pool: pool, state: state, store: store, m: m, streams: map[string]*stream{},
+		finalPos: map[string]int64{}, ctx: ctx, cancel: cancel}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.savePositions(ctx)
+	}()
+	return d
 }
 
 // StartLogging validates the container's log-opts and starts reading its
@@ -92,7 +123,8 @@ func (d *Driver) StartLogging(file string, info Info) error {
 	if err != nil {
 		return err
 	}
-	if err := d.state.Save(file, info); err != nil {
+	s.started = time.Now().UnixNano()
+	if err := d.state.Save(record{File: file, Info: info, Started: s.started}); err != nil {
 		d.discard(s)
 		d.m.startErrors.WithLabelValues("state").Inc()
 		return fmt.Errorf("logferry: recording the stream for re-attach: %w", err)
@@ -105,6 +137,12 @@ func (d *Driver) StartLogging(file string, info Info) error {
 // newStream builds everything a stream needs; on error nothing is left
 // open. Called with d.mu held.
 func (d *Driver) newStream(file string, info Info, reattach bool) (*stream, error) {
+	return d.buildStream(file, info, reattach, false)
+}
+
+// buildStream is newStream; with fifoGone the stream only re-sends its
+// local copy (its container stopped while the plugin was down).
+func (d *Driver) buildStream(file string, info Info, reattach, fifoGone bool) (*stream, error) {
 	opts, err := logopts.Parse(d.cfg.Defaults, info.Config)
 	if err != nil {
 		d.m.startErrors.WithLabelValues("options").Inc()
@@ -132,9 +170,10 @@ func (d *Driver) newStream(file string, info Info, reattach bool) (*stream, erro
 	name := info.Container().Name
 	s := &stream{
 		file: file, info: info, opts: opts, set: set, meta: meta, disp: disp,
-		log:  d.log.With("container", name, "container_id", shortID(info.ContainerID)),
-		m:    d.m.forStream(name),
-		done: make(chan struct{}),
+		log:      d.log.With("container", name, "container_id", shortID(info.ContainerID)),
+		m:        d.m.forStream(name),
+		done:     make(chan struct{}),
+		resolved: make(chan struct{}),
 	}
 	if d.store != nil && !opts.File.NoFile {
 		if s.copy, err = d.store.Open(info.ContainerID, opts.File); err != nil {
@@ -142,6 +181,9 @@ func (d *Driver) newStream(file string, info Info, reattach bool) (*stream, erro
 			d.m.startErrors.WithLabelValues("local_copy").Inc()
 			return nil, fmt.Errorf("logferry: opening the local copy for docker logs: %w", err)
 		}
+	}
+	if fifoGone {
+		return s, nil
 	}
 	if s.fifo, s.keeper, err = openFIFO(file, reattach); err != nil {
 		if s.copy != nil {
@@ -156,7 +198,9 @@ func (d *Driver) newStream(file string, info Info, reattach bool) (*stream, erro
 
 // discard undoes newStream for a stream that was never launched.
 func (d *Driver) discard(s *stream) {
-	s.fifo.Close()
+	if s.fifo != nil {
+		s.fifo.Close()
+	}
 	if s.keeper != nil {
 		s.keeper.Close()
 	}
@@ -175,7 +219,18 @@ func (d *Driver) launch(s *stream) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		s.run()
+		s.run(d.ctx)
+		d.pool.Release(s.disp) // the dispatcher keeps flushing what s handed it
+		// Keep the record until Loki has the last line: a restart in the
+		// meantime re-sends from the local copy.
+		t := time.NewTimer(d.cfg.DrainTimeout)
+		select {
+		case <-s.resolved:
+		case <-t.C:
+			s.log.Warn("Loki did not accept the stream's last lines in time; forgetting it", "drain_timeout", d.cfg.DrainTimeout)
+		case <-d.ctx.Done():
+		}
+		t.Stop()
 		d.finish(s)
 	}()
 }
@@ -188,9 +243,11 @@ func (d *Driver) finish(s *stream) {
 		delete(d.streams, s.file)
 	}
 	shuttingDown := d.closed
+	if shuttingDown {
+		d.finalPos[s.file] = s.acked.Load()
+	}
 	d.mu.Unlock()
 	d.m.streams.Dec()
-	d.pool.Release(s.disp) // the dispatcher keeps flushing what s handed it
 	s.m.forget()
 	if !shuttingDown {
 		if err := d.state.Delete(s.file); err != nil {
@@ -223,10 +280,13 @@ func (d *Driver) ReadLogs(ctx context.Context, info Info, cfg ReadConfig) (io.Re
 	return d.store.Read(ctx, info.ContainerID, cfg)
 }
 
-// Restore re-attaches to the FIFOs recorded by an earlier process. A record
-// whose FIFO is gone (the container stopped meanwhile) is deleted.
+// Restore re-attaches to the FIFOs recorded by an earlier process and
+// re-sends, from each container's local copy, the lines Loki had not yet
+// acknowledged. A record whose FIFO is gone (the container stopped while
+// the plugin was down) only re-sends, then is deleted.
 func (d *Driver) Restore() (int, error) {
 	records, loadErr := d.state.Load()
+	acked := d.state.LoadPositions()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n := 0
@@ -236,22 +296,64 @@ func (d *Driver) Restore() (int, error) {
 			continue
 		}
 		st, err := os.Stat(r.File)
-		if err != nil || st.Mode()&os.ModeNamedPipe == 0 {
-			d.log.Info("not re-attaching: the FIFO is gone", "fifo", r.File, "container_id", shortID(r.Info.ContainerID))
-			_ = d.state.Delete(r.File)
-			continue
-		}
-		s, err := d.newStream(r.File, r.Info, true)
+		gone := err != nil || st.Mode()&os.ModeNamedPipe == 0
+		s, err := d.buildStream(r.File, r.Info, true, gone)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("re-attaching %s: %w", shortID(r.Info.ContainerID), err))
 			_ = d.state.Delete(r.File)
 			continue
+		}
+		s.started = r.Started
+		from := r.Started
+		if a, ok := acked[r.File]; ok {
+			from = max(from, a-d.cfg.ReplayMargin.Nanoseconds())
+			s.acked.Store(a)
+		}
+		if rp, ok := d.store.(replayer); ok && s.copy != nil && from > 0 {
+			s.replayFrom, s.replayer = from, rp
+		}
+		if gone {
+			s.log.Info("the container stopped while the plugin was down; re-sending its unacknowledged lines")
 		}
 		d.launch(s)
 		d.m.reattached.Inc()
 		n++
 	}
 	return n, errors.Join(loadErr, errors.Join(errs...))
+}
+
+// savePositions writes every stream's acknowledged time once a second (and
+// a last time on shutdown), so a restarted plugin knows where to resume.
+func (d *Driver) savePositions(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last map[string]int64
+	save := func() {
+		d.mu.Lock()
+		pos := make(map[string]int64, len(d.streams))
+		for f, s := range d.streams {
+			if a := s.acked.Load(); a > 0 {
+				pos[f] = a
+			}
+		}
+		d.mu.Unlock()
+		if maps.Equal(pos, last) {
+			return
+		}
+		if err := d.state.SavePositions(pos); err != nil {
+			d.log.Error("saving positions", "err", err)
+			return
+		}
+		last = pos
+	}
+	for {
+		select {
+		case <-tick.C:
+			save()
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Active returns the number of streams being read.
@@ -275,8 +377,26 @@ func (d *Driver) Shutdown(ctx context.Context) {
 	for _, s := range streams {
 		s.abort()
 	}
-	d.wg.Wait()
+	// Flush what the dispatchers hold first: their acknowledgements move
+	// the positions saved below.
 	d.pool.Close(ctx)
+	d.savePositionsNow()
+	d.cancel()
+	d.wg.Wait()
+}
+
+// savePositionsNow writes the positions of every stream still registered.
+func (d *Driver) savePositionsNow() {
+	d.mu.Lock()
+	pos := maps.Clone(d.finalPos)
+	for f, s := range d.streams {
+		pos[f] = s.acked.Load()
+	}
+	d.mu.Unlock()
+	maps.DeleteFunc(pos, func(_ string, a int64) bool { return a <= 0 })
+	if err := d.state.SavePositions(pos); err != nil {
+		d.log.Error("saving positions", "err", err)
+	}
 }
 
 func shortID(id string) string {

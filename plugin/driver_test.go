@@ -36,12 +36,20 @@ type sink struct {
 	mu    sync.Mutex
 	lines map[string][]string
 	ts    map[string][]int64
+	down  bool
 }
 
 func newSink(t *testing.T) *sink {
 	s := &sink{lines: map[string][]string{}, ts: map[string][]int64{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		down := s.down
+		s.mu.Unlock()
+		if down {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
 		raw, err := snappy.Decode(nil, body)
 		if err != nil {
 			http.Error(w, err.Error(), 400)
@@ -78,6 +86,13 @@ func (s *sink) count() int {
 	return n
 }
 
+// down makes the sink answer 503 while set.
+func (s *sink) setDown(down bool) {
+	s.mu.Lock()
+	s.down = down
+	s.mu.Unlock()
+}
+
 type env struct {
 	t      *testing.T
 	dir    string
@@ -88,6 +103,10 @@ type env struct {
 }
 
 func newEnv(t *testing.T, stateDir string, s *sink) *env {
+	return newEnvStore(t, stateDir, s, false)
+}
+
+func newEnvStore(t *testing.T, stateDir string, s *sink, withStore bool) *env {
 	t.Helper()
 	if s == nil {
 		s = newSink(t)
@@ -100,7 +119,15 @@ func newEnv(t *testing.T, stateDir string, s *sink) *env {
 	}
 	defaults := logopts.Defaults()
 	defaults.Loki.BatchWait = 20 * time.Millisecond
-	d := NewDriver(Config{Defaults: defaults, Host: "testhost"}, pool, state, nil, NewMetrics(reg), nil)
+	var store LocalStore
+	if withStore {
+		fs, err := NewFileStore(filepath.Join(stateDir, "logs"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store = fs
+	}
+	d := NewDriver(Config{Defaults: defaults, Host: "testhost"}, pool, state, store, NewMetrics(reg), nil)
 	return &env{t: t, dir: stateDir, driver: d, pool: pool, sink: s, reg: reg}
 }
 
@@ -202,7 +229,7 @@ func TestStartStopDeliversEverythingWhole(t *testing.T) {
 	}
 	w.Close()
 	waitFor(t, "the stream to end", func() bool { return e.driver.Active() == 0 })
-	e.pool.Close(context.Background())
+	e.driver.Shutdown(context.Background())
 
 	stdout := `{container_name="c1", host="testhost", source="stdout"}`
 	stderr := `{container_name="c1", host="testhost", source="stderr"}`
@@ -257,7 +284,7 @@ func TestStartLoggingRejectsBadOptions(t *testing.T) {
 	if e.driver.Active() != 0 || e.pool.Len() != 0 {
 		t.Fatalf("a refused start left %d streams, %d dispatchers", e.driver.Active(), e.pool.Len())
 	}
-	e.pool.Close(context.Background())
+	e.driver.Shutdown(context.Background())
 }
 
 func TestStartAndStopAreIdempotent(t *testing.T) {
@@ -280,7 +307,7 @@ func TestStartAndStopAreIdempotent(t *testing.T) {
 	}
 	w.Close()
 	waitFor(t, "the stream to end", func() bool { return e.driver.Active() == 0 })
-	e.pool.Close(context.Background())
+	e.driver.Shutdown(context.Background())
 }
 
 // TestManyStreamsShareOneDispatcher: streams with the same endpoint
@@ -307,7 +334,7 @@ func TestManyStreamsShareOneDispatcher(t *testing.T) {
 		w.Close()
 	}
 	waitFor(t, "every stream to end", func() bool { return e.driver.Active() == 0 })
-	e.pool.Close(context.Background())
+	e.driver.Shutdown(context.Background())
 	if e.sink.count() != 50 {
 		t.Fatalf("%d of 50 lines", e.sink.count())
 	}
@@ -347,19 +374,21 @@ func TestRestartReattaches(t *testing.T) {
 	_ = e2.driver.StopLogging(fifo)
 	w.Close()
 	waitFor(t, "the stream to end", func() bool { return e2.driver.Active() == 0 })
-	e2.pool.Close(context.Background())
+	e2.driver.Shutdown(context.Background())
 	// A record whose FIFO is gone is dropped.
 	e3 := newEnv(t, stateDir, s)
-	if err := e3.driver.state.Save(filepath.Join(t.TempDir(), "gone"), e3.info("gone", nil)); err != nil {
+	if err := e3.driver.state.Save(record{File: filepath.Join(t.TempDir(), "gone"), Info: e3.info("gone", nil)}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := e3.driver.Restore(); n != 0 || err != nil {
+	// It only re-sends its local copy (none here), then is forgotten.
+	if n, err := e3.driver.Restore(); n != 1 || err != nil {
 		t.Fatalf("Restore of a gone FIFO: %d, %v", n, err)
 	}
+	waitFor(t, "the replay-only stream to end", func() bool { return e3.driver.Active() == 0 })
 	if recs, _ := e3.driver.state.Load(); len(recs) != 0 {
 		t.Fatalf("%d records left", len(recs))
 	}
-	e3.pool.Close(context.Background())
+	e3.driver.Shutdown(context.Background())
 }
 
 func TestHTTPProtocol(t *testing.T) {
@@ -407,5 +436,84 @@ func TestHTTPProtocol(t *testing.T) {
 	waitFor(t, "the stream to end", func() bool { return e.driver.Active() == 0 })
 	ln.Close()
 	<-served
-	e.pool.Close(context.Background())
+	e.driver.Shutdown(context.Background())
+}
+
+// TestRestartResendsWhatLokiDidNotAccept: lines read while Loki was down
+// and lost with the process are re-sent from the local copy by the next
+// process; lines Loki had accepted are not sent again.
+func TestRestartResendsWhatLokiDidNotAccept(t *testing.T) {
+	stateDir := t.TempDir()
+	s := newSink(t)
+	e1 := newEnvStore(t, stateDir, s, true)
+	fifo := mkfifo(t, t.TempDir(), "c")
+	if err := e1.driver.StartLogging(fifo, e1.info("rs", map[string]string{"loki-retries": "0"})); err != nil {
+		t.Fatal(err)
+	}
+	w := daemonEnd(t, fifo)
+	base := time.Now().UnixNano()
+	for i := 0; i < 10; i++ {
+		writeLine(t, w, "stdout", base+int64(i), []byte(fmt.Sprint("accepted ", i)), "")
+	}
+	waitFor(t, "the first lines", func() bool { return s.count() == 10 })
+	// The positions file must hold the acknowledgement before the crash.
+	waitFor(t, "the position to be saved", func() bool {
+		return e1.driver.state.LoadPositions()[fifo] == base+9
+	})
+	s.setDown(true)
+	for i := 0; i < 20; i++ {
+		writeLine(t, w, "stdout", base+int64(100+i), []byte(fmt.Sprint("during outage ", i)), "")
+	}
+	waitFor(t, "the outage lines to reach the local copy", func() bool {
+		return testCounter(e1.reg, "logferry_plugin_frames_read_total") == 30
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	e1.driver.Shutdown(ctx) // Loki is down: the 20 lines are not delivered
+	cancel()
+	if s.count() != 10 {
+		t.Fatalf("%d lines delivered while Loki was down", s.count())
+	}
+
+	s.setDown(false)
+	e2 := newEnvStore(t, stateDir, s, true)
+	if n, err := e2.driver.Restore(); n != 1 || err != nil {
+		t.Fatalf("Restore: %d, %v", n, err)
+	}
+	writeLine(t, w, "stdout", base+200, []byte("after restart"), "")
+	_ = e2.driver.StopLogging(fifo)
+	w.Close()
+	waitFor(t, "the stream to end", func() bool { return e2.driver.Active() == 0 })
+	e2.driver.Shutdown(context.Background())
+	lines := s.lines[`{container_name="rs", host="testhost", source="stdout"}`]
+	seen := map[string]int{}
+	for _, l := range lines {
+		seen[l]++
+	}
+	for i := 0; i < 20; i++ {
+		if seen[fmt.Sprint("during outage ", i)] != 1 {
+			t.Fatalf("outage line %d delivered %d times; all: %q", i, seen[fmt.Sprint("during outage ", i)], lines)
+		}
+	}
+	if seen["after restart"] != 1 {
+		t.Fatalf("the line after the restart arrived %d times", seen["after restart"])
+	}
+	// Lines Loki had accepted long before the position are not re-sent
+	// (the margin re-sends only what is within a second of it, and those
+	// Loki drops as duplicates).
+	if got := testCounter(e2.reg, "logferry_plugin_lines_replayed_total"); got < 20 || got > 30 {
+		t.Fatalf("re-sent %v lines, want the 20 of the outage (plus at most the 10 within the margin)", got)
+	}
+}
+
+func testCounter(reg *prometheus.Registry, name string) float64 {
+	families, _ := reg.Gather()
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() == name {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }

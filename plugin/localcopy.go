@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/logferry/logferry/plugin/logstore"
+	"github.com/logferry/logferry/shared/dockerlog"
 	"github.com/logferry/logferry/shared/logopts"
 )
 
@@ -29,10 +31,38 @@ func NewFileStore(dir string, log *slog.Logger) (*FileStore, error) {
 
 // Open starts or continues a container's copy.
 func (f *FileStore) Open(containerID string, cfg logopts.FileConfig) (copyWriter, error) {
-	return f.store.Open(containerID, logstore.Config{MaxSize: cfg.MaxSize, MaxFile: cfg.MaxFile})
+	w, err := f.store.Open(containerID, logstore.Config{MaxSize: cfg.MaxSize, MaxFile: cfg.MaxFile})
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // Read streams a container's copy as daemon frames.
 func (f *FileStore) Read(ctx context.Context, containerID string, cfg ReadConfig) (io.ReadCloser, error) {
 	return f.store.Read(ctx, containerID, logstore.ReadConfig{Since: cfg.Since, Until: cfg.Until, Tail: cfg.Tail, Follow: cfg.Follow})
+}
+
+var _ replayer = (*FileStore)(nil)
+
+// Replay calls fn for every line of a container's copy stamped at or after
+// since, in order.
+func (f *FileStore) Replay(ctx context.Context, containerID string, since int64, fn func(source string, timeNano int64, line []byte)) error {
+	rc, err := f.store.Read(ctx, containerID, logstore.ReadConfig{Since: time.Unix(0, since), Tail: -1})
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	dec := dockerlog.NewFrameDecoder(rc, 0)
+	var fr dockerlog.Frame
+	for {
+		err := dec.Decode(&fr)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fn(fr.Source, fr.TimeNano, fr.Line)
+	}
 }

@@ -10,6 +10,7 @@ type Metrics struct {
 	streams     prometheus.Gauge
 	started     prometheus.Counter
 	reattached  prometheus.Counter
+	replayed    prometheus.Counter
 	startErrors *prometheus.CounterVec
 	framesRead  prometheus.Counter
 	corrupt     prometheus.Counter
@@ -32,6 +33,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		reattached: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_plugin_streams_reattached_total", Help: "Streams re-opened from the state directory after a plugin restart.",
+		}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_plugin_lines_replayed_total", Help: "Lines re-sent from local copies after a restart because Loki had not acknowledged them.",
 		}),
 		startErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "logferry_plugin_start_errors_total", Help: "StartLogging calls refused, by reason.",
@@ -63,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.streams, m.started, m.reattached, m.startErrors, m.framesRead, m.corrupt,
+		reg.MustRegister(m.streams, m.started, m.reattached, m.replayed, m.startErrors, m.framesRead, m.corrupt,
 			m.truncated, m.invalidUTF8, m.copyErrors, m.entries, m.bytes, m.stopSeconds)
 	}
 	return m

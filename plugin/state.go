@@ -22,6 +22,8 @@ type State struct {
 type record struct {
 	File string `json:"File"`
 	Info Info   `json:"Info"`
+	// Started is when StartLogging opened the stream (Unix ns).
+	Started int64 `json:"Started"`
 }
 
 // NewState uses dir (created if missing) for the records.
@@ -39,27 +41,64 @@ func (s *State) path(file string) string {
 
 // Save writes the record for file atomically and durably: it must survive a
 // crash that comes right after StartLogging returned.
-func (s *State) Save(file string, info Info) error {
-	b, err := json.Marshal(record{File: file, Info: info})
+func (s *State) Save(r record) error {
+	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
+	return s.write(s.path(r.File), b, true)
+}
+
+// write replaces path atomically; durable adds the fsyncs that make it
+// survive a machine crash, not only a process crash.
+func (s *State) write(path string, b []byte, durable bool) error {
 	tmp, err := os.CreateTemp(s.dir, ".record-*")
 	if err != nil {
 		return err
 	}
 	_, werr := tmp.Write(b)
-	serr := tmp.Sync()
+	var serr error
+	if durable {
+		serr = tmp.Sync()
+	}
 	cerr := tmp.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
 		os.Remove(tmp.Name())
 		return err
 	}
-	if err := os.Rename(tmp.Name(), s.path(file)); err != nil {
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		os.Remove(tmp.Name())
 		return err
 	}
-	return syncDir(s.dir)
+	if durable {
+		return syncDir(s.dir)
+	}
+	return nil
+}
+
+// positionsFile holds, per FIFO, the time of the last line Loki accepted.
+// It is rewritten every second without fsync: it has to survive the plugin
+// process, and a machine crash restarts the containers anyway.
+const positionsFile = "positions"
+
+// SavePositions replaces the saved positions.
+func (s *State) SavePositions(pos map[string]int64) error {
+	b, err := json.Marshal(pos)
+	if err != nil {
+		return err
+	}
+	return s.write(filepath.Join(s.dir, positionsFile), b, false)
+}
+
+// LoadPositions returns the saved positions; none when there are none or
+// the file is unreadable (then lines are re-sent from the stream's start).
+func (s *State) LoadPositions() map[string]int64 {
+	pos := map[string]int64{}
+	b, err := os.ReadFile(filepath.Join(s.dir, positionsFile))
+	if err == nil {
+		_ = json.Unmarshal(b, &pos)
+	}
+	return pos
 }
 
 // Delete removes the record for file; a missing record is not an error.

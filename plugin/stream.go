@@ -1,12 +1,15 @@
 package plugin
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -42,9 +45,62 @@ type stream struct {
 	// copyBuf is the line plus its newline for the local copy; reused.
 	copyBuf []byte
 
-	mu        sync.Mutex
-	stopping  bool
-	forceStop *time.Timer
+	// started is when StartLogging first opened the stream: replay after
+	// a restart never goes further back (older lines in the copy are from
+	// earlier runs of the container).
+	started int64
+	// replayFrom, when set, is where a re-attached stream resumes shipping
+	// from its local copy before it reads the FIFO again.
+	replayFrom int64
+	replayer   replayer
+
+	// acked is the time of the latest entry Loki accepted, in hand-over
+	// order: on restart everything in the local copy from a little before
+	// it is sent again (Loki drops exact duplicates).
+	acked atomic.Int64
+
+	mu         sync.Mutex
+	stopping   bool
+	forceStop  *time.Timer
+	ended      bool
+	lastHanded int64 // time of the last entry the dispatcher took
+	handedAny  bool
+	resolved   chan struct{} // closed when the last entry is resolved
+	lastAcked  int64
+}
+
+// replayer reads back a container's local copy.
+type replayer interface {
+	Replay(ctx context.Context, containerID string, since int64, fn func(source string, timeNano int64, line []byte)) error
+}
+
+var _ loki.Acker = (*stream)(nil)
+
+// Ack is called by the dispatcher, in hand-over order.
+func (s *stream) Ack(off int64, delivered bool) {
+	if delivered {
+		s.acked.Store(off)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastAcked = off
+	s.checkResolved()
+}
+
+// checkResolved closes resolved once the stream has ended and its last
+// entry has been resolved. Called with s.mu held.
+func (s *stream) checkResolved() {
+	if !s.ended || s.resolved == nil {
+		return
+	}
+	select {
+	case <-s.resolved:
+		return
+	default:
+	}
+	if !s.handedAny || s.lastAcked == s.lastHanded {
+		close(s.resolved)
+	}
 }
 
 // openFIFO opens the read end without blocking. Unless reattach is set it
@@ -83,8 +139,42 @@ func recoverable(err error) bool {
 	return errors.Is(err, dockerlog.ErrCorruptFrame) || errors.Is(err, dockerlog.ErrFrameTooLarge)
 }
 
-func (s *stream) run() {
+func (s *stream) run(ctx context.Context) {
 	defer close(s.done)
+	if s.replayFrom > 0 && s.replayer != nil {
+		n := 0
+		err := s.replayer.Replay(ctx, s.info.ContainerID, s.replayFrom, func(source string, t int64, line []byte) {
+			line = bytes.TrimSuffix(line, []byte("\n"))
+			s.ship(source, t, line, false)
+			n++
+		})
+		s.m.replayed.Add(float64(n))
+		s.log.Info("re-sent lines from the local copy that Loki had not acknowledged", "lines", n,
+			"since", time.Unix(0, s.replayFrom).UTC().Format(time.RFC3339Nano), "err", err)
+	}
+	if s.fifo != nil {
+		s.read()
+	}
+	s.mu.Lock()
+	if s.forceStop != nil {
+		s.forceStop.Stop()
+	}
+	if s.keeper != nil {
+		s.keeper.Close()
+		s.keeper = nil
+	}
+	s.ended = true
+	s.checkResolved()
+	s.mu.Unlock()
+	if s.copy != nil {
+		if err := s.copy.Close(); err != nil {
+			s.log.Error("closing the local copy", "err", err)
+		}
+	}
+}
+
+// read ships the FIFO's lines until EOF or the FIFO is closed.
+func (s *stream) read() {
 	dec := dockerlog.NewFrameDecoder(s.fifo, 0)
 	joiner := dockerlog.NewJoiner(s.opts.MaxLineSize)
 	var f dockerlog.Frame
@@ -117,46 +207,42 @@ func (s *stream) run() {
 	}
 	joiner.Flush(s.emit)
 	s.fifo.Close()
-	s.mu.Lock()
-	if s.forceStop != nil {
-		s.forceStop.Stop()
-	}
-	if s.keeper != nil {
-		s.keeper.Close()
-		s.keeper = nil
-	}
-	s.mu.Unlock()
-	if s.copy != nil {
-		if err := s.copy.Close(); err != nil {
-			s.log.Error("closing the local copy", "err", err)
-		}
-	}
 }
 
-// emit ships one complete line and keeps it for docker logs.
+// emit ships one complete line from the FIFO and keeps it for docker logs.
 func (s *stream) emit(l dockerlog.Line) {
-	data := l.Data
 	if l.Truncated {
 		s.m.truncated.Inc()
 	}
+	s.ship(l.Stream, l.TimeNano, l.Data, true)
+}
+
+// ship hands one line to the dispatcher, and to the local copy when keep.
+func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
 	line := string(data)
 	if !utf8.ValidString(line) {
 		s.m.invalidUTF8.Inc()
 		line = replaceInvalidUTF8(line)
 	}
-	src := s.m.source(l.Stream)
+	src := s.m.source(source)
 	src.entries.Inc()
 	src.bytes.Add(float64(len(line)))
-	if s.copy != nil {
+	if keep && s.copy != nil {
 		// docker logs prints a plugin's lines as they come: the newline
 		// that ended the line in the container goes back on.
 		s.copyBuf = append(append(s.copyBuf[:0], data...), '\n')
-		if err := s.copy.Write(&dockerlog.Frame{Source: l.Stream, TimeNano: l.TimeNano, Line: s.copyBuf}); err != nil {
+		if err := s.copy.Write(&dockerlog.Frame{Source: source, TimeNano: timeNano, Line: s.copyBuf}); err != nil {
 			s.m.copyErrors.Inc()
 		}
 	}
 	// Handle never blocks; a full queue is counted by the dispatcher.
-	_ = s.disp.Handle(loki.Entry{Stream: s.set.Stream(l.Stream), TimeNano: l.TimeNano, Line: line, Metadata: s.meta})
+	err := s.disp.Handle(loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta,
+		Acker: s, Offset: timeNano})
+	if err == nil {
+		s.mu.Lock()
+		s.lastHanded, s.handedAny = timeNano, true
+		s.mu.Unlock()
+	}
 }
 
 // replaceInvalidUTF8 turns each invalid byte into U+FFFD, as dockerd's
@@ -192,7 +278,9 @@ func (s *stream) stop(grace time.Duration) {
 		s.keeper.Close()
 		s.keeper = nil
 	}
-	s.forceStop = time.AfterFunc(grace, func() { s.fifo.Close() })
+	if s.fifo != nil {
+		s.forceStop = time.AfterFunc(grace, func() { s.fifo.Close() })
+	}
 }
 
 // abort ends the read at once (plugin shutdown): what is still in the pipe
