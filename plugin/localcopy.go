@@ -45,9 +45,35 @@ func (f *FileStore) Read(ctx context.Context, containerID string, cfg ReadConfig
 
 var _ replayer = (*FileStore)(nil)
 
-// Replay calls fn for every line of a container's copy stamped at or after
-// since, in order.
-func (f *FileStore) Replay(ctx context.Context, containerID string, since int64, fn func(source string, timeNano int64, line []byte)) error {
+// Replay calls fn, in order, for the lines of a container's copy that come
+// after the last line stamped exactly after (the last line Loki accepted),
+// looking no further back than since. When no line has that stamp (after is
+// 0, or the line was rotated away) every line from since on is replayed:
+// duplicates rather than a loss.
+func (f *FileStore) Replay(ctx context.Context, containerID string, since, after int64, fn func(source string, timeNano int64, line []byte)) error {
+	marker := -1
+	if after > 0 {
+		i := 0
+		err := f.scan(ctx, containerID, since, func(fr *dockerlog.Frame) {
+			if fr.TimeNano == after {
+				marker = i
+			}
+			i++
+		})
+		if err != nil {
+			return err
+		}
+	}
+	i := 0
+	return f.scan(ctx, containerID, since, func(fr *dockerlog.Frame) {
+		if i > marker {
+			fn(fr.Source, fr.TimeNano, fr.Line)
+		}
+		i++
+	})
+}
+
+func (f *FileStore) scan(ctx context.Context, containerID string, since int64, fn func(*dockerlog.Frame)) error {
 	rc, err := f.store.Read(ctx, containerID, logstore.ReadConfig{Since: time.Unix(0, since), Tail: -1})
 	if err != nil {
 		return err
@@ -63,6 +89,6 @@ func (f *FileStore) Replay(ctx context.Context, containerID string, since int64,
 		if err != nil {
 			return err
 		}
-		fn(fr.Source, fr.TimeNano, fr.Line)
+		fn(&fr)
 	}
 }

@@ -71,7 +71,7 @@ type stream struct {
 
 // replayer reads back a container's local copy.
 type replayer interface {
-	Replay(ctx context.Context, containerID string, since int64, fn func(source string, timeNano int64, line []byte)) error
+	Replay(ctx context.Context, containerID string, since, after int64, fn func(source string, timeNano int64, line []byte)) error
 }
 
 var _ loki.Acker = (*stream)(nil)
@@ -143,7 +143,7 @@ func (s *stream) run(ctx context.Context) {
 	defer close(s.done)
 	if s.replayFrom > 0 && s.replayer != nil {
 		n := 0
-		err := s.replayer.Replay(ctx, s.info.ContainerID, s.replayFrom, func(source string, t int64, line []byte) {
+		err := s.replayer.Replay(ctx, s.info.ContainerID, s.replayFrom, s.acked.Load(), func(source string, t int64, line []byte) {
 			line = bytes.TrimSuffix(line, []byte("\n"))
 			s.ship(source, t, line, false)
 			n++
