@@ -73,9 +73,11 @@ type Driver struct {
 	closed  bool
 	// finalPos keeps the positions of streams that ended during Shutdown.
 	finalPos map[string]int64
-	wg       sync.WaitGroup // stream and position goroutines
-	ctx      context.Context
-	cancel   context.CancelFunc
+	// ackedChanged (capacity 1) wakes savePositions after an ack.
+	ackedChanged chan struct{}
+	wg           sync.WaitGroup // stream and position goroutines
+	ctx          context.Context
+	cancel       context.CancelFunc
 }
 
 // NewDriver returns a Driver with no streams. store may be nil (no docker
@@ -98,7 +100,7 @@ func NewDriver(cfg Config, pool *loki.Pool, state *State, store LocalStore, m *M
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Driver{cfg: cfg, log: log, pool: pool, state: state, store: store, m: m, streams: map[string]*stream{},
-		finalPos: map[string]int64{}, ctx: ctx, cancel: cancel}
+		finalPos: map[string]int64{}, ackedChanged: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -174,6 +176,7 @@ func (d *Driver) buildStream(file string, info Info, reattach, fifoGone bool) (*
 		m:        d.m.forStream(name),
 		done:     make(chan struct{}),
 		resolved: make(chan struct{}),
+		changed:  d.ackedChanged,
 	}
 	if d.store != nil && !opts.File.NoFile {
 		if s.copy, err = d.store.Open(info.ContainerID, opts.File); err != nil {
@@ -322,11 +325,11 @@ func (d *Driver) Restore() (int, error) {
 	return n, errors.Join(loadErr, errors.Join(errs...))
 }
 
-// savePositions writes every stream's acknowledged time once a second (and
-// a last time on shutdown), so a restarted plugin knows where to resume.
+// savePositions writes every stream's acknowledged time soon after Loki
+// accepts a batch (at most every positionsInterval), so that a restarted
+// plugin re-sends little that Loki already has: Loki stores such a
+// duplicate (its log queries hide it, metric queries count it).
 func (d *Driver) savePositions(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
 	var last map[string]int64
 	save := func() {
 		d.mu.Lock()
@@ -346,15 +349,25 @@ func (d *Driver) savePositions(ctx context.Context) {
 		}
 		last = pos
 	}
+	limit := time.NewTicker(positionsInterval)
+	defer limit.Stop()
 	for {
 		select {
-		case <-tick.C:
-			save()
+		case <-d.ackedChanged:
+		case <-ctx.Done():
+			return
+		}
+		save()
+		select {
+		case <-limit.C:
 		case <-ctx.Done():
 			return
 		}
 	}
 }
+
+// positionsInterval bounds how often positions are written.
+const positionsInterval = 50 * time.Millisecond
 
 // Active returns the number of streams being read.
 func (d *Driver) Active() int {

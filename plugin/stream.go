@@ -57,7 +57,8 @@ type stream struct {
 	// acked is the time of the latest entry Loki accepted, in hand-over
 	// order: on restart everything in the local copy from a little before
 	// it is sent again (Loki drops exact duplicates).
-	acked atomic.Int64
+	acked   atomic.Int64
+	changed chan<- struct{} // told after acked moves
 
 	mu         sync.Mutex
 	stopping   bool
@@ -80,6 +81,10 @@ var _ loki.Acker = (*stream)(nil)
 func (s *stream) Ack(off int64, delivered bool) {
 	if delivered {
 		s.acked.Store(off)
+		select {
+		case s.changed <- struct{}{}:
+		default:
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
