@@ -2,7 +2,9 @@ package dockerlog
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -315,4 +317,81 @@ func BenchmarkJoiner(b *testing.B) {
 			b.Fatal("bad join")
 		}
 	}
+}
+
+// TestJoinerWithDecoders joins a 40 KiB line the way each source delivers it:
+// json-file entries of 16 KiB chunks, and logs-stream messages.
+func TestJoinerWithDecoders(t *testing.T) {
+	long := strings.Repeat("0123456789abcdef", 2560) // 40 KiB
+	chunks := []string{long[:16<<10], long[16<<10 : 32<<10], long[32<<10:]}
+
+	t.Run("json-file", func(t *testing.T) {
+		var file []byte
+		for i, c := range chunks {
+			if i == len(chunks)-1 {
+				c += "\n"
+			}
+			entry, _ := json.Marshal(map[string]string{"log": c, "stream": "stderr", "time": t1})
+			file = append(append(file, entry...), '\n')
+		}
+		short, _ := json.Marshal(map[string]string{"log": "short\n", "stream": "stdout", "time": t2})
+		file = append(append(file, short...), '\n')
+
+		var d JSONDecoder
+		j := NewJoiner(0)
+		var got []wantLine
+		for _, raw := range bytes.SplitAfter(file, []byte("\n")) {
+			if len(raw) == 0 {
+				continue
+			}
+			var l JSONLine
+			if err := d.Decode(raw, &l); err != nil {
+				t.Fatal(err)
+			}
+			if line, ok := j.Push(l.Stream, l.TimeNano, l.Text(), l.EndsLine()); ok {
+				got = append(got, lineOf(line))
+			}
+		}
+		want := []wantLine{{"stderr", t1Nano, long, false, 3}, {"stdout", t2Nano, "short", false, 1}}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("got %.200v", got)
+		}
+	})
+
+	t.Run("logs stream", func(t *testing.T) {
+		for _, tty := range []bool{false, true} {
+			var stream []byte
+			for i, c := range chunks {
+				msg := t1 + " " + c
+				if i == len(chunks)-1 {
+					msg += "\n"
+				}
+				if tty {
+					stream = append(stream, msg...)
+				} else {
+					stream = append(stream, muxFrame(1, msg)...)
+				}
+			}
+			d := NewLogStreamDecoder(bytes.NewReader(stream), tty, 0)
+			j := NewJoiner(0)
+			var got []wantLine
+			for {
+				var m StreamMessage
+				err := d.Next(&m)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if line, ok := j.Push(m.Stream, m.TimeNano, m.Line, !m.Partial); ok {
+					got = append(got, lineOf(line))
+				}
+			}
+			want := []wantLine{{"stdout", t1Nano, long, false, 3}}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("tty=%v: got %.200v", tty, got)
+			}
+		}
+	})
 }

@@ -57,6 +57,20 @@ type JSONLine struct {
 	InvalidUTF8 bool
 }
 
+// EndsLine reports whether this entry completes a line: Docker writes the
+// line's '\n' into "log" only with its last chunk.
+func (l *JSONLine) EndsLine() bool {
+	return len(l.Log) > 0 && l.Log[len(l.Log)-1] == '\n'
+}
+
+// Text is Log without its trailing '\n', the chunk to give a Joiner.
+func (l *JSONLine) Text() []byte {
+	if l.EndsLine() {
+		return l.Log[:len(l.Log)-1]
+	}
+	return l.Log
+}
+
 // JSONDecoder decodes json-file lines without reflection, reusing its buffers
 // so that decoding costs no allocation once they have grown to the largest
 // line seen. A JSONDecoder is not safe for concurrent use.

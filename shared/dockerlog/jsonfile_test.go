@@ -117,7 +117,7 @@ func compareWithStdlib(t *testing.T, line []byte, got *JSONLine, err error) bool
 	return true
 }
 
-const ts = `"time":"2024-05-01T12:34:56.123456789Z"`
+const jsonTimeField = `"time":"2024-05-01T12:34:56.123456789Z"`
 
 func TestJSONDecoderDecode(t *testing.T) {
 	const wantTime = 1714566896123456789
@@ -133,86 +133,86 @@ func TestJSONDecoderDecode(t *testing.T) {
 		// purpose (documented on JSONDecoder).
 		lenient bool
 	}{
-		{name: "typical", in: `{"log":"hello world\n","stream":"stdout",` + ts + "}\n", log: "hello world\n", stream: "stdout"},
-		{name: "no trailing newline in file", in: `{"log":"hello\n","stream":"stderr",` + ts + `}`, log: "hello\n", stream: "stderr"},
-		{name: "chunk without newline", in: `{"log":"part of a long line","stream":"stdout",` + ts + "}\n", log: "part of a long line", stream: "stdout"},
-		{name: "fields reordered", in: `{` + ts + `,"stream":"stderr","log":"x\n"}`, log: "x\n", stream: "stderr"},
-		{name: "whitespace everywhere", in: " \t{ \"log\" :\t\"x\" , \"stream\" : \"stdout\" ,\r\n " + ts + " }\r\n", log: "x", stream: "stdout"},
-		{name: "attrs", in: `{"log":"x\n","stream":"stdout","attrs":{"tag":"web/abc","com.example.team":"pay\u00e9"},` + ts + `}`, log: "x\n", stream: "stdout", attrs: []string{"tag", "web/abc", "com.example.team", "payé"}},
-		{name: "empty attrs", in: `{"log":"x\n","stream":"stdout","attrs":{},` + ts + `}`, log: "x\n", stream: "stdout"},
-		{name: "null attrs", in: `{"log":"x\n","stream":"stdout","attrs":null,` + ts + `}`, log: "x\n", stream: "stdout"},
-		{name: "simple escapes", in: `{"log":"q\" b\\ s\/ \b\f\n\r\t end","stream":"stdout",` + ts + `}`, log: "q\" b\\ s/ \b\f\n\r\t end", stream: "stdout"},
-		{name: "html escapes as docker writes them", in: `{"log":"\u003chtml\u003e \u0026amp;\n","stream":"stdout",` + ts + `}`, log: "<html> &amp;\n", stream: "stdout"},
-		{name: "unicode escapes", in: `{"log":"\u00e9\u00E9\u2028\u0000\u001b[31m","stream":"stdout",` + ts + `}`, log: "éé\u2028\x00\x1b[31m", stream: "stdout"},
-		{name: "surrogate pair", in: `{"log":"\ud83d\ude00!","stream":"stdout",` + ts + `}`, log: "😀!", stream: "stdout"},
-		{name: "lone high surrogate", in: `{"log":"a\ud800b","stream":"stdout",` + ts + `}`, log: "a\uFFFDb", stream: "stdout", invalidUTF8: true},
-		{name: "lone high surrogate at end", in: `{"log":"a\ud800","stream":"stdout",` + ts + `}`, log: "a\uFFFD", stream: "stdout", invalidUTF8: true},
-		{name: "lone low surrogate", in: `{"log":"\udc00x","stream":"stdout",` + ts + `}`, log: "\uFFFDx", stream: "stdout", invalidUTF8: true},
-		{name: "two high surrogates", in: `{"log":"\ud800\ud83d\ude00","stream":"stdout",` + ts + `}`, log: "\uFFFD😀", stream: "stdout", invalidUTF8: true},
-		{name: "high surrogate then BMP escape", in: `{"log":"\ud800\u0041","stream":"stdout",` + ts + `}`, log: "\uFFFDA", stream: "stdout", invalidUTF8: true},
-		{name: "reversed pair", in: `{"log":"\ude00\ud83d","stream":"stdout",` + ts + `}`, log: "\uFFFD\uFFFD", stream: "stdout", invalidUTF8: true},
-		{name: "raw non-ASCII", in: `{"log":"grüße 日本語 😀 – ok\n","stream":"stdout",` + ts + `}`, log: "grüße 日本語 😀 – ok\n", stream: "stdout"},
-		{name: "invalid byte", in: "{\"log\":\"a\xffb\",\"stream\":\"stdout\"," + ts + "}", log: "a\uFFFDb", stream: "stdout", invalidUTF8: true},
-		{name: "truncated rune", in: "{\"log\":\"a\xe2\x82\",\"stream\":\"stdout\"," + ts + "}", log: "a\uFFFD\uFFFD", stream: "stdout", invalidUTF8: true},
-		{name: "overlong encoding", in: "{\"log\":\"\xc0\xaf\",\"stream\":\"stdout\"," + ts + "}", log: "\uFFFD\uFFFD", stream: "stdout", invalidUTF8: true},
-		{name: "utf8 encoded surrogate", in: "{\"log\":\"\xed\xa0\x80\",\"stream\":\"stdout\"," + ts + "}", log: "\uFFFD\uFFFD\uFFFD", stream: "stdout", invalidUTF8: true},
-		{name: "invalid byte in attrs", in: "{\"log\":\"x\",\"stream\":\"stdout\",\"attrs\":{\"k\":\"v\xff\"}," + ts + "}", log: "x", stream: "stdout", attrs: []string{"k", "v\uFFFD"}, invalidUTF8: true},
-		{name: "invalid byte in unknown field", in: "{\"log\":\"x\",\"stream\":\"stdout\",\"other\":\"\xff\"," + ts + "}", log: "x", stream: "stdout"},
-		{name: "escaped field name", in: `{"l\u006fg":"x","stream":"stdout",` + ts + `}`, log: "x", stream: "stdout"},
+		{name: "typical", in: `{"log":"hello world\n","stream":"stdout",` + jsonTimeField + "}\n", log: "hello world\n", stream: "stdout"},
+		{name: "no trailing newline in file", in: `{"log":"hello\n","stream":"stderr",` + jsonTimeField + `}`, log: "hello\n", stream: "stderr"},
+		{name: "chunk without newline", in: `{"log":"part of a long line","stream":"stdout",` + jsonTimeField + "}\n", log: "part of a long line", stream: "stdout"},
+		{name: "fields reordered", in: `{` + jsonTimeField + `,"stream":"stderr","log":"x\n"}`, log: "x\n", stream: "stderr"},
+		{name: "whitespace everywhere", in: " \t{ \"log\" :\t\"x\" , \"stream\" : \"stdout\" ,\r\n " + jsonTimeField + " }\r\n", log: "x", stream: "stdout"},
+		{name: "attrs", in: `{"log":"x\n","stream":"stdout","attrs":{"tag":"web/abc","com.example.team":"pay\u00e9"},` + jsonTimeField + `}`, log: "x\n", stream: "stdout", attrs: []string{"tag", "web/abc", "com.example.team", "payé"}},
+		{name: "empty attrs", in: `{"log":"x\n","stream":"stdout","attrs":{},` + jsonTimeField + `}`, log: "x\n", stream: "stdout"},
+		{name: "null attrs", in: `{"log":"x\n","stream":"stdout","attrs":null,` + jsonTimeField + `}`, log: "x\n", stream: "stdout"},
+		{name: "simple escapes", in: `{"log":"q\" b\\ s\/ \b\f\n\r\t end","stream":"stdout",` + jsonTimeField + `}`, log: "q\" b\\ s/ \b\f\n\r\t end", stream: "stdout"},
+		{name: "html escapes as docker writes them", in: `{"log":"\u003chtml\u003e \u0026amp;\n","stream":"stdout",` + jsonTimeField + `}`, log: "<html> &amp;\n", stream: "stdout"},
+		{name: "unicode escapes", in: `{"log":"\u00e9\u00E9\u2028\u0000\u001b[31m","stream":"stdout",` + jsonTimeField + `}`, log: "éé\u2028\x00\x1b[31m", stream: "stdout"},
+		{name: "surrogate pair", in: `{"log":"\ud83d\ude00!","stream":"stdout",` + jsonTimeField + `}`, log: "😀!", stream: "stdout"},
+		{name: "lone high surrogate", in: `{"log":"a\ud800b","stream":"stdout",` + jsonTimeField + `}`, log: "a\uFFFDb", stream: "stdout", invalidUTF8: true},
+		{name: "lone high surrogate at end", in: `{"log":"a\ud800","stream":"stdout",` + jsonTimeField + `}`, log: "a\uFFFD", stream: "stdout", invalidUTF8: true},
+		{name: "lone low surrogate", in: `{"log":"\udc00x","stream":"stdout",` + jsonTimeField + `}`, log: "\uFFFDx", stream: "stdout", invalidUTF8: true},
+		{name: "two high surrogates", in: `{"log":"\ud800\ud83d\ude00","stream":"stdout",` + jsonTimeField + `}`, log: "\uFFFD😀", stream: "stdout", invalidUTF8: true},
+		{name: "high surrogate then BMP escape", in: `{"log":"\ud800\u0041","stream":"stdout",` + jsonTimeField + `}`, log: "\uFFFDA", stream: "stdout", invalidUTF8: true},
+		{name: "reversed pair", in: `{"log":"\ude00\ud83d","stream":"stdout",` + jsonTimeField + `}`, log: "\uFFFD\uFFFD", stream: "stdout", invalidUTF8: true},
+		{name: "raw non-ASCII", in: `{"log":"grüße 日本語 😀 – ok\n","stream":"stdout",` + jsonTimeField + `}`, log: "grüße 日本語 😀 – ok\n", stream: "stdout"},
+		{name: "invalid byte", in: "{\"log\":\"a\xffb\",\"stream\":\"stdout\"," + jsonTimeField + "}", log: "a\uFFFDb", stream: "stdout", invalidUTF8: true},
+		{name: "truncated rune", in: "{\"log\":\"a\xe2\x82\",\"stream\":\"stdout\"," + jsonTimeField + "}", log: "a\uFFFD\uFFFD", stream: "stdout", invalidUTF8: true},
+		{name: "overlong encoding", in: "{\"log\":\"\xc0\xaf\",\"stream\":\"stdout\"," + jsonTimeField + "}", log: "\uFFFD\uFFFD", stream: "stdout", invalidUTF8: true},
+		{name: "utf8 encoded surrogate", in: "{\"log\":\"\xed\xa0\x80\",\"stream\":\"stdout\"," + jsonTimeField + "}", log: "\uFFFD\uFFFD\uFFFD", stream: "stdout", invalidUTF8: true},
+		{name: "invalid byte in attrs", in: "{\"log\":\"x\",\"stream\":\"stdout\",\"attrs\":{\"k\":\"v\xff\"}," + jsonTimeField + "}", log: "x", stream: "stdout", attrs: []string{"k", "v\uFFFD"}, invalidUTF8: true},
+		{name: "invalid byte in unknown field", in: "{\"log\":\"x\",\"stream\":\"stdout\",\"other\":\"\xff\"," + jsonTimeField + "}", log: "x", stream: "stdout"},
+		{name: "escaped field name", in: `{"l\u006fg":"x","stream":"stdout",` + jsonTimeField + `}`, log: "x", stream: "stdout"},
 		{name: "escaped stream and time", in: `{"log":"x","stream":"std\u006fut","time":"2024-05-01T12:34:56.123456789\u005a"}`, log: "x", stream: "stdout"},
-		{name: "odd stream", in: `{"log":"x","stream":"stdin",` + ts + `}`, log: "x", stream: "stdin"},
-		{name: "empty stream", in: `{"log":"x","stream":"",` + ts + `}`, log: "x", stream: ""},
-		{name: "no stream", in: `{"log":"x",` + ts + `}`, log: "x"},
-		{name: "empty log", in: `{"log":"","stream":"stdout",` + ts + `}`, log: "", stream: "stdout"},
-		{name: "duplicate log", in: `{"log":"first","stream":"stdout","log":"second",` + ts + `}`, log: "second", stream: "stdout"},
-		{name: "duplicate log forgets invalid UTF-8", in: "{\"log\":\"\xff\",\"stream\":\"stdout\",\"log\":\"ok\"," + ts + "}", log: "ok", stream: "stdout"},
-		{name: "unknown fields", in: `{"a":1,"b":-0.5e+10,"c":[1,"x\"]",{"d":[[]],"e":{}}],"log":"x","f":true,"g":false,"h":null,"i":"\u1234\n","stream":"stdout",` + ts + `,"z":{"y":[0,1E3,-2]}}`, log: "x", stream: "stdout"},
-		{name: "attrs with escapes", in: `{"log":"x","stream":"stdout","attrs":{"a\"b":"c\nd","\u00e9":""},` + ts + `}`, log: "x", stream: "stdout", attrs: []string{"a\"b", "c\nd", "é", ""}},
+		{name: "odd stream", in: `{"log":"x","stream":"stdin",` + jsonTimeField + `}`, log: "x", stream: "stdin"},
+		{name: "empty stream", in: `{"log":"x","stream":"",` + jsonTimeField + `}`, log: "x", stream: ""},
+		{name: "no stream", in: `{"log":"x",` + jsonTimeField + `}`, log: "x"},
+		{name: "empty log", in: `{"log":"","stream":"stdout",` + jsonTimeField + `}`, log: "", stream: "stdout"},
+		{name: "duplicate log", in: `{"log":"first","stream":"stdout","log":"second",` + jsonTimeField + `}`, log: "second", stream: "stdout"},
+		{name: "duplicate log forgets invalid UTF-8", in: "{\"log\":\"\xff\",\"stream\":\"stdout\",\"log\":\"ok\"," + jsonTimeField + "}", log: "ok", stream: "stdout"},
+		{name: "unknown fields", in: `{"a":1,"b":-0.5e+10,"c":[1,"x\"]",{"d":[[]],"e":{}}],"log":"x","f":true,"g":false,"h":null,"i":"\u1234\n","stream":"stdout",` + jsonTimeField + `,"z":{"y":[0,1E3,-2]}}`, log: "x", stream: "stdout"},
+		{name: "attrs with escapes", in: `{"log":"x","stream":"stdout","attrs":{"a\"b":"c\nd","\u00e9":""},` + jsonTimeField + `}`, log: "x", stream: "stdout", attrs: []string{"a\"b", "c\nd", "é", ""}},
 		{name: "fractionless time", in: `{"log":"x","stream":"stdout","time":"2024-05-01T12:34:56Z"}`, log: "x", stream: "stdout"},
 		{name: "offset time", in: `{"log":"x","stream":"stdout","time":"2024-05-01T14:34:56.1+02:00"}`, log: "x", stream: "stdout"},
-		{name: "raw control characters", in: "{\"log\":\"a\tb\x01\",\"stream\":\"stdout\"," + ts + "}", log: "a\tb\x01", stream: "stdout", lenient: true},
+		{name: "raw control characters", in: "{\"log\":\"a\tb\x01\",\"stream\":\"stdout\"," + jsonTimeField + "}", log: "a\tb\x01", stream: "stdout", lenient: true},
 
 		{name: "empty", in: "", wantErr: true},
 		{name: "blank", in: " \n", wantErr: true},
 		{name: "empty object", in: "{}", wantErr: true},
 		{name: "array", in: `["log"]`, wantErr: true},
-		{name: "missing log", in: `{"stream":"stdout",` + ts + `}`, wantErr: true},
+		{name: "missing log", in: `{"stream":"stdout",` + jsonTimeField + `}`, wantErr: true},
 		{name: "missing time", in: `{"log":"x","stream":"stdout"}`, wantErr: true},
-		{name: "log not a string", in: `{"log":5,"stream":"stdout",` + ts + `}`, wantErr: true},
-		{name: "log null", in: `{"log":null,"stream":"stdout",` + ts + `}`, wantErr: true},
-		{name: "stream not a string", in: `{"log":"x","stream":1,` + ts + `}`, wantErr: true},
+		{name: "log not a string", in: `{"log":5,"stream":"stdout",` + jsonTimeField + `}`, wantErr: true},
+		{name: "log null", in: `{"log":null,"stream":"stdout",` + jsonTimeField + `}`, wantErr: true},
+		{name: "stream not a string", in: `{"log":"x","stream":1,` + jsonTimeField + `}`, wantErr: true},
 		{name: "time not a string", in: `{"log":"x","stream":"stdout","time":1714566896}`, wantErr: true},
 		{name: "bad time", in: `{"log":"x","stream":"stdout","time":"yesterday"}`, wantErr: true},
 		{name: "time out of range", in: `{"log":"x","stream":"stdout","time":"0001-01-01T00:00:00Z"}`, wantErr: true},
-		{name: "attrs not an object", in: `{"log":"x","stream":"stdout","attrs":["a"],` + ts + `}`, wantErr: true},
-		{name: "attrs value not a string", in: `{"log":"x","stream":"stdout","attrs":{"a":1},` + ts + `}`, wantErr: true},
+		{name: "attrs not an object", in: `{"log":"x","stream":"stdout","attrs":["a"],` + jsonTimeField + `}`, wantErr: true},
+		{name: "attrs value not a string", in: `{"log":"x","stream":"stdout","attrs":{"a":1},` + jsonTimeField + `}`, wantErr: true},
 		{name: "truncated", in: `{"log":"x","stream":"stdout","ti`, wantErr: true},
 		{name: "truncated in escape", in: `{"log":"x\`, wantErr: true},
 		{name: "truncated in unicode escape", in: `{"log":"x\u12`, wantErr: true},
-		{name: "unterminated object", in: `{"log":"x",` + ts, wantErr: true},
-		{name: "trailing garbage", in: `{"log":"x",` + ts + `}x`, wantErr: true},
-		{name: "two objects", in: `{"log":"x",` + ts + `}{"log":"y",` + ts + `}`, wantErr: true},
-		{name: "bad escape", in: `{"log":"\x41",` + ts + `}`, wantErr: true},
-		{name: "bad unicode escape", in: `{"log":"\u12G4",` + ts + `}`, wantErr: true},
-		{name: "bad escape after high surrogate", in: `{"log":"\ud800\u12G4",` + ts + `}`, wantErr: true},
-		{name: "missing colon", in: `{"log" "x",` + ts + `}`, wantErr: true},
-		{name: "missing comma", in: `{"log":"x" ` + ts + `}`, wantErr: true},
-		{name: "trailing comma", in: `{"log":"x",` + ts + `,}`, wantErr: true},
-		{name: "unquoted name", in: `{log:"x",` + ts + `}`, wantErr: true},
-		{name: "single quotes", in: `{'log':'x',` + ts + `}`, wantErr: true},
-		{name: "leading zero in unknown", in: `{"log":"x","n":01,` + ts + `}`, wantErr: true},
-		{name: "bare minus in unknown", in: `{"log":"x","n":-,` + ts + `}`, wantErr: true},
-		{name: "dot number in unknown", in: `{"log":"x","n":.5,` + ts + `}`, wantErr: true},
-		{name: "no fraction digits in unknown", in: `{"log":"x","n":1.,` + ts + `}`, wantErr: true},
-		{name: "no exponent digits in unknown", in: `{"log":"x","n":1e+,` + ts + `}`, wantErr: true},
-		{name: "bad literal in unknown", in: `{"log":"x","n":tru,` + ts + `}`, wantErr: true},
-		{name: "mismatched brackets in unknown", in: `{"log":"x","n":[1},` + ts + `}`, wantErr: true},
-		{name: "unclosed array in unknown", in: `{"log":"x","n":[1,` + ts + `}`, wantErr: true},
-		{name: "object without name in unknown", in: `{"log":"x","n":{1:2},` + ts + `}`, wantErr: true},
-		{name: "trailing comma in unknown", in: `{"log":"x","n":[1,],` + ts + `}`, wantErr: true},
-		{name: "byte order mark", in: "\xef\xbb\xbf{\"log\":\"x\"," + ts + "}", wantErr: true},
-		{name: "too deep", in: `{"log":"x","n":` + strings.Repeat("[", maxNesting) + strings.Repeat("]", maxNesting) + `,` + ts + `}`, wantErr: true},
-		{name: "deep but allowed", in: `{"log":"x","stream":"stdout","n":` + strings.Repeat("[", maxNesting-1) + strings.Repeat("]", maxNesting-1) + `,` + ts + `}`, log: "x", stream: "stdout"},
+		{name: "unterminated object", in: `{"log":"x",` + jsonTimeField, wantErr: true},
+		{name: "trailing garbage", in: `{"log":"x",` + jsonTimeField + `}x`, wantErr: true},
+		{name: "two objects", in: `{"log":"x",` + jsonTimeField + `}{"log":"y",` + jsonTimeField + `}`, wantErr: true},
+		{name: "bad escape", in: `{"log":"\x41",` + jsonTimeField + `}`, wantErr: true},
+		{name: "bad unicode escape", in: `{"log":"\u12G4",` + jsonTimeField + `}`, wantErr: true},
+		{name: "bad escape after high surrogate", in: `{"log":"\ud800\u12G4",` + jsonTimeField + `}`, wantErr: true},
+		{name: "missing colon", in: `{"log" "x",` + jsonTimeField + `}`, wantErr: true},
+		{name: "missing comma", in: `{"log":"x" ` + jsonTimeField + `}`, wantErr: true},
+		{name: "trailing comma", in: `{"log":"x",` + jsonTimeField + `,}`, wantErr: true},
+		{name: "unquoted name", in: `{log:"x",` + jsonTimeField + `}`, wantErr: true},
+		{name: "single quotes", in: `{'log':'x',` + jsonTimeField + `}`, wantErr: true},
+		{name: "leading zero in unknown", in: `{"log":"x","n":01,` + jsonTimeField + `}`, wantErr: true},
+		{name: "bare minus in unknown", in: `{"log":"x","n":-,` + jsonTimeField + `}`, wantErr: true},
+		{name: "dot number in unknown", in: `{"log":"x","n":.5,` + jsonTimeField + `}`, wantErr: true},
+		{name: "no fraction digits in unknown", in: `{"log":"x","n":1.,` + jsonTimeField + `}`, wantErr: true},
+		{name: "no exponent digits in unknown", in: `{"log":"x","n":1e+,` + jsonTimeField + `}`, wantErr: true},
+		{name: "bad literal in unknown", in: `{"log":"x","n":tru,` + jsonTimeField + `}`, wantErr: true},
+		{name: "mismatched brackets in unknown", in: `{"log":"x","n":[1},` + jsonTimeField + `}`, wantErr: true},
+		{name: "unclosed array in unknown", in: `{"log":"x","n":[1,` + jsonTimeField + `}`, wantErr: true},
+		{name: "object without name in unknown", in: `{"log":"x","n":{1:2},` + jsonTimeField + `}`, wantErr: true},
+		{name: "trailing comma in unknown", in: `{"log":"x","n":[1,],` + jsonTimeField + `}`, wantErr: true},
+		{name: "byte order mark", in: "\xef\xbb\xbf{\"log\":\"x\"," + jsonTimeField + "}", wantErr: true},
+		{name: "too deep", in: `{"log":"x","n":` + strings.Repeat("[", maxNesting) + strings.Repeat("]", maxNesting) + `,` + jsonTimeField + `}`, wantErr: true},
+		{name: "deep but allowed", in: `{"log":"x","stream":"stdout","n":` + strings.Repeat("[", maxNesting-1) + strings.Repeat("]", maxNesting-1) + `,` + jsonTimeField + `}`, log: "x", stream: "stdout"},
 	}
 	var d JSONDecoder
 	for _, tt := range tests {
@@ -230,7 +230,7 @@ func TestJSONDecoderDecode(t *testing.T) {
 				if err != nil {
 					t.Fatalf("unexpected error %v", err)
 				}
-				if string(got.Log) != tt.log || got.Stream != tt.stream || got.TimeNano != wantTime && strings.Contains(tt.in, ts) || got.InvalidUTF8 != tt.invalidUTF8 {
+				if string(got.Log) != tt.log || got.Stream != tt.stream || got.TimeNano != wantTime && strings.Contains(tt.in, jsonTimeField) || got.InvalidUTF8 != tt.invalidUTF8 {
 					t.Errorf("got log %q stream %q time %d invalidUTF8 %v; want %q %q %d %v",
 						got.Log, got.Stream, got.TimeNano, got.InvalidUTF8, tt.log, tt.stream, int64(wantTime), tt.invalidUTF8)
 				}
@@ -283,23 +283,43 @@ func TestJSONDecoderStdlibStruct(t *testing.T) {
 func TestJSONDecoderReuse(t *testing.T) {
 	var d JSONDecoder
 	var got JSONLine
-	if err := d.Decode([]byte("{\"log\":\"\xff\",\"stream\":\"odd\",\"attrs\":{\"a\":\"b\"},"+ts+"}"), &got); err != nil {
+	if err := d.Decode([]byte("{\"log\":\"\xff\",\"stream\":\"odd\",\"attrs\":{\"a\":\"b\"},"+jsonTimeField+"}"), &got); err != nil {
 		t.Fatal(err)
 	}
 	if !got.InvalidUTF8 || len(got.Attrs) != 1 || got.Stream != "odd" {
 		t.Fatalf("first decode: %+v", got)
 	}
-	if err := d.Decode([]byte(`{"log":"ok",`+ts+`}`), &got); err != nil {
+	if err := d.Decode([]byte(`{"log":"ok",`+jsonTimeField+`}`), &got); err != nil {
 		t.Fatal(err)
 	}
 	if got.InvalidUTF8 || got.Attrs != nil || got.Stream != "" || string(got.Log) != "ok" {
 		t.Fatalf("second decode kept state: %+v", got)
 	}
-	if err := d.Decode([]byte(`{"stream":"stderr",`+ts+`,"log":"x"`), &got); err == nil {
+	if err := d.Decode([]byte(`{"stream":"stderr",`+jsonTimeField+`,"log":"x"`), &got); err == nil {
 		t.Fatal("want an error")
 	}
 	if got.Log != nil || got.TimeNano != 0 || got.Stream != "" {
 		t.Fatalf("failed decode left a result: %+v", got)
+	}
+}
+
+func TestJSONLineEndsLine(t *testing.T) {
+	tests := []struct {
+		log  string
+		ends bool
+		text string
+	}{
+		{"whole\n", true, "whole"},
+		{"tty\r\n", true, "tty\r"},
+		{"\n", true, ""},
+		{"chunk", false, "chunk"},
+		{"", false, ""},
+	}
+	for _, tt := range tests {
+		l := JSONLine{Log: []byte(tt.log)}
+		if l.EndsLine() != tt.ends || string(l.Text()) != tt.text {
+			t.Errorf("%q: EndsLine %v Text %q; want %v %q", tt.log, l.EndsLine(), l.Text(), tt.ends, tt.text)
+		}
 	}
 }
 
@@ -312,7 +332,7 @@ func TestJSONDecoderAllocs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	odd := []byte(`{"log":"x","stream":"journal",` + ts + `}`)
+	odd := []byte(`{"log":"x","stream":"journal",` + jsonTimeField + `}`)
 	_ = d.Decode(odd, &out)
 	allocs := testing.AllocsPerRun(20, func() {
 		for _, l := range lines {
@@ -330,10 +350,10 @@ func FuzzJSONFileDecode(f *testing.F) {
 		f.Add(l)
 	}
 	for _, s := range []string{
-		`{"log":"\ud83d\ude00\ud800\u0041\n","stream":"stderr","attrs":{"k":"v"},` + ts + `}`,
-		"{\"log\":\"\xff\xe2\x82\",\"stream\":\"stdout\",\"x\":[{\"y\":null}]," + ts + "}",
+		`{"log":"\ud83d\ude00\ud800\u0041\n","stream":"stderr","attrs":{"k":"v"},` + jsonTimeField + `}`,
+		"{\"log\":\"\xff\xe2\x82\",\"stream\":\"stdout\",\"x\":[{\"y\":null}]," + jsonTimeField + "}",
 		`{"time":"2024-05-01T14:34:56.1+02:00","log":"","stream":"stdout"}`,
-		`{"log":"x","stream":"stdout","n":-0.5E-3,` + ts + `}`,
+		`{"log":"x","stream":"stdout","n":-0.5E-3,` + jsonTimeField + `}`,
 	} {
 		f.Add([]byte(s))
 	}

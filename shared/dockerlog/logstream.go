@@ -68,6 +68,14 @@ type StreamMessage struct {
 // Garbage does not stop the decoder: after ErrCorruptStream or
 // ErrFrameTooLarge the next Next skips to the next plausible frame header
 // (multiplexed) or past the next newline (TTY).
+//
+// The TTY form has no framing, so two of its cases are guesses. A chunk of a
+// split line is recognised by its size, exactly 16 KiB (the daemon's default
+// chunk; drivers that chunk differently are not recognised and their chunks
+// arrive glued to the next timestamp), followed by a timestamp. And a line
+// the container left unfinished when it stopped is glued to the message
+// that follows it, if any. TTY text also keeps the '\r' the terminal puts
+// before each '\n'.
 type LogStreamDecoder struct {
 	r        io.Reader
 	tty      bool
@@ -102,7 +110,8 @@ func NewLogStreamDecoder(r io.Reader, tty bool, maxFrame int) *LogStreamDecoder 
 	return &LogStreamDecoder{r: r, tty: tty, maxFrame: maxFrame, chunkSize: dockerChunkSize, buf: make([]byte, 32<<10)}
 }
 
-// SkippedBytes returns how many bytes the decoder has discarded as garbage.
+// SkippedBytes returns how many bytes the decoder has discarded as garbage
+// (bad frames, bad lines, and the bytes skipped to find the next good one).
 func (d *LogStreamDecoder) SkippedBytes() int64 { return d.skipped }
 
 // Next reads the next message into m. It returns io.EOF at a clean end of
@@ -153,10 +162,12 @@ func (d *LogStreamDecoder) nextMux(m *StreamMessage) error {
 	}
 	sp := bytes.IndexByte(payload[:min(len(payload), maxTimestampLen)], ' ')
 	if sp < 0 {
+		d.skipped += int64(n)
 		return fmt.Errorf("%w: frame without a timestamp: %q", ErrCorruptStream, excerpt(payload))
 	}
 	t, err := ParseTimestamp(payload[:sp])
 	if err != nil {
+		d.skipped += int64(n)
 		return fmt.Errorf("%w: frame with a bad timestamp: %w", ErrCorruptStream, err)
 	}
 	m.TimeNano = t
@@ -314,9 +325,10 @@ func (d *LogStreamDecoder) ttyPiece(m *StreamMessage, p0, end int, cont bool) er
 // timestamp, and arranges for it to be skipped.
 func (d *LogStreamDecoder) badTTYLine() error {
 	// Look for the whole line to report it, within the cap.
-	for {
+	for scanned := 0; ; {
 		buffered := d.buf[d.start:min(d.end, d.start+d.maxFrame)]
-		if nl := bytes.IndexByte(buffered, '\n'); nl >= 0 {
+		if nl := bytes.IndexByte(buffered[scanned:], '\n'); nl >= 0 {
+			nl += scanned
 			line := buffered[:nl]
 			if text, ok := bytes.CutPrefix(line, []byte(daemonErrorPrefix)); ok {
 				d.start += nl + 1 // reported, not skipped
@@ -325,6 +337,7 @@ func (d *LogStreamDecoder) badTTYLine() error {
 			d.skip(nl + 1)
 			return fmt.Errorf("%w: line without a timestamp: %q", ErrCorruptStream, excerpt(line))
 		}
+		scanned = len(buffered)
 		if len(buffered) == d.maxFrame || d.err != nil {
 			d.resync = true
 			return fmt.Errorf("%w: line without a timestamp: %q", ErrCorruptStream, excerpt(buffered))

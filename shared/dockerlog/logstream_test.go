@@ -44,8 +44,8 @@ func muxFrame(kind byte, payload string) []byte {
 
 func muxStream(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
 
-// got is one result of Next, flattened for comparison.
-type got struct {
+// streamResult is one result of Next, flattened for comparison.
+type streamResult struct {
 	stream  string
 	time    int64
 	line    string
@@ -53,7 +53,7 @@ type got struct {
 	err     error // compared with errors.Is
 }
 
-func (g got) String() string {
+func (g streamResult) String() string {
 	if g.err != nil {
 		return fmt.Sprintf("error %v", g.err)
 	}
@@ -62,9 +62,9 @@ func (g got) String() string {
 
 // drain calls Next until io.EOF or a non-recoverable error, which ends the
 // list.
-func drain(t *testing.T, d *LogStreamDecoder) []got {
+func drain(t *testing.T, d *LogStreamDecoder) []streamResult {
 	t.Helper()
-	var out []got
+	var out []streamResult
 	for range 10000 {
 		var m StreamMessage
 		err := d.Next(&m)
@@ -72,13 +72,13 @@ func drain(t *testing.T, d *LogStreamDecoder) []got {
 			return out
 		}
 		if err != nil {
-			out = append(out, got{err: err})
+			out = append(out, streamResult{err: err})
 			if !errors.Is(err, ErrCorruptStream) && !errors.Is(err, ErrFrameTooLarge) && !errors.Is(err, ErrDaemonError) {
 				return out
 			}
 			continue
 		}
-		out = append(out, got{m.Stream, m.TimeNano, string(m.Line), m.Partial, nil})
+		out = append(out, streamResult{m.Stream, m.TimeNano, string(m.Line), m.Partial, nil})
 	}
 	t.Fatal("decoder made no progress")
 	return nil
@@ -94,7 +94,7 @@ func errClass(err error) error {
 	return err
 }
 
-func sameResults(a, b []got) bool {
+func sameResults(a, b []streamResult) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -121,98 +121,98 @@ func TestLogStreamMultiplexed(t *testing.T) {
 		name     string
 		in       []byte
 		maxFrame int
-		want     []got
+		want     []streamResult
 	}{
 		{name: "empty", in: nil},
 		{
 			name: "lines on both streams",
 			in:   muxStream(muxFrame(1, t1+" hello\n"), muxFrame(2, t2+" oops\n")),
-			want: []got{{"stdout", t1Nano, "hello", false, nil}, {"stderr", t2Nano, "oops", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, "hello", false, nil}, {"stderr", t2Nano, "oops", false, nil}},
 		},
 		{
 			name: "partial chunks",
 			in:   muxStream(muxFrame(1, t1+" "+long), muxFrame(1, t1+" tail\n")),
-			want: []got{{"stdout", t1Nano, long, true, nil}, {"stdout", t1Nano, "tail", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, long, true, nil}, {"stdout", t1Nano, "tail", false, nil}},
 		},
 		{
 			name: "empty line and text with spaces",
 			in:   muxStream(muxFrame(1, t1+" \n"), muxFrame(1, t1+"  two  spaces \n")),
-			want: []got{{"stdout", t1Nano, "", false, nil}, {"stdout", t1Nano, " two  spaces ", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, "", false, nil}, {"stdout", t1Nano, " two  spaces ", false, nil}},
 		},
 		{
 			name: "stdin reads as stdout",
 			in:   muxFrame(0, t1+" in\n"),
-			want: []got{{"stdout", t1Nano, "in", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, "in", false, nil}},
 		},
 		{
 			name: "offset timestamp",
 			in:   muxFrame(1, "2024-05-01T14:34:56.123456789+02:00 x\n"),
-			want: []got{{"stdout", t1Nano, "x", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, "x", false, nil}},
 		},
 		{
 			name: "daemon error, then more",
 			in:   muxStream(muxFrame(1, t1+" a\n"), muxFrame(3, "Error grabbing logs: boom\n"), muxFrame(1, t2+" b\n")),
-			want: []got{{"stdout", t1Nano, "a", false, nil}, {err: ErrDaemonError}, {"stdout", t2Nano, "b", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, "a", false, nil}, {err: ErrDaemonError}, {"stdout", t2Nano, "b", false, nil}},
 		},
 		{
 			name: "frame without timestamp is skipped",
 			in:   muxStream(muxFrame(1, "no timestamp here\n"), muxFrame(1, t1+" ok\n")),
-			want: []got{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
+			want: []streamResult{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
 		},
 		{
 			name: "frame with bad timestamp is skipped",
 			in:   muxStream(muxFrame(2, "2024-13-01T00:00:00Z x\n"), muxFrame(1, t1+" ok\n")),
-			want: []got{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
+			want: []streamResult{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
 		},
 		{
 			name: "empty frame is skipped",
 			in:   muxStream(muxFrame(1, ""), muxFrame(1, t1+" ok\n")),
-			want: []got{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
+			want: []streamResult{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
 		},
 		{
 			name: "truncated header",
 			in:   append(muxFrame(1, t1+" a\n"), 1, 0, 0),
-			want: []got{{"stdout", t1Nano, "a", false, nil}, {err: ErrTruncatedFrame}},
+			want: []streamResult{{"stdout", t1Nano, "a", false, nil}, {err: ErrTruncatedFrame}},
 		},
 		{
 			name: "truncated payload",
 			in:   append(muxFrame(1, t1+" a\n"), muxFrame(1, t1+" bbbb\n")[:20]...),
-			want: []got{{"stdout", t1Nano, "a", false, nil}, {err: ErrTruncatedFrame}},
+			want: []streamResult{{"stdout", t1Nano, "a", false, nil}, {err: ErrTruncatedFrame}},
 		},
 		{
 			name: "garbage between frames",
 			in:   muxStream(muxFrame(1, t1+" a\n"), []byte("\x01garbage\x00\x00\x00 in between"), muxFrame(2, t2+" b\n")),
-			want: []got{{"stdout", t1Nano, "a", false, nil}, {err: ErrCorruptStream}, {"stderr", t2Nano, "b", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, "a", false, nil}, {err: ErrCorruptStream}, {"stderr", t2Nano, "b", false, nil}},
 		},
 		{
 			name: "bad stream byte",
 			in:   muxStream(muxFrame(7, t1+" a\n"), muxFrame(1, t2+" b\n")),
-			want: []got{{err: ErrCorruptStream}, {"stdout", t2Nano, "b", false, nil}},
+			want: []streamResult{{err: ErrCorruptStream}, {"stdout", t2Nano, "b", false, nil}},
 		},
 		{
 			name: "frame too large, then resync",
 			in:   muxStream([]byte{1, 0, 0, 0, 0x7f, 0, 0, 0}, []byte("junk"), muxFrame(1, t1+" a\n")),
-			want: []got{{err: ErrFrameTooLarge}, {"stdout", t1Nano, "a", false, nil}},
+			want: []streamResult{{err: ErrFrameTooLarge}, {"stdout", t1Nano, "a", false, nil}},
 		},
 		{
 			name: "garbage at the end",
 			in:   muxStream(muxFrame(1, t1+" a\n"), []byte{9, 9, 9, 9, 9, 9, 9, 9, 9}),
-			want: []got{{"stdout", t1Nano, "a", false, nil}, {err: ErrCorruptStream}, {err: ErrTruncatedFrame}},
+			want: []streamResult{{"stdout", t1Nano, "a", false, nil}, {err: ErrCorruptStream}, {err: ErrTruncatedFrame}},
 		},
 		{
 			name: "resync candidate cut by the end",
 			in:   muxStream(muxFrame(1, t1+" a\n"), []byte{9, 1, 0, 0, 0, 0, 0, 0, 40, '2', '0'}),
-			want: []got{{"stdout", t1Nano, "a", false, nil}, {err: ErrCorruptStream}, {err: ErrTruncatedFrame}},
+			want: []streamResult{{"stdout", t1Nano, "a", false, nil}, {err: ErrCorruptStream}, {err: ErrTruncatedFrame}},
 		},
 		{
 			name: "frame at the cap is accepted",
 			in:   muxFrame(1, t1+" "+strings.Repeat("y", minLogStreamFrame-len(t1)-2)+"\n"),
-			want: []got{{"stdout", t1Nano, strings.Repeat("y", minLogStreamFrame-len(t1)-2), false, nil}},
+			want: []streamResult{{"stdout", t1Nano, strings.Repeat("y", minLogStreamFrame-len(t1)-2), false, nil}},
 		},
 		{
 			name: "frame over the cap",
 			in:   muxFrame(1, t1+" "+strings.Repeat("y", minLogStreamFrame-len(t1))+"\n"),
-			want: []got{{err: ErrFrameTooLarge}, {err: ErrTruncatedFrame}},
+			want: []streamResult{{err: ErrFrameTooLarge}, {err: ErrTruncatedFrame}},
 		},
 	}
 	for _, tt := range tests {
@@ -256,28 +256,28 @@ func TestLogStreamTTY(t *testing.T) {
 		name     string
 		in       string
 		maxFrame int
-		want     []got
+		want     []streamResult
 	}{
 		{name: "empty", in: ""},
 		{
 			name: "lines",
 			in:   t1 + " hello\n" + t2 + " world\n",
-			want: []got{{"stdout", t1Nano, "hello", false, nil}, {"stdout", t2Nano, "world", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, "hello", false, nil}, {"stdout", t2Nano, "world", false, nil}},
 		},
 		{
 			name: "empty line",
 			in:   t1 + " \n",
-			want: []got{{"stdout", t1Nano, "", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, "", false, nil}},
 		},
 		{
 			name: "ends without newline",
 			in:   t1 + " a\n" + t2 + " unfinished",
-			want: []got{{"stdout", t1Nano, "a", false, nil}, {"stdout", t2Nano, "unfinished", true, nil}},
+			want: []streamResult{{"stdout", t1Nano, "a", false, nil}, {"stdout", t2Nano, "unfinished", true, nil}},
 		},
 		{
 			name: "daemon chunks of a long line",
 			in:   t1 + " " + chunk + t1 + " " + chunk + t1 + " end\n" + t2 + " next\n",
-			want: []got{
+			want: []streamResult{
 				{"stdout", t1Nano, chunk, true, nil}, {"stdout", t1Nano, chunk, true, nil},
 				{"stdout", t1Nano, "end", false, nil}, {"stdout", t2Nano, "next", false, nil},
 			},
@@ -285,23 +285,23 @@ func TestLogStreamTTY(t *testing.T) {
 		{
 			name: "line of exactly one chunk",
 			in:   t1 + " " + chunk + "\n" + t2 + " next\n",
-			want: []got{{"stdout", t1Nano, chunk, false, nil}, {"stdout", t2Nano, "next", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, chunk, false, nil}, {"stdout", t2Nano, "next", false, nil}},
 		},
 		{
 			name: "chunk at the end of the stream",
 			in:   t1 + " " + chunk,
-			want: []got{{"stdout", t1Nano, chunk, true, nil}},
+			want: []streamResult{{"stdout", t1Nano, chunk, true, nil}},
 		},
 		{
 			name: "text at the chunk size that is no timestamp",
 			in:   t1 + " " + chunk + "2024-05-01 not a timestamp\n",
-			want: []got{{"stdout", t1Nano, chunk + "2024-05-01 not a timestamp", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, chunk + "2024-05-01 not a timestamp", false, nil}},
 		},
 		{
 			name:     "line over the cap comes in pieces",
 			maxFrame: minLogStreamFrame,
 			in:       t1 + " " + strings.Repeat("p", 2*minLogStreamFrame+5) + "\n" + t2 + " next\n",
-			want: []got{
+			want: []streamResult{
 				{"stdout", t1Nano, strings.Repeat("p", minLogStreamFrame), true, nil},
 				{"stdout", t1Nano, strings.Repeat("p", minLogStreamFrame), true, nil},
 				{"stdout", t1Nano, "ppppp", false, nil},
@@ -311,33 +311,33 @@ func TestLogStreamTTY(t *testing.T) {
 		{
 			name: "line without timestamp is skipped",
 			in:   "no timestamp\n" + t1 + " ok\n",
-			want: []got{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
+			want: []streamResult{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
 		},
 		{
 			name: "bad timestamp is skipped",
 			in:   "2024-99-01T00:00:00Z x\n" + t1 + " ok\n",
-			want: []got{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
+			want: []streamResult{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
 		},
 		{
 			name: "empty line without timestamp",
 			in:   "\n" + t1 + " ok\n",
-			want: []got{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
+			want: []streamResult{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
 		},
 		{
 			name: "daemon error",
 			in:   t1 + " a\nError grabbing logs: boom\n" + t2 + " b\n",
-			want: []got{{"stdout", t1Nano, "a", false, nil}, {err: ErrDaemonError}, {"stdout", t2Nano, "b", false, nil}},
+			want: []streamResult{{"stdout", t1Nano, "a", false, nil}, {err: ErrDaemonError}, {"stdout", t2Nano, "b", false, nil}},
 		},
 		{
 			name:     "long garbage line is skipped",
 			maxFrame: minLogStreamFrame,
 			in:       strings.Repeat("g", 3*minLogStreamFrame) + "\n" + t1 + " ok\n",
-			want:     []got{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
+			want:     []streamResult{{err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}},
 		},
 		{
 			name: "garbage at the end",
 			in:   t1 + " a\n2024-05-0",
-			want: []got{{"stdout", t1Nano, "a", false, nil}, {err: ErrCorruptStream}},
+			want: []streamResult{{"stdout", t1Nano, "a", false, nil}, {err: ErrCorruptStream}},
 		},
 	}
 	for _, tt := range tests {
@@ -501,7 +501,7 @@ func FuzzLogStreamDecode(f *testing.F) {
 		// written the way the daemon writes it.
 		texts := bytes.Split(in, []byte{0xff})
 		var stream []byte
-		var want []got
+		var want []streamResult
 		for i, text := range texts {
 			at := t1Nano + int64(i)*1000000007
 			stamp := timeOf(at) + " "
@@ -509,7 +509,7 @@ func FuzzLogStreamDecode(f *testing.F) {
 				kind := byte(1 + len(text)%2)
 				stream = append(stream, muxFrame(kind, stamp+string(text))...)
 				line, partial := cutNewline(text)
-				want = append(want, got{[]string{"", SourceStdout, SourceStderr}[kind], at, string(line), partial, nil})
+				want = append(want, streamResult{[]string{"", SourceStdout, SourceStderr}[kind], at, string(line), partial, nil})
 				continue
 			}
 			// TTY: no newline inside a message and nothing shaped like a
@@ -518,11 +518,11 @@ func FuzzLogStreamDecode(f *testing.F) {
 			clean := bytes.ReplaceAll(bytes.ReplaceAll(text, []byte("\n"), []byte(" ")), []byte("-"), []byte("_"))
 			for len(clean) >= 16 {
 				stream = append(stream, stamp+string(clean[:16])...)
-				want = append(want, got{SourceStdout, at, string(clean[:16]), true, nil})
+				want = append(want, streamResult{SourceStdout, at, string(clean[:16]), true, nil})
 				clean = clean[16:]
 			}
 			stream = append(stream, stamp+string(clean)+"\n"...)
-			want = append(want, got{SourceStdout, at, string(clean), false, nil})
+			want = append(want, streamResult{SourceStdout, at, string(clean), false, nil})
 		}
 		d := NewLogStreamDecoder(iotest.HalfReader(bytes.NewReader(stream)), tty, 0)
 		d.chunkSize = 16
@@ -546,5 +546,20 @@ func BenchmarkLogStreamDecode(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestLogStreamSkippedBytes(t *testing.T) {
+	bad := muxFrame(1, "no timestamp\n")
+	junk := []byte("\x07junk!!!!")
+	in := muxStream(bad, junk, muxFrame(1, t1+" ok\n"))
+	d := NewLogStreamDecoder(bytes.NewReader(in), false, 0)
+	res := drain(t, d)
+	want := []streamResult{{err: ErrCorruptStream}, {err: ErrCorruptStream}, {"stdout", t1Nano, "ok", false, nil}}
+	if !sameResults(res, want) {
+		t.Fatalf("got %v", res)
+	}
+	if n := d.SkippedBytes(); n != int64(len(bad)+len(junk)) {
+		t.Fatalf("skipped %d bytes, want %d", n, len(bad)+len(junk))
 	}
 }
