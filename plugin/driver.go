@@ -224,6 +224,9 @@ func (d *Driver) launch(s *stream) {
 		defer d.wg.Done()
 		s.run(d.ctx)
 		d.pool.Release(s.disp) // the dispatcher keeps flushing what s handed it
+		d.m.streams.Dec()
+		d.m.draining.Inc()
+		defer d.m.draining.Dec()
 		// Keep the record until Loki has the last line: a restart in the
 		// meantime re-sends from the local copy.
 		t := time.NewTimer(d.cfg.DrainTimeout)
@@ -250,7 +253,6 @@ func (d *Driver) finish(s *stream) {
 		d.finalPos[s.file] = s.acked.Load()
 	}
 	d.mu.Unlock()
-	d.m.streams.Dec()
 	s.m.forget()
 	if !shuttingDown {
 		if err := d.state.Delete(s.file); err != nil {

@@ -14,6 +14,7 @@ import (
 // FileStore is the LocalStore on disk (package logstore), one directory per
 // container under dir.
 type FileStore struct {
+	dir   string
 	store *logstore.Store
 	log   *slog.Logger
 }
@@ -26,7 +27,7 @@ func NewFileStore(dir string, log *slog.Logger) (*FileStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &FileStore{store: s, log: log}, nil
+	return &FileStore{dir: dir, store: s, log: log}, nil
 }
 
 // Open starts or continues a container's copy.
@@ -34,6 +35,12 @@ func (f *FileStore) Open(containerID string, cfg logopts.FileConfig) (copyWriter
 	w, err := f.store.Open(containerID, logstore.Config{MaxSize: cfg.MaxSize, MaxFile: cfg.MaxFile})
 	if err != nil {
 		return nil, err
+	}
+	if cfg.KeepFile {
+		if err := f.markKeep(containerID); err != nil {
+			w.Close()
+			return nil, err
+		}
 	}
 	return w, nil
 }

@@ -8,6 +8,7 @@ import (
 // that name a container are deleted when its stream ends.
 type Metrics struct {
 	streams     prometheus.Gauge
+	draining    prometheus.Gauge
 	started     prometheus.Counter
 	reattached  prometheus.Counter
 	replayed    prometheus.Counter
@@ -27,6 +28,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "logferry_plugin_streams_active", Help: "Container FIFOs being read.",
+		}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "logferry_plugin_streams_draining", Help: "Ended streams whose last lines Loki has not accepted yet (their records are kept for a restart).",
 		}),
 		started: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_plugin_streams_started_total", Help: "StartLogging calls that opened a stream.",
@@ -67,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.streams, m.started, m.reattached, m.replayed, m.startErrors, m.framesRead, m.corrupt,
+		reg.MustRegister(m.streams, m.draining, m.started, m.reattached, m.replayed, m.startErrors, m.framesRead, m.corrupt,
 			m.truncated, m.invalidUTF8, m.copyErrors, m.entries, m.bytes, m.stopSeconds)
 	}
 	return m

@@ -36,6 +36,7 @@ type env struct {
 	DrainTimeout time.Duration
 	Host         string
 	Socket       string
+	Retention    plugin.Retention
 }
 
 func readEnv() (env, error) {
@@ -56,6 +57,21 @@ func readEnv() (env, error) {
 			return e, fmt.Errorf("DRAIN_TIMEOUT: want a positive duration such as 5m, got %q", v)
 		}
 		e.DrainTimeout = d
+	}
+	e.Retention = plugin.Retention{MaxAge: plugin.DefaultRetentionAge, MaxTotal: plugin.DefaultRetentionTotal}
+	if v := os.Getenv("LOCAL_COPY_MAX_AGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return e, fmt.Errorf("LOCAL_COPY_MAX_AGE: want a positive duration such as 168h, got %q", v)
+		}
+		e.Retention.MaxAge = d
+	}
+	if v := os.Getenv("LOCAL_COPY_MAX_TOTAL"); v != "" {
+		n, err := logopts.ParseSize(v)
+		if err != nil || n <= 0 {
+			return e, fmt.Errorf("LOCAL_COPY_MAX_TOTAL: want a size such as 4g, got %q", v)
+		}
+		e.Retention.MaxTotal = n
 	}
 	if e.Host == "" {
 		h, err := os.Hostname()
@@ -145,6 +161,7 @@ func run() error {
 	if err != nil {
 		log.Error("re-attaching streams", "err", err)
 	}
+	driver.StartJanitor(e.Retention)
 	ready.Store(true)
 	log.Info("logferry plugin ready", "socket", e.Socket, "metrics", e.MetricsAddr, "reattached", n,
 		"default_endpoint", defaults.Loki.Endpoint(), "host", e.Host)
