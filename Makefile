@@ -6,7 +6,7 @@ GO ?= go
 SHARED := ./shared/...
 DEMO_DIR ?= $(CURDIR)/.tmp/demo
 
-.PHONY: all build test unit race integration bench fuzz demo loki generate fmt vet clean
+.PHONY: all build test unit race integration bench fuzz demo loki generate fmt vet clean plugin
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 # core, and the integration tests against a real Loki.
 test: fmt vet loki
 	LOKI_BIN="$$(scripts/loki path)" $(GO) test -count=1 -timeout 30m ./...
-	$(GO) test -count=1 -race -short $(SHARED)
+	$(GO) test -count=1 -race -short $(SHARED) ./plugin/...
 
 # Unit tests only: -short skips everything that needs Loki or dockerd.
 unit:
@@ -48,6 +48,11 @@ fuzz:
 
 demo: loki
 	scripts/demo $(DEMO_DIR)
+
+# Builds the plugin and installs it into the dockerd of DOCKER_HOST as
+# $(PLUGIN) (default logferry).
+plugin:
+	scripts/plugin
 
 generate:
 	scripts/generate
