@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -227,7 +226,7 @@ func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
 	line := string(data)
 	if !utf8.ValidString(line) {
 		s.m.invalidUTF8.Inc()
-		line = replaceInvalidUTF8(line)
+		line = dockerlog.ValidUTF8(line)
 	}
 	src := s.m.source(source)
 	src.entries.Inc()
@@ -248,24 +247,6 @@ func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
 		s.lastHanded, s.handedAny = timeNano, true
 		s.mu.Unlock()
 	}
-}
-
-// replaceInvalidUTF8 turns each invalid byte into U+FFFD, as dockerd's
-// json-file writer does, so a line reaches Loki the same whichever way it
-// was captured.
-func replaceInvalidUTF8(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 8)
-	for len(s) > 0 {
-		r, n := utf8.DecodeRuneInString(s)
-		if r == utf8.RuneError && n == 1 {
-			b.WriteString("\uFFFD")
-		} else {
-			b.WriteString(s[:n])
-		}
-		s = s[n:]
-	}
-	return b.String()
 }
 
 // stop is StopLogging's part: it never waits. The daemon closes its end of

@@ -103,12 +103,27 @@ func (d *Dispatcher) Config() Config { return d.cfg }
 // is full, e goes to the overflow policy; if that does not keep it, Handle
 // counts it as dropped and returns ErrQueueFull.
 func (d *Dispatcher) Handle(e Entry) error {
+	return d.handle(e, true)
+}
+
+// TryHandle is Handle for a producer that can wait: when the queue is full
+// it returns ErrQueueFull and neither drops nor counts e, so the producer
+// can offer it again later.
+func (d *Dispatcher) TryHandle(e Entry) error {
+	return d.handle(e, false)
+}
+
+func (d *Dispatcher) handle(e Entry, overflow bool) error {
 	size := e.size()
 	d.mu.Lock()
 	if d.stopping {
 		d.mu.Unlock()
 		d.m.dropped.WithLabelValues(ReasonStopped).Inc()
 		return ErrStopped
+	}
+	if d.queued+size > d.cfg.QueueBytes && !overflow {
+		d.mu.Unlock()
+		return ErrQueueFull
 	}
 	d.m.entriesReceived.Inc()
 	d.m.bytesReceived.Add(float64(len(e.Line)))

@@ -1,0 +1,222 @@
+// Package sidecar is logferry's host agent for containers that keep a
+// non-plugin log driver: it discovers containers through the Engine API,
+// routes each to the json-file tailer or the Engine's logs stream (or skips
+// it), and ships what it reads through the shared core, moving its saved
+// positions only after Loki has accepted the lines.
+package sidecar
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/logferry/logferry/shared/logopts"
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("invalid sidecar configuration")
+
+// Config is the sidecar's configuration: its own settings, and the log
+// options (the plugin's log-opt names) applied to every container it ships.
+type Config struct {
+	DockerHost    string        // docker-host: "" = $DOCKER_HOST, then the local socket
+	StateDir      string        // state-dir: positions
+	Listen        string        // listen: /metrics and /ready
+	ContainersDir string        // containers-dir: where json-file logs are
+	PluginName    string        // plugin-name: containers on this log driver are the plugin's
+	PollInterval  time.Duration // poll-interval: file polling when fsnotify cannot watch
+	HostLabel     string        // host-label: "" = the Engine's host name, as the plugin's hostname
+	LogLevel      string        // log-level
+	// Options are log-opts for every container; a container overrides
+	// them with labels logferry.<option>.
+	Options map[string]string
+}
+
+// Own keys and their defaults.
+var ownKeys = map[string]string{
+	"docker-host":    "",
+	"state-dir":      "/var/lib/logferry-sidecar",
+	"listen":         "127.0.0.1:9376",
+	"containers-dir": "/var/lib/docker/containers",
+	"plugin-name":    "logferry",
+	"poll-interval":  "1s",
+	"host-label":     "",
+	"log-level":      "info",
+}
+
+// LabelPrefix marks per-container overrides: logferry.loki-tenant-id=t1.
+const LabelPrefix = "logferry."
+
+// EnvPrefix names settings in the environment: LOGFERRY_LOKI_URL.
+const EnvPrefix = "LOGFERRY_"
+
+func envName(key string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// LoadConfig reads the configuration: defaults, then the YAML file named by
+// --config (or LOGFERRY_CONFIG), then the environment (LOGFERRY_<KEY>), then
+// flags (--<key>), the later winning. Keys are the sidecar's own and every
+// log-opt the plugin accepts; an unknown key is an error naming it, in
+// every source.
+func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, error) {
+	values := maps.Clone(ownKeys)
+	optKeys := logopts.Keys()
+	known := func(k string) bool {
+		_, own := ownKeys[k]
+		return own || slices.Contains(optKeys, k)
+	}
+
+	fs := flag.NewFlagSet("logferry-sidecar", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "YAML configuration file (keys as the flags, without --)")
+	flagVals := map[string]*string{}
+	for k, def := range ownKeys {
+		flagVals[k] = fs.String(k, def, "sidecar setting (env "+envName(k)+")")
+	}
+	for _, k := range optKeys {
+		flagVals[k] = fs.String(k, "", "log option for every container, as the plugin's --log-opt "+k+" (env "+envName(k)+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("%w: unexpected arguments %q", ErrConfig, fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	file := *configFile
+	if file == "" {
+		file = env[EnvPrefix+"CONFIG"]
+	}
+	opts := map[string]string{}
+	put := func(k, v string) {
+		if _, own := ownKeys[k]; own {
+			values[k] = v
+		} else {
+			opts[k] = v
+		}
+	}
+	if file != "" {
+		fromFile, err := readConfigFile(file)
+		if err != nil {
+			return Config{}, err
+		}
+		for _, k := range slices.Sorted(maps.Keys(fromFile)) {
+			if !known(k) {
+				return Config{}, fmt.Errorf("%s: %s: %w: unknown key", file, k, ErrConfig)
+			}
+			put(k, fromFile[k])
+		}
+	}
+	for k, v := range env {
+		if !strings.HasPrefix(k, EnvPrefix) || k == EnvPrefix+"CONFIG" {
+			continue
+		}
+		key := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(k, EnvPrefix), "_", "-"))
+		if !known(key) {
+			return Config{}, fmt.Errorf("%s: %w: unknown setting (keys: the flags of logferry-sidecar -h)", k, ErrConfig)
+		}
+		put(key, v)
+	}
+	for k := range set {
+		if k != "config" {
+			put(k, *flagVals[k])
+		}
+	}
+	poll, err := time.ParseDuration(values["poll-interval"])
+	if err != nil || poll <= 0 {
+		return Config{}, fmt.Errorf("poll-interval: %w: want a positive duration such as 1s", ErrConfig)
+	}
+	c := Config{
+		DockerHost: values["docker-host"], StateDir: values["state-dir"], Listen: values["listen"],
+		ContainersDir: values["containers-dir"], PluginName: values["plugin-name"], PollInterval: poll,
+		HostLabel: values["host-label"], LogLevel: values["log-level"], Options: opts,
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Validate checks the settings and that the log options parse.
+func (c Config) Validate() error {
+	if c.StateDir == "" {
+		return fmt.Errorf("state-dir: %w: must not be empty", ErrConfig)
+	}
+	if c.ContainersDir == "" {
+		return fmt.Errorf("containers-dir: %w: must not be empty", ErrConfig)
+	}
+	if c.PluginName == "" {
+		return fmt.Errorf("plugin-name: %w: must not be empty", ErrConfig)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log-level: %w: want debug, info, warn or error", ErrConfig)
+	}
+	if _, err := logopts.Parse(logopts.Defaults(), c.Options); err != nil {
+		return err
+	}
+	return nil
+}
+
+func readConfigFile(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", path, ErrConfig, err)
+	}
+	out := map[string]string{}
+	for k, v := range raw {
+		switch v := v.(type) {
+		case string:
+			out[k] = v
+		case int, int64, float64, bool:
+			out[k] = fmt.Sprint(v)
+		case nil:
+			out[k] = ""
+		default:
+			return nil, fmt.Errorf("%s: %s: %w: want a single value", path, k, ErrConfig)
+		}
+	}
+	return out, nil
+}
+
+// ContainerOptions are the log options for one container: the sidecar's,
+// overridden by the container's logferry.<option> labels. An error names
+// the label.
+func (c Config) ContainerOptions(labels map[string]string) (logopts.Options, error) {
+	m := maps.Clone(c.Options)
+	if m == nil {
+		m = map[string]string{}
+	}
+	for k, v := range labels {
+		if key, ok := strings.CutPrefix(k, LabelPrefix); ok {
+			m[key] = v
+		}
+	}
+	o, err := logopts.Parse(logopts.Defaults(), m)
+	if err != nil {
+		return o, fmt.Errorf("container label %s...: %w", LabelPrefix, err)
+	}
+	return o, nil
+}

@@ -1,0 +1,78 @@
+package sidecar
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/logferry/logferry/shared/labels"
+	"github.com/logferry/logferry/shared/logopts"
+)
+
+const testURL = "http://127.0.0.1:3100/loki/api/v1/push"
+
+func TestLoadConfigPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "sidecar.yaml")
+	if err := os.WriteFile(file, []byte("loki-url: "+testURL+"\nloki-batch-wait: 2s\nstate-dir: /from/file\nloki-retries: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(
+		[]string{"--config", file, "--loki-batch-wait", "250ms", "--poll-interval", "2s"},
+		[]string{"LOGFERRY_STATE_DIR=/from/env", "LOGFERRY_LOKI_BATCH_WAIT=5s", "PATH=/bin"},
+		io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.StateDir != "/from/env" || cfg.PollInterval != 2*time.Second || cfg.Listen != "127.0.0.1:9376" {
+		t.Fatalf("settings %+v", cfg)
+	}
+	if cfg.Options["loki-batch-wait"] != "250ms" || cfg.Options["loki-retries"] != "3" || cfg.Options["loki-url"] != testURL {
+		t.Fatalf("options %v", cfg.Options)
+	}
+}
+
+func TestLoadConfigErrorsNameTheKey(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(file, []byte("loki-url: "+testURL+"\nloki-batchwait: 1s\n"), 0o600)
+	tests := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"--config", file}, nil, "loki-batchwait"},
+		{[]string{"--loki-url", testURL}, []string{"LOGFERRY_NO_SUCH=1"}, "LOGFERRY_NO_SUCH"},
+		{[]string{"--loki-url", testURL, "--loki-timeout", "x"}, nil, "loki-timeout"},
+		{[]string{"--loki-url", testURL, "--poll-interval", "0s"}, nil, "poll-interval"},
+		{[]string{}, nil, "loki-url"},
+		{[]string{"--loki-url", testURL, "--log-level", "loud"}, nil, "log-level"},
+	}
+	for _, tt := range tests {
+		_, err := LoadConfig(tt.args, tt.env, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v %v: error %v does not name %s", tt.args, tt.env, err, tt.want)
+		}
+	}
+	if _, err := LoadConfig([]string{"--no-such-flag"}, nil, io.Discard); err == nil {
+		t.Error("an unknown flag was accepted")
+	}
+}
+
+func TestContainerOptionsFromLabels(t *testing.T) {
+	cfg := Config{Options: map[string]string{"loki-url": testURL, "loki-tenant-id": "default"}}
+	o, err := cfg.ContainerOptions(map[string]string{"logferry.loki-tenant-id": "team-a", "com.example": "x"})
+	if err != nil || o.Loki.TenantID != "team-a" {
+		t.Fatalf("override: %+v, %v", o.Loki.TenantID, err)
+	}
+	_, err = cfg.ContainerOptions(map[string]string{"logferry.loki-batch-wait": "soon"})
+	if !errors.Is(err, logopts.ErrInvalidValue) || !strings.Contains(err.Error(), "loki-batch-wait") {
+		t.Fatalf("bad label: %v", err)
+	}
+	_, err = cfg.ContainerOptions(map[string]string{"logferry.loki-external-labels": "a={{.Nope}}"})
+	if !errors.Is(err, labels.ErrInvalidOption) {
+		t.Fatalf("bad template label: %v", err)
+	}
+}

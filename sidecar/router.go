@@ -1,0 +1,321 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/logferry/logferry/sidecar/engine"
+	"github.com/logferry/logferry/sidecar/positions"
+	"github.com/logferry/logferry/shared/labels"
+	"github.com/logferry/logferry/shared/logopts"
+	"github.com/logferry/logferry/shared/loki"
+)
+
+// Routes a container can take.
+const (
+	RouteFile   = "file"   // json-file, read from disk
+	RouteAPI    = "api"    // any other driver: the Engine's logs stream
+	RoutePlugin = "plugin" // logferry's plugin ships it: skipped
+	RouteNone   = "none"   // driver none: nothing to read
+	RouteError  = "error"  // bad logferry.* labels: skipped, see the log
+)
+
+// Router discovers containers and owns one shipper per container it ships.
+// Every shipper's goroutine belongs to the Router, which waits for them.
+type Router struct {
+	cfg     Config
+	eng     *engine.Client
+	pool    *loki.Pool
+	pos     *positions.Store
+	files   FileSource
+	host    string
+	log     *slog.Logger
+	m       *Metrics
+	builder func(o logopts.Options) (*labels.Builder, error)
+
+	mu       sync.Mutex
+	shippers map[string]*shipper // by container id
+	routes   map[string]string   // route of every known running container
+	wg       sync.WaitGroup
+	posDirty chan struct{}
+	ready    atomic.Bool
+}
+
+// Ready reports whether the first discovery has run.
+func (r *Router) Ready() bool { return r.ready.Load() }
+
+// NewRouter wires a Router; Run starts it.
+func NewRouter(cfg Config, eng *engine.Client, pool *loki.Pool, pos *positions.Store, files FileSource,
+	host string, m *Metrics, log *slog.Logger) *Router {
+	r := &Router{cfg: cfg, eng: eng, pool: pool, pos: pos, files: files, host: host, log: log, m: m,
+		shippers: map[string]*shipper{}, routes: map[string]string{}, posDirty: make(chan struct{}, 1)}
+	r.builder = func(o logopts.Options) (*labels.Builder, error) { return labels.NewBuilder(o.Labels, host) }
+	return r
+}
+
+// Run discovers containers and follows events until ctx ends; then it
+// stops every shipper (saving positions) and returns.
+func (r *Router) Run(ctx context.Context) error {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.savePositions(ctx)
+	}()
+	err := r.eng.Events(ctx, time.Time{}, func(ev engine.Event) { r.handle(ctx, ev) })
+	r.stopAll()
+	r.wg.Wait()
+	if ferr := r.pos.Flush(); ferr != nil {
+		r.log.Error("saving positions", "err", ferr)
+	}
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func (r *Router) handle(ctx context.Context, ev engine.Event) {
+	switch ev.Action {
+	case engine.ActionResync:
+		r.resync(ctx)
+	case engine.ActionStart:
+		c, err := r.eng.Inspect(ctx, ev.ID)
+		if err != nil {
+			r.log.Warn("inspecting a started container", "container_id", shortID(ev.ID), "err", err)
+			return
+		}
+		r.start(ctx, c)
+	case engine.ActionDie:
+		r.finish(ev.ID)
+	case engine.ActionDestroy:
+		r.finish(ev.ID)
+		r.pos.Delete(ev.ID)
+		r.dirty()
+	case engine.ActionRename:
+		// Labels carry the name: ship the rest under the new one.
+		r.finish(ev.ID)
+		if c, err := r.eng.Inspect(ctx, ev.ID); err == nil && c.Running {
+			r.start(ctx, c)
+		}
+	}
+}
+
+// resync reconciles with the daemon: ship every running container, finish
+// the shippers of containers no longer running.
+func (r *Router) resync(ctx context.Context) {
+	list, err := r.eng.List(ctx)
+	if err != nil {
+		r.log.Error("listing containers", "err", err)
+		return
+	}
+	running := map[string]bool{}
+	for _, c := range list {
+		running[c.ID] = true
+		r.start(ctx, c)
+	}
+	r.mu.Lock()
+	var gone []string
+	for id := range r.shippers {
+		if !running[id] {
+			gone = append(gone, id)
+		}
+	}
+	r.mu.Unlock()
+	for _, id := range gone {
+		r.finish(id)
+	}
+	r.ready.Store(true)
+	r.log.Info("containers discovered", "running", len(list))
+}
+
+// route decides how a container's logs are read.
+func (r *Router) route(c engine.Container) string {
+	driver := c.LogDriver
+	name := path.Base(driver)
+	if i := strings.IndexByte(name, ':'); i >= 0 {
+		name = name[:i]
+	}
+	switch {
+	case name == r.cfg.PluginName:
+		return RoutePlugin
+	case driver == "none":
+		return RouteNone
+	case driver == "json-file" && c.LogPath != "":
+		return RouteFile
+	default:
+		return RouteAPI
+	}
+}
+
+// hostPath maps the daemon's log path to this process's view of the
+// containers directory (the sidecar may see it mounted elsewhere).
+func (r *Router) hostPath(logPath string) string {
+	const daemonDir = "/var/lib/docker/containers"
+	if rest, ok := strings.CutPrefix(logPath, daemonDir); ok && r.cfg.ContainersDir != daemonDir {
+		return filepath.Join(r.cfg.ContainersDir, rest)
+	}
+	return logPath
+}
+
+// start ships c unless it is shipped already or takes no route.
+func (r *Router) start(ctx context.Context, c engine.Container) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.shippers[c.ID]; ok {
+		return
+	}
+	route := r.route(c)
+	if old, ok := r.routes[c.ID]; ok && old == route && (route == RoutePlugin || route == RouteNone || route == RouteError) {
+		return
+	}
+	log := r.log.With("container", c.Name, "container_id", shortID(c.ID), "route", route)
+	if route == RoutePlugin || route == RouteNone {
+		r.setRoute(c.ID, route)
+		log.Info("not shipping: " + map[string]string{RoutePlugin: "the logferry plugin ships it", RouteNone: "log driver none"}[route])
+		return
+	}
+	s, err := r.newShipper(c, route, log)
+	if err != nil {
+		r.setRoute(c.ID, RouteError)
+		r.m.startErrors.Inc()
+		log.Error("not shipping this container", "err", err)
+		return
+	}
+	r.setRoute(c.ID, route)
+	r.shippers[c.ID] = s
+	sctx, cancel := context.WithCancel(ctx)
+	s.cancel = cancel
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer cancel()
+		s.run(sctx)
+		r.pool.Release(s.disp)
+		r.mu.Lock()
+		if r.shippers[c.ID] == s {
+			delete(r.shippers, c.ID)
+			r.setRoute(c.ID, "")
+		}
+		r.mu.Unlock()
+		s.m.forget()
+		log.Info("stopped shipping", "lines", s.lines)
+	}()
+	log.Info("shipping")
+}
+
+// setRoute keeps the routes gauge right. Called with r.mu held.
+func (r *Router) setRoute(id, route string) {
+	if old, ok := r.routes[id]; ok {
+		r.m.containers.WithLabelValues(old).Dec()
+		delete(r.routes, id)
+	}
+	if route != "" {
+		r.routes[id] = route
+		r.m.containers.WithLabelValues(route).Inc()
+	}
+}
+
+// finish tells a container's shipper to read to the end and stop; without
+// a shipper it forgets the container's route.
+func (r *Router) finish(id string) {
+	r.mu.Lock()
+	s, ok := r.shippers[id]
+	if !ok {
+		r.setRoute(id, "")
+	}
+	r.mu.Unlock()
+	if ok {
+		s.finish()
+	}
+}
+
+// stopAll stops every shipper now (shutdown): positions stay where Loki's
+// acceptance got them.
+func (r *Router) stopAll() {
+	r.mu.Lock()
+	for _, s := range r.shippers {
+		s.cancel()
+	}
+	r.mu.Unlock()
+}
+
+// Active returns the number of containers being shipped.
+func (r *Router) Active() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.shippers)
+}
+
+func (r *Router) dirty() {
+	select {
+	case r.posDirty <- struct{}{}:
+	default:
+	}
+}
+
+// savePositions writes the positions soon after they change, at most 20
+// times a second.
+func (r *Router) savePositions(ctx context.Context) {
+	limit := time.NewTicker(50 * time.Millisecond)
+	defer limit.Stop()
+	for {
+		select {
+		case <-r.posDirty:
+		case <-ctx.Done():
+			return
+		}
+		if err := r.pos.Flush(); err != nil {
+			r.log.Error("saving positions", "err", err)
+		} else {
+			r.m.positionsSaved.Inc()
+		}
+		select {
+		case <-limit.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// newShipper prepares what shipping c needs. Called with r.mu held.
+func (r *Router) newShipper(c engine.Container, route string, log *slog.Logger) (*shipper, error) {
+	opts, err := r.cfg.ContainerOptions(c.Labels)
+	if err != nil {
+		return nil, err
+	}
+	b, err := r.builder(opts)
+	if err != nil {
+		return nil, err
+	}
+	set, err := b.Build(c.Container)
+	if err != nil {
+		return nil, err
+	}
+	meta := make([]loki.LabelPairAdapter, 0, len(set.StructuredMetadata))
+	for _, p := range set.StructuredMetadata {
+		meta = append(meta, loki.LabelPairAdapter{Name: p.Name, Value: p.Value})
+	}
+	disp, err := r.pool.Acquire(opts.Loki)
+	if err != nil {
+		return nil, fmt.Errorf("loki endpoint: %w", err)
+	}
+	s := &shipper{
+		r: r, c: c, route: route, opts: opts, set: set, meta: meta, disp: disp, log: log,
+		m: r.m.forContainer(c.Name), finishCh: make(chan struct{}), resolved: make(chan struct{}),
+	}
+	return s, nil
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

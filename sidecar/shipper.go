@@ -1,0 +1,246 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/logferry/logferry/sidecar/engine"
+	"github.com/logferry/logferry/sidecar/positions"
+	"github.com/logferry/logferry/shared/dockerlog"
+	"github.com/logferry/logferry/shared/labels"
+	"github.com/logferry/logferry/shared/logopts"
+	"github.com/logferry/logferry/shared/loki"
+)
+
+// TailLine is one complete line read from a json-file log.
+type TailLine struct {
+	Stream   string
+	TimeNano int64
+	Data     []byte // valid during the callback
+	// Token identifies the position right after this line; tokens only
+	// grow over a tail's life.
+	Token int64
+}
+
+// FileTail follows one container's json-file log across rotations.
+type FileTail interface {
+	// Run calls out for every line until ctx ends, or after Finish once
+	// everything written has been read. out may block (backpressure).
+	Run(ctx context.Context, out func(TailLine) error) error
+	// Finish asks Run to read to the end and return.
+	Finish()
+	// Position maps a token to the durable position after its line.
+	Position(token int64) (positions.Position, bool)
+}
+
+// FileSource opens FileTails; one is shared by every container.
+type FileSource interface {
+	Open(path, name string, start *positions.Position, maxLine int) (FileTail, error)
+}
+
+// engineMessage is a message of the Engine's logs stream.
+type engineMessage = dockerlog.StreamMessage
+
+// shipper ships one container. Its acknowledgements, in hand-over order,
+// move the container's saved position: only what Loki accepted (or what was
+// dropped and counted) is ever behind it.
+type shipper struct {
+	r     *Router
+	c     engine.Container
+	route string
+	opts  logopts.Options
+	set   labels.Set
+	meta  []loki.LabelPairAdapter
+	disp  *loki.Dispatcher
+	log   *slog.Logger
+	m     *containerMetrics
+	tail  FileTail
+
+	cancel     context.CancelFunc
+	finishOnce sync.Once
+	finishCh   chan struct{}
+	lines      int64
+
+	mu         sync.Mutex
+	lastHanded int64
+	handedAny  bool
+	lastAcked  int64
+	ended      bool
+	resolved   chan struct{}
+}
+
+var _ loki.Acker = (*shipper)(nil)
+
+// Ack moves the saved position. A dropped line (delivered false) moves it
+// too: it was counted, and re-reading it would only drop it again.
+func (s *shipper) Ack(off int64, delivered bool) {
+	switch s.route {
+	case RouteFile:
+		if p, ok := s.tail.Position(off); ok {
+			if err := s.r.pos.Set(s.c.ID, p); err == nil {
+				s.r.dirty()
+			}
+		}
+	case RouteAPI:
+		// Resume after this line's time: the logs API's since is
+		// inclusive.
+		if err := s.r.pos.Set(s.c.ID, positions.Position{Offset: off + 1}); err == nil {
+			s.r.dirty()
+		}
+	}
+	s.mu.Lock()
+	s.lastAcked = off
+	s.checkResolved()
+	s.mu.Unlock()
+}
+
+func (s *shipper) checkResolved() {
+	if !s.ended {
+		return
+	}
+	select {
+	case <-s.resolved:
+		return
+	default:
+	}
+	if !s.handedAny || s.lastAcked == s.lastHanded {
+		close(s.resolved)
+	}
+}
+
+// finish asks the shipper to read to the end (the container died).
+func (s *shipper) finish() {
+	s.finishOnce.Do(func() {
+		close(s.finishCh)
+		if s.tail != nil {
+			s.tail.Finish()
+		}
+	})
+}
+
+func (s *shipper) run(ctx context.Context) {
+	var err error
+	switch s.route {
+	case RouteFile:
+		err = s.runFile(ctx)
+	case RouteAPI:
+		err = s.runAPI(ctx)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Error("shipping stopped", "err", err)
+	}
+	s.mu.Lock()
+	s.ended = true
+	s.checkResolved()
+	s.mu.Unlock()
+	if ctx.Err() != nil {
+		return // shutdown: the position stays where Loki's acceptance got it
+	}
+	// Wait until Loki has the last line, so the position is final.
+	t := time.NewTimer(s.r.drainTimeout())
+	defer t.Stop()
+	select {
+	case <-s.resolved:
+	case <-t.C:
+		s.log.Warn("Loki did not accept the last lines in time")
+	case <-ctx.Done():
+	}
+}
+
+func (s *shipper) runFile(ctx context.Context) error {
+	var start *positions.Position
+	if p, ok := s.r.pos.Get(s.c.ID); ok {
+		start = &p
+	}
+	t, err := s.r.files.Open(s.r.hostPath(s.c.LogPath), s.c.Name, start, s.opts.MaxLineSize)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.tail = t
+	s.mu.Unlock()
+	select {
+	case <-s.finishCh:
+		t.Finish() // died before the tail was open
+	default:
+	}
+	return t.Run(ctx, func(l TailLine) error {
+		return s.ship(ctx, l.Stream, l.TimeNano, l.Data, l.Token)
+	})
+}
+
+func (s *shipper) runAPI(ctx context.Context) error {
+	since := int64(0)
+	if p, ok := s.r.pos.Get(s.c.ID); ok {
+		since = p.Offset
+	} else if !s.c.StartedAt.IsZero() {
+		since = s.c.StartedAt.UnixNano()
+	}
+	joiner := dockerlog.NewJoiner(s.opts.MaxLineSize)
+	var shipErr error
+	err := s.r.eng.Follow(ctx, s.c.ID, s.c.TTY, since, func(m dockerlog.StreamMessage) error {
+		line := m.Line
+		if s.c.TTY {
+			line = trimCR(line)
+		}
+		if l, ok := joiner.Push(m.Stream, m.TimeNano, line, !m.Partial); ok {
+			if l.Truncated {
+				s.r.m.truncated.Inc()
+			}
+			shipErr = s.ship(ctx, l.Stream, l.TimeNano, l.Data, l.TimeNano)
+			return shipErr
+		}
+		return nil
+	})
+	joiner.Flush(func(l dockerlog.Line) { _ = s.ship(ctx, l.Stream, l.TimeNano, l.Data, l.TimeNano) })
+	return err
+}
+
+func trimCR(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		return b[:n-1]
+	}
+	return b
+}
+
+// ship hands one line to the dispatcher. The sidecar's overflow policy is
+// "block": when the queue is full it waits for room, which only slows the
+// reading of files the daemon has already written; no container waits.
+func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data []byte, token int64) error {
+	line := string(data)
+	if !utf8.ValidString(line) {
+		s.r.m.invalidUTF8.Inc()
+		line = dockerlog.ValidUTF8(line)
+	}
+	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta, Acker: s, Offset: token}
+	wait := 10 * time.Millisecond
+	for {
+		err := s.disp.TryHandle(e)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, loki.ErrQueueFull) {
+			return err
+		}
+		s.r.m.blocked.Inc()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
+	s.mu.Lock()
+	s.lastHanded, s.handedAny = token, true
+	s.mu.Unlock()
+	s.lines++
+	s.m.lines(source).Inc()
+	s.m.bytes(source).Add(float64(len(line)))
+	return nil
+}
