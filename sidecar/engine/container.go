@@ -1,0 +1,151 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/logferry/logferry/shared/metadata"
+)
+
+// DaemonName is what dockerd puts in every logging driver's
+// logger.Info.DaemonName; the sidecar fills metadata.Container.DaemonName
+// with it so that {{.DaemonName}} renders as it does in the plugin.
+const DaemonName = "docker"
+
+// Container is what the sidecar knows about one container from inspect:
+// the metadata both capture styles label with, and what the sidecar needs
+// to choose how to read the logs.
+type Container struct {
+	metadata.Container
+
+	// LogDriver is HostConfig.LogConfig.Type, e.g. "json-file" or "local".
+	LogDriver string
+	// LogOpts is HostConfig.LogConfig.Config, the container's log-opts.
+	LogOpts map[string]string
+	// LogPath is the json-file driver's file; the daemon reports "" for
+	// other drivers.
+	LogPath string
+	// TTY is Config.Tty: the logs stream is then raw, not multiplexed,
+	// and has only stdout.
+	TTY bool
+	// Running is State.Running, also true while paused or restarting.
+	Running bool
+	// StartedAt and FinishedAt are the last start and exit; zero when the
+	// container never started, and FinishedAt zero while the first run
+	// goes on.
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// List returns the running containers (as docker ps shows them, paused and
+// restarting ones included), each inspected. A container removed between
+// the list and its inspect is left out.
+func (c *Client) List(ctx context.Context) ([]Container, error) {
+	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("engine: list containers: %w", err)
+	}
+	out := make([]Container, 0, len(res.Items))
+	for _, s := range res.Items {
+		ct, err := c.Inspect(ctx, s.ID)
+		if errors.Is(err, metadata.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ct)
+	}
+	return out, nil
+}
+
+// Inspect returns the container with the id (or name). The error wraps
+// metadata.ErrNotFound when the daemon has no such container.
+func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
+	res, err := c.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return Container{}, fmt.Errorf("engine: inspect %s: %w: %w", id, metadata.ErrNotFound, err)
+		}
+		return Container{}, fmt.Errorf("engine: inspect %s: %w", id, err)
+	}
+	ct, err := fromInspect(res.Container)
+	if err != nil {
+		return Container{}, fmt.Errorf("engine: inspect %s: %w", id, err)
+	}
+	return ct, nil
+}
+
+// Loader returns a metadata.Loader that fills the shared metadata Cache
+// through Inspect.
+func (c *Client) Loader() metadata.Loader {
+	return metadata.LoaderFunc(func(ctx context.Context, id string) (metadata.Container, error) {
+		ct, err := c.Inspect(ctx, id)
+		if err != nil {
+			return metadata.Container{}, err
+		}
+		return ct.Container, nil
+	})
+}
+
+// fromInspect fills a Container the way the daemon fills logger.Info for a
+// logging driver (Config.Image, the image id, Config.Labels, Config.Env),
+// so both capture styles label a container alike.
+func fromInspect(r container.InspectResponse) (Container, error) {
+	if r.ID == "" {
+		return Container{}, errors.New("the daemon's answer has no container id")
+	}
+	ct := Container{
+		Container: metadata.Container{
+			ID:         r.ID,
+			Name:       strings.TrimPrefix(r.Name, "/"),
+			ImageID:    r.Image,
+			DaemonName: DaemonName,
+		},
+		LogPath: r.LogPath,
+	}
+	var err error
+	if ct.Created, err = parseTime("Created", r.Created); err != nil {
+		return Container{}, err
+	}
+	if cfg := r.Config; cfg != nil {
+		ct.ImageName = cfg.Image
+		ct.Labels = cfg.Labels
+		ct.Env = cfg.Env
+		ct.TTY = cfg.Tty
+	}
+	if hc := r.HostConfig; hc != nil {
+		ct.LogDriver = hc.LogConfig.Type
+		ct.LogOpts = hc.LogConfig.Config
+	}
+	if st := r.State; st != nil {
+		ct.Running = st.Running
+		if ct.StartedAt, err = parseTime("State.StartedAt", st.StartedAt); err != nil {
+			return Container{}, err
+		}
+		if ct.FinishedAt, err = parseTime("State.FinishedAt", st.FinishedAt); err != nil {
+			return Container{}, err
+		}
+	}
+	return ct, nil
+}
+
+// parseTime parses an inspect time. The daemon writes Go's zero time
+// ("0001-01-01T00:00:00Z") for "never", which parses to the zero Time.
+func parseTime(field, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%s: %w", field, err)
+	}
+	return t, nil
+}
