@@ -12,11 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/logferry/logferry/sidecar/engine"
-	"github.com/logferry/logferry/sidecar/positions"
 	"github.com/logferry/logferry/shared/labels"
 	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
+	"github.com/logferry/logferry/sidecar/engine"
+	"github.com/logferry/logferry/sidecar/positions"
 )
 
 // Routes a container can take.

@@ -8,12 +8,12 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/logferry/logferry/sidecar/engine"
-	"github.com/logferry/logferry/sidecar/positions"
 	"github.com/logferry/logferry/shared/dockerlog"
 	"github.com/logferry/logferry/shared/labels"
 	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
+	"github.com/logferry/logferry/sidecar/engine"
+	"github.com/logferry/logferry/sidecar/positions"
 )
 
 // TailLine is one complete line read from a json-file log.
