@@ -15,6 +15,7 @@ type Metrics struct {
 	containers     *prometheus.GaugeVec
 	startErrors    prometheus.Counter
 	positionsSaved prometheus.Counter
+	positions      prometheus.Gauge
 	truncated      prometheus.Counter
 	invalidUTF8    prometheus.Counter
 	blocked        prometheus.Counter
@@ -34,6 +35,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		positionsSaved: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_positions_saved_total", Help: "Writes of the positions file.",
 		}),
+		positions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "logferry_sidecar_positions", Help: "Containers with a saved position.",
+		}),
 		truncated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_lines_truncated_total", Help: "Lines cut at max-line-size.",
 		}),
@@ -51,7 +55,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"container_name", "source"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.containers, m.startErrors, m.positionsSaved, m.truncated, m.invalidUTF8, m.blocked,
+		reg.MustRegister(m.containers, m.startErrors, m.positionsSaved, m.positions, m.truncated, m.invalidUTF8, m.blocked,
 			m.linesRead, m.bytesRead)
 	}
 	return m

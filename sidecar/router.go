@@ -95,9 +95,20 @@ func (r *Router) handle(ctx context.Context, ev engine.Event) {
 	case engine.ActionDie:
 		r.finish(ev.ID)
 	case engine.ActionDestroy:
-		r.finish(ev.ID)
-		r.pos.Delete(ev.ID)
-		r.dirty()
+		// The position goes with the container, once its shipper (if
+		// any) is done with it.
+		r.mu.Lock()
+		s, ok := r.shippers[ev.ID]
+		if ok {
+			s.destroyed.Store(true)
+		}
+		r.mu.Unlock()
+		if ok {
+			s.finish()
+		} else {
+			r.pos.Delete(ev.ID)
+			r.dirty()
+		}
 	case engine.ActionRename:
 		// Labels carry the name: ship the rest under the new one.
 		r.finish(ev.ID)
@@ -205,6 +216,10 @@ func (r *Router) start(ctx context.Context, c engine.Container) {
 		}
 		r.mu.Unlock()
 		s.m.forget()
+		if s.destroyed.Load() {
+			r.pos.Delete(c.ID)
+			r.dirty()
+		}
 		log.Info("stopped shipping", "lines", s.lines)
 	}()
 	log.Info("shipping")
@@ -276,6 +291,7 @@ func (r *Router) savePositions(ctx context.Context) {
 		} else {
 			r.m.positionsSaved.Inc()
 		}
+		r.m.positions.Set(float64(r.pos.Len()))
 		select {
 		case <-limit.C:
 		case <-ctx.Done():

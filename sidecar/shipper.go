@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -61,6 +62,7 @@ type shipper struct {
 	tail  FileTail
 
 	cancel     context.CancelFunc
+	destroyed  atomic.Bool // the container is gone: keep no position
 	finishOnce sync.Once
 	finishCh   chan struct{}
 	lines      int64
@@ -78,14 +80,15 @@ var _ loki.Acker = (*shipper)(nil)
 // Ack moves the saved position. A dropped line (delivered false) moves it
 // too: it was counted, and re-reading it would only drop it again.
 func (s *shipper) Ack(off int64, delivered bool) {
-	switch s.route {
-	case RouteFile:
+	switch {
+	case s.destroyed.Load():
+	case s.route == RouteFile:
 		if p, ok := s.tail.Position(off); ok {
 			if err := s.r.pos.Set(s.c.ID, p); err == nil {
 				s.r.dirty()
 			}
 		}
-	case RouteAPI:
+	case s.route == RouteAPI:
 		// Resume after this line's time: the logs API's since is
 		// inclusive.
 		if err := s.r.pos.Set(s.c.ID, positions.Position{Offset: off + 1}); err == nil {
