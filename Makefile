@@ -6,7 +6,7 @@ GO ?= go
 SHARED := ./shared/...
 DEMO_DIR ?= $(CURDIR)/.tmp/demo
 
-.PHONY: all build test unit race integration bench fuzz demo loki generate fmt vet clean plugin
+.PHONY: all build test unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image
 
 all: build
 
@@ -53,6 +53,14 @@ demo: loki
 # $(PLUGIN) (default logferry).
 plugin:
 	scripts/plugin
+
+# The sidecar binary (static) and its FROM scratch image (DOCKER_HOST's dockerd).
+sidecar:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/logferry-sidecar ./cmd/logferry-sidecar
+
+sidecar-image: sidecar
+	cp /etc/ssl/certs/ca-certificates.crt bin/ca-certificates.crt
+	DOCKER_BUILDKIT=0 docker build -q -t logferry-sidecar:latest .
 
 generate:
 	scripts/generate

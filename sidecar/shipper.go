@@ -25,6 +25,8 @@ type TailLine struct {
 	// Token identifies the position right after this line; tokens only
 	// grow over a tail's life.
 	Token int64
+	// Truncated: Data was cut at max-line-size.
+	Truncated bool
 }
 
 // FileTail follows one container's json-file log across rotations.
@@ -172,6 +174,9 @@ func (s *shipper) runFile(ctx context.Context) error {
 	default:
 	}
 	return t.Run(ctx, func(l TailLine) error {
+		if l.Truncated {
+			s.r.m.truncated.Inc()
+		}
 		return s.ship(ctx, l.Stream, l.TimeNano, l.Data, l.Token)
 	})
 }

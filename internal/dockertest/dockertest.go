@@ -19,7 +19,7 @@
 // within a second or two.
 //
 // The daemon has no networking of its own: Run starts every container with
-// --network none. Containers started by Run carry the label logferry.test=1
+// --network none. Containers started by Run carry the label logferry-test=1
 // and are removed when the test ends; Cleanup removes every such container.
 package dockertest
 
@@ -39,8 +39,9 @@ import (
 
 const (
 	// LabelKey and Label mark the containers tests start, so Cleanup finds
-	// them.
-	LabelKey = "logferry.test"
+	// them. Not "logferry.": the sidecar reads logferry.<option> labels as
+	// per-container options and refuses unknown ones.
+	LabelKey = "logferry-test"
 	Label    = LabelKey + "=1"
 
 	// maxBaseDir bounds the directory the daemon's directory is made in:
@@ -231,7 +232,7 @@ func (d *Daemon) env() []string {
 }
 
 // Run starts a detached container (docker run -d) with --network none and
-// the label logferry.test=1 in front of args, and returns its id. The
+// the label logferry-test=1 in front of args, and returns its id. The
 // container is removed (with its anonymous volumes) when the test ends.
 func (d *Daemon) Run(t testing.TB, args ...string) string {
 	t.Helper()
@@ -262,7 +263,7 @@ func (d *Daemon) remove(t testing.TB, ids ...string) {
 }
 
 // Cleanup removes every container, running or not, that has the label
-// logferry.test=1.
+// logferry-test=1.
 func (d *Daemon) Cleanup(t testing.TB) {
 	t.Helper()
 	ids := strings.Fields(d.Docker(t, "ps", "-a", "-q", "--filter", "label="+Label))

@@ -1,0 +1,119 @@
+// Command logferry-sidecar is the host agent: flags, file and environment
+// to configuration, wiring, signals. Everything else lives in package sidecar.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/logferry/logferry/sidecar"
+	"github.com/logferry/logferry/sidecar/engine"
+	"github.com/logferry/logferry/sidecar/positions"
+	"github.com/logferry/logferry/shared/loki"
+)
+
+func main() {
+	err := run()
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "logferry-sidecar:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg, err := sidecar.LoadConfig(os.Args[1:], os.Environ(), os.Stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	eng, err := engine.New(cfg.DockerHost, engine.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("docker-host: %w", err)
+	}
+	defer eng.Close()
+	host := cfg.HostLabel
+	if host == "" {
+		hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		host, err = eng.HostName(hctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("asking the Engine for its host name (set host-label to skip): %w", err)
+		}
+	}
+	pos, err := positions.Open(cfg.StateDir, positions.Options{ResetCorrupt: true})
+	if err != nil {
+		return fmt.Errorf("state-dir: %w", err)
+	}
+	if bad := pos.Recovered(); bad != "" {
+		log.Warn("the positions file was corrupt and was moved aside; containers start over", "moved_to", bad)
+	}
+	files, err := sidecar.NewFileSource(ctx, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	pool := loki.NewPool(loki.NewMetrics(reg), log, loki.DefaultDrainTimeout)
+	router := sidecar.NewRouter(cfg, eng, pool, pos, files, host, sidecar.NewMetrics(reg), log)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !router.Ready() {
+			http.Error(w, "discovering containers", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "ready: shipping %d containers\n", router.Active())
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("logferry sidecar starting", "docker_host", eng.Host(), "host", host, "listen", cfg.Listen,
+		"state_dir", cfg.StateDir, "containers_dir", cfg.ContainersDir)
+
+	runErr := router.Run(ctx)
+	// Deliver what is queued within 8 s; positions only cover what Loki
+	// accepted, so the rest is read again at the next start.
+	sctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	pool.Close(sctx)
+	if err := pos.Flush(); err != nil { // the acknowledgements of that last flush
+		log.Error("saving positions", "err", err)
+	}
+	files.Close()
+	_ = srv.Shutdown(sctx)
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("metrics server", "err", err)
+	}
+	log.Info("stopped")
+	return runErr
+}

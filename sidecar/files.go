@@ -1,0 +1,83 @@
+package sidecar
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/logferry/logferry/sidecar/positions"
+	"github.com/logferry/logferry/sidecar/tail"
+)
+
+// Files is the FileSource on the host's json-file logs: one fsnotify
+// watcher (with a polling fallback) for every container's directory.
+type Files struct {
+	watcher *tail.Watcher
+	m       *tail.Metrics
+	log     *slog.Logger
+	poll    tailPoll
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+type tailPoll = tail.WatcherConfig
+
+var _ FileSource = (*Files)(nil)
+
+// NewFileSource starts the host's watcher; Close stops it.
+func NewFileSource(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Files, error) {
+	m := tail.NewMetrics(reg)
+	wc := tail.WatcherConfig{PollInterval: cfg.PollInterval}
+	w, err := tail.NewWatcher(log, wc, m)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	f := &Files{watcher: w, m: m, log: log, poll: wc, cancel: cancel}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("file watcher stopped", "err", err)
+		}
+	}()
+	return f, nil
+}
+
+// Close stops the watcher and waits for it.
+func (f *Files) Close() {
+	f.cancel()
+	f.wg.Wait()
+}
+
+// Open starts following one container's log (Run does the reading).
+func (f *Files) Open(path, name string, start *positions.Position, maxLine int) (FileTail, error) {
+	t, err := tail.New(tail.Config{Path: path, Name: name, Start: start, MaxLineSize: maxLine,
+		PollInterval: f.poll.PollInterval}, f.watcher, f.m, f.log.With("container", name))
+	if err != nil {
+		return nil, err
+	}
+	return &fileTail{t: t}, nil
+}
+
+type fileTail struct{ t *tail.Tailer }
+
+func (ft *fileTail) Run(ctx context.Context, out func(TailLine) error) error {
+	return ft.t.Run(ctx, func(l tail.Line) error {
+		return out(TailLine{Stream: l.Stream, TimeNano: l.TimeNano, Data: l.Data, Token: l.Token, Truncated: l.Truncated})
+	})
+}
+
+func (ft *fileTail) Finish() { ft.t.Finish() }
+
+// Position maps a token and lets the tail forget what came before it: the
+// acknowledgements that call this arrive in order.
+func (ft *fileTail) Position(token int64) (positions.Position, bool) {
+	p, ok := ft.t.Position(token)
+	if ok {
+		ft.t.Release(token)
+	}
+	return p, ok
+}

@@ -1,0 +1,126 @@
+package tail
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/logferry/logferry/shared/dockerlog"
+	"github.com/logferry/logferry/sidecar/positions"
+)
+
+// Defaults.
+const (
+	// DefaultMaxRawLine caps one json-file line (the JSON, not the text).
+	// Docker splits text at 16 KiB, so a real line is at most ~100 KiB even
+	// when every byte needs a \u escape; a longer one is garbage.
+	DefaultMaxRawLine = 1 << 20
+	// DefaultReadBuffer is the read size; it grows up to MaxRawLine.
+	DefaultReadBuffer = 256 << 10
+	// DefaultPollInterval is how often a Tailer without a Watcher, or a
+	// Watcher for a directory fsnotify cannot watch, looks for new data.
+	DefaultPollInterval = 500 * time.Millisecond
+	// DefaultResync is how often a Watcher wakes every tailer even when
+	// fsnotify works: a safety net for lost events.
+	DefaultResync = 10 * time.Second
+)
+
+// ErrConfig is wrapped by every Validate error.
+var ErrConfig = errors.New("invalid tail configuration")
+
+// Config describes one container's json-file log.
+type Config struct {
+	// Path is the live log file, /var/lib/docker/containers/<id>/<id>-json.log.
+	// Rotated files are <Path>.1, <Path>.2, ... or <Path>.N.gz.
+	Path string
+	// Name labels the container's metric series and log records
+	// (default: the file's name without "-json.log").
+	Name string
+	// Start is where to resume: the file with this identity (the live file,
+	// a rotated one, or a compressed one) at this offset. Nil starts at the
+	// live file's beginning, or at its end with FromEnd.
+	Start *positions.Position
+	// FromEnd starts a tailer without Start at the end of the live file.
+	FromEnd bool
+	// MaxLineSize cuts a joined line (default dockerlog.DefaultMaxLine).
+	MaxLineSize int
+	// MaxRawLine skips json-file lines longer than this (default 1 MiB).
+	MaxRawLine int
+	// ReadBuffer is the size of one read (default 256 KiB).
+	ReadBuffer int
+	// PollInterval is used when the Tailer has no Watcher (default 500ms).
+	PollInterval time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Name == "" {
+		c.Name = strings.TrimSuffix(filepath.Base(c.Path), "-json.log")
+	}
+	if c.MaxLineSize == 0 {
+		c.MaxLineSize = dockerlog.DefaultMaxLine
+	}
+	if c.MaxRawLine == 0 {
+		c.MaxRawLine = DefaultMaxRawLine
+	}
+	if c.ReadBuffer == 0 {
+		c.ReadBuffer = DefaultReadBuffer
+	}
+	c.ReadBuffer = min(c.ReadBuffer, c.MaxRawLine)
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+}
+
+// Validate checks c after defaults were applied.
+func (c *Config) Validate() error {
+	switch {
+	case c.Path == "":
+		return fmt.Errorf("%w: Path is required", ErrConfig)
+	case c.MaxLineSize < 0:
+		return fmt.Errorf("%w: MaxLineSize %d is negative", ErrConfig, c.MaxLineSize)
+	case c.MaxRawLine < 0 || c.MaxRawLine > 0 && c.MaxRawLine < 1024:
+		return fmt.Errorf("%w: MaxRawLine %d is below 1024", ErrConfig, c.MaxRawLine)
+	case c.ReadBuffer < 0 || c.ReadBuffer > 0 && c.ReadBuffer < 512:
+		return fmt.Errorf("%w: ReadBuffer %d is below 512", ErrConfig, c.ReadBuffer)
+	case c.PollInterval < 0 || c.PollInterval > 0 && c.PollInterval < time.Millisecond:
+		return fmt.Errorf("%w: PollInterval %v is below 1ms", ErrConfig, c.PollInterval)
+	case c.Start != nil && c.Start.Offset < 0:
+		return fmt.Errorf("%w: Start.Offset %d is negative", ErrConfig, c.Start.Offset)
+	case c.Start != nil && c.Start.Offset > maxTokenOffset:
+		return fmt.Errorf("%w: Start.Offset %d is past 1 TiB", ErrConfig, c.Start.Offset)
+	}
+	return nil
+}
+
+// WatcherConfig configures the Watcher.
+type WatcherConfig struct {
+	// PollInterval is how often tailers of a directory that fsnotify does
+	// not watch are woken (default 500ms).
+	PollInterval time.Duration
+	// Resync is how often every tailer is woken anyway (default 10s).
+	Resync time.Duration
+	// PollOnly disables fsnotify (file systems without inotify).
+	PollOnly bool
+}
+
+func (c *WatcherConfig) setDefaults() {
+	if c.PollInterval == 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.Resync == 0 {
+		c.Resync = DefaultResync
+	}
+}
+
+// Validate checks c after defaults were applied.
+func (c *WatcherConfig) Validate() error {
+	switch {
+	case c.PollInterval < 0 || c.PollInterval > 0 && c.PollInterval < time.Millisecond:
+		return fmt.Errorf("%w: PollInterval %v is below 1ms", ErrConfig, c.PollInterval)
+	case c.Resync < 0 || c.Resync > 0 && c.Resync < time.Millisecond:
+		return fmt.Errorf("%w: Resync %v is below 1ms", ErrConfig, c.Resync)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package tail
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons for logferry_sidecar_tail_lines_skipped_total.
+const (
+	reasonCorrupt     = "corrupt"      // not a json-file line
+	reasonTooLong     = "too_long"     // over MaxRawLine without a newline
+	reasonTorn        = "torn"         // unterminated bytes at the end of a finished file
+	reasonBadPosition = "bad_position" // a saved offset that was not at a line start
+	reasonCorruptGzip = "corrupt_gzip" // the rest of a .gz that does not decompress
+)
+
+// Metrics are the tailers' and the watcher's series. Only lines and bytes
+// name a container; they are deleted when its Tailer's Run returns. Rare
+// events are host-wide counters, and each is logged with the container.
+type Metrics struct {
+	lines         *prometheus.CounterVec
+	bytes         *prometheus.CounterVec
+	rotations     prometheus.Counter
+	truncations   prometheus.Counter
+	skipped       *prometheus.CounterVec
+	cut           prometheus.Counter
+	invalidUTF8   prometheus.Counter
+	positionsLost prometheus.Counter
+	pollFallbacks *prometheus.CounterVec
+	watchedDirs   *prometheus.GaugeVec
+	tailers       prometheus.Gauge
+}
+
+// NewMetrics registers the series with reg; a nil reg registers nothing.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_lines_total", Help: "Complete (joined) lines read from json-file logs, per container and source.",
+		}, []string{"container_name", "source"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_bytes_total", Help: "Bytes of line text read from json-file logs, per container and source.",
+		}, []string{"container_name", "source"}),
+		rotations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_rotations_total", Help: "Moves from a finished log file to the next one (rotations followed).",
+		}),
+		truncations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_truncations_total", Help: "Log files found truncated and re-read from their start.",
+		}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_lines_skipped_total", Help: "json-file lines skipped, by reason.",
+		}, []string{"reason"}),
+		cut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_lines_truncated_total", Help: "Lines cut at the maximum line size.",
+		}),
+		invalidUTF8: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_lines_invalid_utf8_total", Help: "Lines whose invalid UTF-8 was replaced with U+FFFD.",
+		}),
+		positionsLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_positions_lost_total", Help: "Saved positions whose file no longer exists; reading restarted at the oldest file.",
+		}),
+		pollFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_poll_fallbacks_total", Help: "Times fsnotify could not watch and polling took over, by reason.",
+		}, []string{"reason"}),
+		watchedDirs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "logferry_sidecar_tail_watched_directories", Help: "Container directories watched, by mode (fsnotify or poll).",
+		}, []string{"mode"}),
+		tailers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "logferry_sidecar_tail_tailers", Help: "Tailers running.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.lines, m.bytes, m.rotations, m.truncations, m.skipped, m.cut, m.invalidUTF8,
+			m.positionsLost, m.pollFallbacks, m.watchedDirs, m.tailers)
+	}
+	return m
+}
+
+// containerMetrics are one tailer's series, resolved once.
+type containerMetrics struct {
+	m              *Metrics
+	name           string
+	stdout, stderr sourceMetrics
+}
+
+type sourceMetrics struct {
+	lines, bytes prometheus.Counter
+}
+
+func (m *Metrics) forContainer(name string) *containerMetrics {
+	return &containerMetrics{
+		m:      m,
+		name:   name,
+		stdout: sourceMetrics{m.lines.WithLabelValues(name, "stdout"), m.bytes.WithLabelValues(name, "stdout")},
+		stderr: sourceMetrics{m.lines.WithLabelValues(name, "stderr"), m.bytes.WithLabelValues(name, "stderr")},
+	}
+}
+
+func (cm *containerMetrics) line(stream string, n int) {
+	s := &cm.stdout
+	if stream == "stderr" {
+		s = &cm.stderr
+	}
+	s.lines.Inc()
+	s.bytes.Add(float64(n))
+}
+
+// forget deletes the container's series.
+func (cm *containerMetrics) forget() {
+	l := prometheus.Labels{"container_name": cm.name}
+	cm.m.lines.DeletePartialMatch(l)
+	cm.m.bytes.DeletePartialMatch(l)
+}

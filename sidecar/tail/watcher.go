@@ -1,0 +1,294 @@
+package tail
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Watcher wakes tailers when something changes in their container's
+// directory. There is one per process: one inotify instance and one watch
+// per directory, however many tailers, instead of one per container.
+// Directories are watched rather than files so that renames, removals and
+// creations (rotation) are seen as well as writes.
+//
+// Where fsnotify is unavailable (no inotify instance left, a file system
+// without it) or cannot watch a directory (watch limit reached), the
+// directory is polled: its tailers are woken every PollInterval. Every
+// tailer is also woken every Resync, against events the kernel dropped.
+type Watcher struct {
+	log *slog.Logger
+	cfg WatcherConfig
+	m   *Metrics
+
+	mu      sync.Mutex
+	running bool
+	fsw     *fsnotify.Watcher // nil when not running or unavailable
+	dirs    map[string]*watchedDir
+}
+
+type watchedDir struct {
+	subs    map[*Subscription]struct{}
+	watched bool // an fsnotify watch is in place; otherwise the directory is polled
+}
+
+// Subscription is one tailer's interest in a directory.
+type Subscription struct {
+	w   *Watcher
+	dir string
+	c   chan struct{}
+}
+
+// C receives a value (capacity 1, never blocking the watcher) when the
+// directory may have changed; several changes may arrive as one. It is never
+// closed.
+func (s *Subscription) C() <-chan struct{} { return s.c }
+
+// NewWatcher returns a Watcher; it watches nothing until Run.
+func NewWatcher(log *slog.Logger, cfg WatcherConfig, m *Metrics) (*Watcher, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Watcher{log: log, cfg: cfg, m: m, dirs: map[string]*watchedDir{}}, nil
+}
+
+// Subscribe registers interest in dir. The caller must Close the
+// subscription; the directory's watch goes when its last subscription does.
+func (w *Watcher) Subscribe(dir string) *Subscription {
+	dir = filepath.Clean(dir)
+	s := &Subscription{w: w, dir: dir, c: make(chan struct{}, 1)}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.dirs[dir]
+	if d == nil {
+		d = &watchedDir{subs: map[*Subscription]struct{}{}}
+		w.dirs[dir] = d
+		w.m.watchedDirs.WithLabelValues("poll").Inc()
+		w.addWatchLocked(dir, d)
+	}
+	d.subs[s] = struct{}{}
+	return s
+}
+
+// Close ends the subscription. It is idempotent.
+func (s *Subscription) Close() {
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.dirs[s.dir]
+	if d == nil {
+		return
+	}
+	if _, ok := d.subs[s]; !ok {
+		return
+	}
+	delete(d.subs, s)
+	if len(d.subs) > 0 {
+		return
+	}
+	if d.watched && w.fsw != nil {
+		// The kernel drops the watch itself when the directory is removed;
+		// then fsnotify reports a watch it no longer has, which is fine.
+		if err := w.fsw.Remove(s.dir); err != nil && !errors.Is(err, fsnotify.ErrNonExistentWatch) {
+			w.log.Debug("removing a directory watch", "dir", s.dir, "err", err)
+		}
+	}
+	w.setWatchedLocked(d, false)
+	w.m.watchedDirs.WithLabelValues("poll").Dec()
+	delete(w.dirs, s.dir)
+}
+
+// addWatchLocked tries to watch dir with fsnotify; on failure the directory
+// stays polled.
+func (w *Watcher) addWatchLocked(dir string, d *watchedDir) {
+	if w.fsw == nil || d.watched {
+		return
+	}
+	err := w.fsw.Add(dir)
+	if err == nil {
+		w.setWatchedLocked(d, true)
+		return
+	}
+	reason := "error"
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		reason = "watch_limit" // fs.inotify.max_user_watches
+	case errors.Is(err, syscall.ENOENT):
+		reason = "no_directory"
+	}
+	w.m.pollFallbacks.WithLabelValues(reason).Inc()
+	w.log.Warn("cannot watch a container directory, polling it", "dir", dir, "reason", reason, "err", err)
+}
+
+func (w *Watcher) setWatchedLocked(d *watchedDir, watched bool) {
+	if d.watched == watched {
+		return
+	}
+	d.watched = watched
+	from, to := "poll", "fsnotify"
+	if !watched {
+		from, to = to, from
+	}
+	w.m.watchedDirs.WithLabelValues(from).Dec()
+	w.m.watchedDirs.WithLabelValues(to).Inc()
+}
+
+// Stats returns how many directories have subscribers and how many of them
+// fsnotify watches.
+func (w *Watcher) Stats() (dirs, watched int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, d := range w.dirs {
+		if d.watched {
+			watched++
+		}
+	}
+	return len(w.dirs), watched
+}
+
+// Run delivers wake-ups until ctx is done, then releases the inotify
+// instance and returns nil. It returns an error only when it is already
+// running. Subscriptions made before Run, or after it returned, are kept and
+// watched by the next Run.
+func (w *Watcher) Run(ctx context.Context) error {
+	var fsw *fsnotify.Watcher
+	if !w.cfg.PollOnly {
+		var err error
+		if fsw, err = fsnotify.NewWatcher(); err != nil {
+			// Typically fs.inotify.max_user_instances reached.
+			w.m.pollFallbacks.WithLabelValues("no_fsnotify").Inc()
+			w.log.Warn("fsnotify unavailable, polling every container directory", "interval", w.cfg.PollInterval, "err", err)
+			fsw = nil
+		}
+	}
+	w.mu.Lock()
+	if w.running {
+		w.mu.Unlock()
+		if fsw != nil {
+			fsw.Close()
+		}
+		return errors.New("tail: Watcher.Run called twice")
+	}
+	w.running, w.fsw = true, fsw
+	for dir, d := range w.dirs {
+		w.addWatchLocked(dir, d)
+	}
+	w.mu.Unlock()
+
+	defer func() {
+		w.mu.Lock()
+		w.running, w.fsw = false, nil
+		for _, d := range w.dirs {
+			w.setWatchedLocked(d, false)
+		}
+		w.mu.Unlock()
+		if fsw != nil {
+			fsw.Close()
+		}
+	}()
+
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if fsw != nil {
+		events, errs = fsw.Events, fsw.Errors
+	}
+	poll := time.NewTicker(w.cfg.PollInterval)
+	defer poll.Stop()
+	resync := time.NewTicker(w.cfg.Resync)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			w.event(ev)
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				w.log.Warn("fsnotify queue overflowed, waking every tailer")
+			} else {
+				w.log.Warn("fsnotify error, waking every tailer", "err", err)
+			}
+			w.wake(true)
+		case <-poll.C:
+			w.wake(false)
+		case <-resync.C:
+			w.retryWatches()
+			w.wake(true)
+		}
+	}
+}
+
+func (w *Watcher) event(ev fsnotify.Event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if d := w.dirs[filepath.Dir(ev.Name)]; d != nil {
+		notifyAll(d)
+	}
+	// An event about a watched directory itself: it was removed or moved,
+	// and the kernel dropped the watch. Poll it from now on.
+	if d := w.dirs[ev.Name]; d != nil {
+		if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+			w.setWatchedLocked(d, false)
+		}
+		notifyAll(d)
+	}
+}
+
+// wake notifies the subscribers of polled directories, or of all of them.
+func (w *Watcher) wake(all bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, d := range w.dirs {
+		if all || !d.watched {
+			notifyAll(d)
+		}
+	}
+}
+
+// retryWatches tries again to watch polled directories: the watch limit may
+// have been raised or the directory created since.
+func (w *Watcher) retryWatches() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fsw == nil {
+		return
+	}
+	for dir, d := range w.dirs {
+		if !d.watched {
+			if err := w.fsw.Add(dir); err == nil {
+				w.setWatchedLocked(d, true)
+				w.log.Info("watching a container directory again", "dir", dir)
+			}
+		}
+	}
+}
+
+func notifyAll(d *watchedDir) {
+	for s := range d.subs {
+		select {
+		case s.c <- struct{}{}:
+		default:
+		}
+	}
+}
