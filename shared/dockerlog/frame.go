@@ -286,7 +286,7 @@ func unmarshalFrame(p []byte, f *Frame, strict bool) error {
 			if strict {
 				return fmt.Errorf("%w: unexpected field %d", ErrCorruptFrame, field)
 			}
-			n, err := skipField(p[i:], wire)
+			n, err := skipFieldDepth(p[i:], wire, field, 0)
 			if err != nil {
 				return err
 			}
@@ -342,7 +342,7 @@ func unmarshalPartial(p []byte, f *Frame, prevID string, strict bool) error {
 			if strict {
 				return fmt.Errorf("%w: unexpected partial metadata field %d", ErrCorruptFrame, field)
 			}
-			n, err := skipField(p[i:], wire)
+			n, err := skipFieldDepth(p[i:], wire, field, 0)
 			if err != nil {
 				return err
 			}
@@ -378,6 +378,16 @@ func lengthDelimited(p []byte) ([]byte, int, error) {
 }
 
 func skipField(p []byte, wire uint64) (int, error) {
+	return skipFieldDepth(p, wire, 0, 0)
+}
+
+// maxGroupDepth bounds nested groups, as protobuf decoders do.
+const maxGroupDepth = 100
+
+// skipFieldDepth skips one field's value. Groups (wire types 3 and 4, long
+// deprecated but accepted by the generated code) are skipped up to their
+// matching end.
+func skipFieldDepth(p []byte, wire, field uint64, depth int) (int, error) {
 	switch wire {
 	case 0:
 		_, n := uvarint(p)
@@ -393,6 +403,29 @@ func skipField(p []byte, wire uint64) (int, error) {
 	case 2:
 		_, n, err := lengthDelimited(p)
 		return n, err
+	case 3:
+		if depth >= maxGroupDepth {
+			return 0, fmt.Errorf("%w: groups nested too deep", ErrCorruptFrame)
+		}
+		for i := 0; i < len(p); {
+			key, n := uvarint(p[i:])
+			if n <= 0 {
+				return 0, fmt.Errorf("%w: bad field key in a group", ErrCorruptFrame)
+			}
+			i += n
+			f, w := key>>3, key&7
+			if w == 4 {
+				// Like the generated code, any end of group closes the
+				// innermost one; field numbers are not matched.
+				return i, nil
+			}
+			m, err := skipFieldDepth(p[i:], w, f, depth+1)
+			if err != nil {
+				return 0, err
+			}
+			i += m
+		}
+		return 0, fmt.Errorf("%w: unterminated group", ErrCorruptFrame)
 	case 5:
 		if len(p) < 4 {
 			return 0, fmt.Errorf("%w: short fixed32", ErrCorruptFrame)
