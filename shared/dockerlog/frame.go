@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 )
 
 // Frame limits. The daemon splits lines at 16 KiB, so a real frame is a
@@ -240,9 +239,9 @@ func unmarshalFrame(p []byte, f *Frame, strict bool) error {
 			return fmt.Errorf("%w: bad field key", ErrCorruptFrame)
 		}
 		i += n
-		field, wire := key>>3, key&7
-		if field == 0 || field > math.MaxInt32 {
-			return fmt.Errorf("%w: field number %d", ErrCorruptFrame, field)
+		field, wire := fieldNumber(key), key&7
+		if field == 0 {
+			return fmt.Errorf("%w: field number %d", ErrCorruptFrame, key>>3)
 		}
 		switch {
 		case field == 1 && wire == 2:
@@ -307,9 +306,9 @@ func unmarshalPartial(p []byte, f *Frame, prevID string, strict bool) error {
 			return fmt.Errorf("%w: bad partial metadata key", ErrCorruptFrame)
 		}
 		i += n
-		field, wire := key>>3, key&7
-		if field == 0 || field > math.MaxInt32 {
-			return fmt.Errorf("%w: partial metadata field number %d", ErrCorruptFrame, field)
+		field, wire := fieldNumber(key), key&7
+		if field == 0 {
+			return fmt.Errorf("%w: partial metadata field number %d", ErrCorruptFrame, key>>3)
 		}
 		switch {
 		case field == 1 && wire == 0:
@@ -350,6 +349,16 @@ func unmarshalPartial(p []byte, f *Frame, prevID string, strict bool) error {
 		}
 	}
 	return nil
+}
+
+// fieldNumber is a key's field number as the generated code reads it: the
+// key shifted and truncated to int32; 0 when that is not positive.
+func fieldNumber(key uint64) uint64 {
+	f := int32(key >> 3)
+	if f <= 0 {
+		return 0
+	}
+	return uint64(f)
 }
 
 // uvarint is binary.Uvarint with the protobuf limit of 10 bytes; n <= 0 on
