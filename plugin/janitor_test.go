@@ -24,7 +24,7 @@ func TestCleanRemovesOldAndOversizedCopies(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := 0; i < lines; i++ {
-			if err := w.Write(&dockerlog.Frame{Source: "stdout", TimeNano: 1, Line: []byte(strings.Repeat("x", 100))}); err != nil {
+			if err := w.Buffer(&dockerlog.Frame{Source: "stdout", TimeNano: 1, Line: []byte(strings.Repeat("x", 100))}); err != nil {
 				t.Fatal(err)
 			}
 		}

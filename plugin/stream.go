@@ -19,9 +19,12 @@ import (
 	"github.com/logferry/logferry/shared/loki"
 )
 
-// copyWriter keeps the lines of one container for `docker logs`.
+// copyWriter keeps the lines of one container for `docker logs`. Buffer
+// keeps a frame for the next Flush, so that the lines of one FIFO read cost
+// one write(2).
 type copyWriter interface {
-	Write(f *dockerlog.Frame) error
+	Buffer(f *dockerlog.Frame) error
+	Flush() error
 	Close() error
 }
 
@@ -189,6 +192,9 @@ func (s *stream) read() {
 			if line, ok := joiner.Push(f.Source, f.TimeNano, f.Line, f.EndsLine()); ok {
 				s.emit(line)
 			}
+			if dec.Buffered() == 0 {
+				s.flushCopy() // all that was read is handled: before waiting
+			}
 			continue
 		}
 		if err == io.EOF {
@@ -210,6 +216,7 @@ func (s *stream) read() {
 		break
 	}
 	joiner.Flush(s.emit)
+	s.flushCopy()
 	s.fifo.Close()
 }
 
@@ -235,7 +242,7 @@ func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
 		// docker logs prints a plugin's lines as they come: the newline
 		// that ended the line in the container goes back on.
 		s.copyBuf = append(append(s.copyBuf[:0], data...), '\n')
-		if err := s.copy.Write(&dockerlog.Frame{Source: source, TimeNano: timeNano, Line: s.copyBuf}); err != nil {
+		if err := s.copy.Buffer(&dockerlog.Frame{Source: source, TimeNano: timeNano, Line: s.copyBuf}); err != nil {
 			s.m.copyErrors.Inc()
 		}
 	}
@@ -246,6 +253,14 @@ func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
 		s.mu.Lock()
 		s.lastHanded, s.handedAny = timeNano, true
 		s.mu.Unlock()
+	}
+}
+
+func (s *stream) flushCopy() {
+	if s.copy != nil {
+		if err := s.copy.Flush(); err != nil {
+			s.m.copyErrors.Inc()
+		}
 	}
 }
 

@@ -91,7 +91,7 @@ func (r *Router) handle(ctx context.Context, ev engine.Event) {
 			r.log.Warn("inspecting a started container", "container_id", shortID(ev.ID), "err", err)
 			return
 		}
-		r.start(ctx, c)
+		r.startNew(ctx, c)
 	case engine.ActionDie:
 		r.finish(ev.ID)
 	case engine.ActionDestroy:
@@ -175,8 +175,14 @@ func (r *Router) hostPath(logPath string) string {
 	return logPath
 }
 
+// startNew ships a container that started while the sidecar ran: from its
+// first line.
+func (r *Router) startNew(ctx context.Context, c engine.Container) { r.startFrom(ctx, c, true) }
+
 // start ships c unless it is shipped already or takes no route.
-func (r *Router) start(ctx context.Context, c engine.Container) {
+func (r *Router) start(ctx context.Context, c engine.Container) { r.startFrom(ctx, c, false) }
+
+func (r *Router) startFrom(ctx context.Context, c engine.Container, fromOldest bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.shippers[c.ID]; ok {
@@ -199,6 +205,7 @@ func (r *Router) start(ctx context.Context, c engine.Container) {
 		log.Error("not shipping this container", "err", err)
 		return
 	}
+	s.fromOldest = fromOldest
 	r.setRoute(c.ID, route)
 	r.shippers[c.ID] = s
 	sctx, cancel := context.WithCancel(ctx)

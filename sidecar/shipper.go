@@ -62,6 +62,9 @@ type shipper struct {
 	log   *slog.Logger
 	m     *containerMetrics
 	tail  FileTail
+	// fromOldest: with no saved position, start at the oldest rotated file
+	// (a container started after the sidecar), not the live file.
+	fromOldest bool
 
 	cancel     context.CancelFunc
 	destroyed  atomic.Bool // the container is gone: keep no position
@@ -158,10 +161,17 @@ func (s *shipper) run(ctx context.Context) {
 
 func (s *shipper) runFile(ctx context.Context) error {
 	var start *positions.Position
+	path := s.r.hostPath(s.c.LogPath)
 	if p, ok := s.r.pos.Get(s.c.ID); ok {
 		start = &p
+	} else if s.fromOldest {
+		// Started after the sidecar: ship it from its first line, also
+		// when it rotated before this shipper began.
+		if p, ok := oldestStart(path); ok {
+			start = &p
+		}
 	}
-	t, err := s.r.files.Open(s.r.hostPath(s.c.LogPath), s.c.Name, start, s.opts.MaxLineSize)
+	t, err := s.r.files.Open(path, s.c.Name, start, s.opts.MaxLineSize)
 	if err != nil {
 		return err
 	}

@@ -99,6 +99,7 @@ type containerLog struct {
 	size    int64    // bytes in file, whole frames only
 	rotated uint64   // container.log.1 .. .rotated exist
 	buf     []byte   // one encoded frame, reused
+	pend    []byte   // frames Buffer kept for one write(2) at Flush
 
 	mu      sync.Mutex
 	pos     position

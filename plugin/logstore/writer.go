@@ -182,7 +182,64 @@ func (s *Store) trimRotatedLocked(cl *containerLog) error {
 // Write appends f as one frame. A line that would take the frame past
 // max-size or the 1 MB frame cap is cut (on a UTF-8 character boundary) and
 // counted. f is not retained.
-func (w *Writer) Write(f *dockerlog.Frame) error {
+func (w *Writer) Write(f *dockerlog.Frame) error { return w.write(f, false) }
+
+// Buffer is Write without the system call: the frame is kept until Flush
+// (or until more than flushAt bytes wait, a rotation needs them out, or the
+// writer closes), so a caller that drains a FIFO writes what one read
+// brought in one write(2). Followers see buffered frames only once flushed.
+func (w *Writer) Buffer(f *dockerlog.Frame) error { return w.write(f, true) }
+
+// Flush writes the frames Buffer kept.
+func (w *Writer) Flush() error {
+	cl := w.cl
+	cl.wmu.Lock()
+	defer cl.wmu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	return w.flushLocked()
+}
+
+// flushAt bounds the bytes Buffer keeps before it writes them itself.
+const flushAt = 64 << 10
+
+func (w *Writer) flushLocked() error {
+	cl := w.cl
+	if len(cl.pend) == 0 || cl.file == nil {
+		return nil
+	}
+	err := w.writeOut(cl.pend)
+	if cap(cl.pend) > 2*flushAt {
+		cl.pend = nil // an idle stream keeps no big buffer
+	} else {
+		cl.pend = cl.pend[:0]
+	}
+	return err
+}
+
+// writeOut appends b to the current file with one write(2) and publishes
+// the new end to followers.
+func (w *Writer) writeOut(b []byte) error {
+	cl := w.cl
+	n, err := cl.file.Write(b)
+	if err != nil {
+		w.s.stats.writeErrors.Add(1)
+		// Cut partly written frames off; if even that fails, account for
+		// their bytes so the position stays the file's end (readers skip
+		// them).
+		if n > 0 && cl.file.Truncate(cl.size) != nil {
+			cl.size += int64(n)
+			w.publish()
+		}
+		return fmt.Errorf("logstore: writing the copy of %s: %w", cl.id, err)
+	}
+	cl.size += int64(n)
+	w.publish()
+	return nil
+}
+
+func (w *Writer) write(f *dockerlog.Frame, buffered bool) error {
 	cl := w.cl
 	cl.wmu.Lock()
 	defer cl.wmu.Unlock()
@@ -198,26 +255,27 @@ func (w *Writer) Write(f *dockerlog.Frame) error {
 		}
 		w.s.stats.truncatedLines.Add(1)
 	}
-	if cl.file == nil || (cl.size > 0 && cl.size+int64(len(cl.buf)) > cl.cfg.MaxSize) {
+	used := cl.size + int64(len(cl.pend))
+	if cl.file == nil || (used > 0 && used+int64(len(cl.buf)) > cl.cfg.MaxSize) {
+		if err := w.flushLocked(); err != nil {
+			return err
+		}
 		if err := w.s.rotate(cl); err != nil {
 			w.s.stats.writeErrors.Add(1)
 			return fmt.Errorf("logstore: rotating the copy of %s: %w", cl.id, err)
 		}
 	}
-	n, err := cl.file.Write(cl.buf)
-	if err != nil {
-		w.s.stats.writeErrors.Add(1)
-		// Cut a partly written frame off; if even that fails, account for
-		// its bytes so the position stays the file's end (readers skip it).
-		if n > 0 && cl.file.Truncate(cl.size) != nil {
-			cl.size += int64(n)
-			w.publish()
+	if buffered {
+		cl.pend = append(cl.pend, cl.buf...)
+		if len(cl.pend) >= flushAt {
+			return w.flushLocked()
 		}
-		return fmt.Errorf("logstore: writing the copy of %s: %w", cl.id, err)
+		return nil
 	}
-	cl.size += int64(n)
-	w.publish()
-	return nil
+	if err := w.flushLocked(); err != nil {
+		return err
+	}
+	return w.writeOut(cl.buf)
 }
 
 // publish makes the written frames visible to readers and wakes followers.
@@ -311,6 +369,7 @@ func (w *Writer) Close() error {
 		cl.wmu.Unlock()
 		return nil
 	}
+	flushErr := w.flushLocked()
 	w.closed = true
 	cl.handles--
 	var err error
@@ -334,5 +393,5 @@ func (w *Writer) Close() error {
 	if err != nil {
 		return fmt.Errorf("logstore: closing the copy of %s: %w", cl.id, err)
 	}
-	return nil
+	return flushErr
 }

@@ -79,6 +79,10 @@ func NewFrameDecoder(r io.Reader, maxFrame int) *FrameDecoder {
 	return &FrameDecoder{r: r, maxFrame: maxFrame, buf: make([]byte, 32<<10)}
 }
 
+// Buffered returns how many bytes the decoder holds that it has not decoded
+// yet: 0 means the next Decode will read from the stream.
+func (d *FrameDecoder) Buffered() int { return d.end - d.start }
+
 // SkippedBytes returns how many bytes resynchronisation has discarded so far.
 func (d *FrameDecoder) SkippedBytes() int64 { return d.skipped }
 

@@ -44,6 +44,10 @@ type Config struct {
 	Start *positions.Position
 	// FromEnd starts a tailer without Start at the end of the live file.
 	FromEnd bool
+	// FromOldest starts a tailer without Start at the beginning of the
+	// oldest file there is (<Path>.N or <Path>.N.gz), so that a container
+	// that rotated before its tailer began is read from its first line.
+	FromOldest bool
 	// MaxLineSize cuts a joined line (default dockerlog.DefaultMaxLine).
 	MaxLineSize int
 	// MaxRawLine skips json-file lines longer than this (default 1 MiB).
@@ -86,10 +90,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: ReadBuffer %d is below 512", ErrConfig, c.ReadBuffer)
 	case c.PollInterval < 0 || c.PollInterval > 0 && c.PollInterval < time.Millisecond:
 		return fmt.Errorf("%w: PollInterval %v is below 1ms", ErrConfig, c.PollInterval)
+	case c.FromEnd && c.FromOldest:
+		return fmt.Errorf("%w: FromEnd and FromOldest both set", ErrConfig)
 	case c.Start != nil && c.Start.Offset < 0:
 		return fmt.Errorf("%w: Start.Offset %d is negative", ErrConfig, c.Start.Offset)
-	case c.Start != nil && c.Start.Offset > maxTokenOffset:
-		return fmt.Errorf("%w: Start.Offset %d is past 1 TiB", ErrConfig, c.Start.Offset)
 	}
 	return nil
 }

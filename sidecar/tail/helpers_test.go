@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,6 +122,10 @@ func (w *dockerWriter) gzExt() string {
 // rotate does what loggerutils.LogFile.rotate does.
 func (w *dockerWriter) rotate() {
 	w.rotations++
+	if w.compress && w.deferCompress {
+		// The daemon's next rotation waits for the last compression.
+		w.compressNow()
+	}
 	if err := w.f.Close(); err != nil {
 		w.t.Fatal(err)
 	}
@@ -225,7 +230,11 @@ func (r *run) lastToken() int64 {
 
 func startTailer(t *testing.T, cfg Config, w *Watcher, m *Metrics, gate chan struct{}) *run {
 	t.Helper()
-	tl, err := New(cfg, w, m, nil)
+	var log *slog.Logger
+	if os.Getenv("TAIL_DEBUG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	tl, err := New(cfg, w, m, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -241,7 +241,9 @@ func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
 				return err
 			}
 		}
-		if moved || progress {
+		// A live file was read to its end: a write since then has queued a
+		// wake-up. A finished file, or a Finish, needs another look now.
+		if moved || progress && (finishing || !t.src.live) {
 			continue
 		}
 		if finishing {
@@ -268,10 +270,10 @@ func (t *Tailer) closeSource() {
 	t.releaseBuffer()
 }
 
-// open finds where to start: the file and offset of cfg.Start, or the live
-// file's start (or end, with FromEnd).
+// open finds where to start: the file and offset of cfg.Start, the oldest
+// file's start (FromOldest), or the live file's start (or end, FromEnd).
 func (t *Tailer) open(ctx context.Context) error {
-	if t.cfg.Start == nil {
+	if t.cfg.Start == nil && !t.cfg.FromOldest {
 		fi, err := os.Stat(t.cfg.Path)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil // read it from its start once it appears
@@ -296,7 +298,7 @@ func (t *Tailer) open(ctx context.Context) error {
 		return t.use(src, expectNL)
 	}
 
-	want := *t.cfg.Start
+	// From a saved position, or from the oldest file.
 	for attempt := 1; ; attempt++ {
 		files, consistent, err := listFiles(t.cfg.Path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -308,28 +310,33 @@ func (t *Tailer) open(ctx context.Context) error {
 			}
 			continue
 		}
-		i := findStart(files, want.File)
-		offset := want.Offset
-		if i < 0 {
-			t.m.positionsLost.Inc()
-			t.log.Warn("the saved position's file is gone, reading from the oldest file", "offset", want.Offset, "files", len(files))
-			if len(files) == 0 {
-				return nil
+		i, offset, lost := 0, int64(0), false
+		if want := t.cfg.Start; want != nil {
+			i, offset = findStart(files, want.File), want.Offset
+			if i < 0 {
+				i, offset, lost = 0, 0, true
 			}
-			i, offset = 0, 0
 		}
-		src, expectNL, pastEnd, err := openSource(files[i], offset)
-		if errors.Is(err, errChanged) || errors.Is(err, fs.ErrNotExist) {
-			if attempt < listAttempts {
+		var src *source
+		var expectNL, pastEnd bool
+		if len(files) > 0 {
+			src, expectNL, pastEnd, err = openSource(files[i], offset)
+			if (errors.Is(err, errChanged) || errors.Is(err, fs.ErrNotExist)) && attempt < listAttempts {
 				if err := sleep(ctx, listRetry); err != nil {
 					return err
 				}
 				continue
 			}
-			return nil
+			if err != nil && !errors.Is(err, errChanged) && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
 		}
-		if err != nil {
-			return err
+		if lost || src == nil && t.cfg.Start != nil {
+			t.m.positionsLost.Inc()
+			t.log.Warn("the saved position's file is gone, reading from the oldest file", "offset", t.cfg.Start.Offset, "files", len(files))
+		}
+		if src == nil {
+			return nil // read the live file from its start once it appears
 		}
 		if pastEnd {
 			t.m.truncations.Inc()
@@ -498,10 +505,13 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		next, found, located := successor(files, old)
-		if (!consistent || !located) && attempt < listAttempts {
-			// A rename chain caught half done; or the current file not seen,
-			// which may be the same thing. Look again before concluding.
+		next, found, _ := successor(files, old)
+		if !consistent && attempt < listAttempts {
+			// A rename chain caught half done: look again. A consistent
+			// listing without the current file means it was rotated away
+			// (deleted, or renamed past what the listing saw): the oldest
+			// file listed is its successor either way, and waiting for it
+			// would only let the writer delete more files.
 			if _, err := retry(); err != nil {
 				return false, err
 			}

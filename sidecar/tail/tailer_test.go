@@ -118,18 +118,26 @@ func TestRotationRenameChain(t *testing.T) {
 			dw := newDockerWriter(t, t.TempDir())
 			dw.maxSize, dw.maxFiles, dw.compress, dw.deferCompress = 4096, 3, tc.compress, tc.deferCompress
 
+			// Following: batches of 1.5 files, so that rotations happen
+			// while it reads but it is never more than two files behind
+			// (with max-file=3, older files are deleted).
 			r := startTailer(t, Config{Path: dw.path}, w, m, nil)
+			r.waitIdle(0) // it has opened the live file: it starts there
 			n := 0
-			for ; n < 2000; n++ {
-				dw.line("stdout", numbered(n, 20))
-				if tc.deferCompress && n%100 == 0 {
-					dw.compressNow()
+			for n < 2000 {
+				start := n
+				for ; n < start+60; n++ { // ~6 KB: at most two rotations
+					dw.line("stdout", numbered(n, 20))
+					if tc.deferCompress && n%30 == 0 {
+						dw.compressNow()
+					}
 				}
+				checkSeq(t, r.expect(n-start), start, 20)
 			}
-			checkSeq(t, r.expect(n), 0, 20)
 
 			gate := make(chan struct{})
 			r.setGate(gate)
+			lagStart := n
 			dw.line("stdout", numbered(n, 20))
 			n++
 			waitFor(t, "the tailer to block", func() bool { return r.entered.Load() == int64(n) })
@@ -145,7 +153,7 @@ func TestRotationRenameChain(t *testing.T) {
 				}
 			}
 			close(gate)
-			checkSeq(t, r.expect(n-2000), 2000, 20)
+			checkSeq(t, r.expect(n-lagStart), lagStart, 20)
 			if got := counter(m.rotations); got < 20 {
 				t.Errorf("rotations counted: %v", got)
 			}
@@ -163,17 +171,24 @@ func TestRotationRemoveRecreate(t *testing.T) {
 	dw := newDockerWriter(t, t.TempDir())
 	dw.maxSize, dw.maxFiles = 4096, 1
 
+	// Batches of less than a file: with max-file=1, a file the tailer has
+	// not opened when the next rotation removes it is lost.
 	r := startTailer(t, Config{Path: dw.path}, w, m, nil)
+	r.waitIdle(0)
 	n := 0
-	for ; n < 1000; n++ {
-		dw.line("stdout", numbered(n, 20))
+	for n < 1000 {
+		start := n
+		for ; n < start+30; n++ { // ~3 KB: at most one rotation
+			dw.line("stdout", numbered(n, 20))
+		}
+		checkSeq(t, r.expect(n-start), start, 20)
 	}
-	checkSeq(t, r.expect(n), 0, 20)
 
 	// Blocked in the middle of a file that is then removed and replaced:
 	// the open handle still reads it to its end.
 	gate := make(chan struct{})
 	r.setGate(gate)
+	lagStart := n
 	dw.line("stdout", numbered(n, 20))
 	n++
 	waitFor(t, "the tailer to block", func() bool { return r.entered.Load() == int64(n) })
@@ -183,7 +198,7 @@ func TestRotationRemoveRecreate(t *testing.T) {
 		n++
 	}
 	close(gate)
-	checkSeq(t, r.expect(n-1000), 1000, 20)
+	checkSeq(t, r.expect(n-lagStart), lagStart, 20)
 	if got := counter(m.truncations); got != 0 {
 		t.Errorf("truncations: %v", got)
 	}
@@ -306,11 +321,13 @@ func TestResume(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dw := newDockerWriter(t, t.TempDir())
 			dw.maxSize, dw.maxFiles, dw.compress, dw.deferCompress = 4096, tc.maxFiles, tc.compress, tc.deferCompress
+			// Less than two files, so that the first run reads all.
 			n := 0
-			for ; n < 300; n++ {
+			for ; n < 60; n++ {
 				dw.line("stdout", numbered(n, 20))
 			}
-			r := startTailer(t, Config{Path: dw.path}, nil, nil, nil)
+			first := positions.Position{File: identityOf(t, oldest(t, dw))}
+			r := startTailer(t, Config{Path: dw.path, Start: &first}, nil, nil, nil)
 			gs := r.expect(n)
 			checkSeq(t, gs, 0, 20)
 			pos, ok := r.tl.Position(gs[n-1].Token)
@@ -321,8 +338,8 @@ func TestResume(t *testing.T) {
 			<-r.done
 			r.done <- nil
 
-			saved := n
-			for dw.rotations < tc.rotations || dw.size < 300 {
+			saved, rot := n, dw.rotations
+			for dw.rotations < rot+tc.rotations || dw.size < 300 {
 				dw.line("stdout", numbered(n, 20))
 				n++
 			}
@@ -488,7 +505,7 @@ func TestCorruptAndOversizeLines(t *testing.T) {
 	dw.raw([]byte("\n"))
 	dw.line("stdout", numbered(1, 0))
 	dw.raw([]byte(strings.Repeat("x", 3<<20) + "\n")) // over MaxRawLine
-	dw.raw([]byte(`{"log":"bad \xff utf8\n","stream":"stderr","time":"2024-05-01T12:00:00Z"}` + "\n"))
+	dw.raw([]byte("{\"log\":\"bad \xff utf8\\n\",\"stream\":\"stderr\",\"time\":\"2024-05-01T12:00:00Z\"}\n"))
 	dw.line("stdout", numbered(2, 0))
 
 	m := NewMetrics(nil)
@@ -609,7 +626,52 @@ func TestTokenGenerationOverflow(t *testing.T) {
 	checkSeq(t, r2.finish(), 50, 20)
 }
 
+// A saved position for a container whose files are all gone: counted, and
+// the live file is read from its start when it appears.
+func TestResumeNoFiles(t *testing.T) {
+	m := NewMetrics(nil)
+	w := startWatcher(t, WatcherConfig{}, m)
+	path := filepath.Join(t.TempDir(), "gone-json.log")
+	start := positions.Position{File: positions.Identity{Dev: 1, Inode: 2}, Offset: 100}
+	start.File.SetFingerprint([]byte("old content"))
+	r := startTailer(t, Config{Path: path, Start: &start}, w, m, nil)
+	r.waitIdle(0)
+	if got := counter(m.positionsLost); got != 1 {
+		t.Errorf("positions lost: %v", got)
+	}
+	dw := &dockerWriter{t: t, path: path, maxFiles: 1, base: time.Now()}
+	dw.open()
+	defer dw.f.Close()
+	dw.line("stdout", numbered(0, 0))
+	checkSeq(t, r.expect(1), 0, 0)
+}
+
+func TestFromOldest(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compress=%v", compress), func(t *testing.T) {
+			dw := newDockerWriter(t, t.TempDir())
+			dw.maxSize, dw.maxFiles, dw.compress = 4096, 5, compress
+			for n := range 120 {
+				dw.line("stdout", numbered(n, 20))
+			}
+			if dw.rotations < 2 {
+				t.Fatalf("%d rotations", dw.rotations)
+			}
+			m := NewMetrics(nil)
+			r := startTailer(t, Config{Path: dw.path, FromOldest: true}, nil, m, nil)
+			gs := r.finish()
+			if len(gs) != 120 || counter(m.positionsLost) != 0 {
+				t.Fatalf("%d lines, %v positions lost", len(gs), counter(m.positionsLost))
+			}
+			checkSeq(t, gs, 0, 20)
+		})
+	}
+}
+
 func TestRunTwiceAndConfig(t *testing.T) {
+	if _, err := New(Config{Path: "x", FromEnd: true, FromOldest: true}, nil, nil, nil); err == nil {
+		t.Error("FromEnd with FromOldest accepted")
+	}
 	if _, err := New(Config{}, nil, nil, nil); err == nil {
 		t.Error("no Path accepted")
 	}
@@ -621,6 +683,7 @@ func TestRunTwiceAndConfig(t *testing.T) {
 	}
 	dw := newDockerWriter(t, t.TempDir())
 	r := startTailer(t, Config{Path: dw.path}, nil, nil, nil)
+	r.waitIdle(0)
 	if err := r.tl.Run(t.Context(), nil); err != ErrRunTwice {
 		t.Errorf("second Run = %v", err)
 	}

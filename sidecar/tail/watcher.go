@@ -185,6 +185,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.running, w.fsw = true, fsw
 	for dir, d := range w.dirs {
 		w.addWatchLocked(dir, d)
+		// What changed before the watch existed is seen now.
+		notifyAll(d)
 	}
 	w.mu.Unlock()
 
@@ -278,6 +280,7 @@ func (w *Watcher) retryWatches() {
 		if !d.watched {
 			if err := w.fsw.Add(dir); err == nil {
 				w.setWatchedLocked(d, true)
+				notifyAll(d)
 				w.log.Info("watching a container directory again", "dir", dir)
 			}
 		}

@@ -1,0 +1,187 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang/snappy"
+	"go.uber.org/goleak"
+
+	"github.com/logferry/logferry/internal/dockertest"
+	"github.com/logferry/logferry/shared/loki"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		dockertest.Shutdown()
+		os.Exit(code)
+	}))
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// A command name with a space and a parenthesis, as a process may set.
+	stat := []byte("4242 (logferry (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 9 0 100 0 0")
+	u, s, err := parseStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u != 2500*time.Millisecond || s != 750*time.Millisecond {
+		t.Errorf("utime %v stime %v, want 2.5s 750ms", u, s)
+	}
+	if _, _, err := parseStatCPU([]byte("1 (x) S 1")); err == nil {
+		t.Error("a short stat line was accepted")
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	m, err := parseStatus([]byte("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nThreads:\t7\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RSS != 1<<20 || m.PeakRSS != 2<<20 || m.Threads != 7 {
+		t.Errorf("got %+v", m)
+	}
+	if _, err := parseStatus([]byte("Name:\tx\n")); err == nil {
+		t.Error("a status without VmRSS was accepted")
+	}
+}
+
+func TestParseIO(t *testing.T) {
+	io, err := parseIO([]byte("rchar: 10\nwchar: 20\nsyscr: 3\nsyscw: 4\nread_bytes: 0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if io.ReadCalls != 3 || io.WriteCalls != 4 {
+		t.Errorf("got %+v", io)
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	in := `# HELP go_goroutines x
+# TYPE go_goroutines gauge
+go_goroutines 12
+logferry_loki_entries_dropped_total{endpoint="http://127.0.0.1:1/x",reason="queue_full",tenant=""} 3
+logferry_loki_entries_dropped_total{endpoint="http://127.0.0.1:1/x",reason="a b}",tenant=""} 4
+`
+	s, err := parseMetrics(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s["go_goroutines"] != 12 || s["logferry_loki_entries_dropped_total"] != 7 {
+		t.Errorf("got %v", s)
+	}
+}
+
+// TestSinkCounts pushes a snappy-compressed PushRequest as the dispatcher
+// does and checks the sink counts its entries, and rejects garbage.
+func TestSinkCounts(t *testing.T) {
+	s, err := NewSink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	meta := []loki.LabelPairAdapter{{Name: "container_id", Value: "abc"}}
+	req := loki.PushRequest{Streams: []loki.StreamAdapter{
+		{Labels: `{a="1"}`, Hash: 7, Entries: []loki.EntryAdapter{
+			{Timestamp: loki.Timestamp{Seconds: 1, Nanos: 2}, Line: "one", StructuredMetadata: meta},
+			{Line: "two"},
+		}},
+		{Labels: `{a="2"}`, Entries: []loki.EntryAdapter{{Line: "three", StructuredMetadata: meta}}},
+		{Labels: `{a="1"}`, Entries: []loki.EntryAdapter{{Line: ""}}},
+	}}
+	raw, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(body []byte) int {
+		resp, err := http.Post(s.URL(), "application/x-protobuf", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(snappy.Encode(nil, raw)); code != http.StatusNoContent {
+		t.Fatalf("push answered %d", code)
+	}
+	if code := post([]byte("not snappy")); code != http.StatusBadRequest {
+		t.Errorf("garbage answered %d, want 400", code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if code := post(snappy.Encode(nil, raw[:len(raw)-1])); code != http.StatusBadRequest {
+		t.Errorf("a truncated request answered %d, want 400", code)
+	}
+	if err := s.WaitEntries(ctx, 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.Entries() != 4 || s.Bytes() != 11 || s.Streams() != 2 || s.Rejected() != 2 {
+		t.Errorf("entries %d bytes %d streams %d rejected %d, want 4 11 2 2", s.Entries(), s.Bytes(), s.Streams(), s.Rejected())
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// BenchmarkSinkCount is the sink's cost per push of a 1 MiB batch (the
+// dispatcher's default) of 250-byte lines, which must stay far below the
+// plugin's cost to produce it.
+func BenchmarkSinkCount(b *testing.B) {
+	var req loki.PushRequest
+	meta := []loki.LabelPairAdapter{{Name: "container_id", Value: ContainerID("x")}}
+	st := loki.StreamAdapter{Labels: `{container_name="bench", host="bench", source="stdout"}`}
+	for i := range 4000 {
+		st.Entries = append(st.Entries, loki.EntryAdapter{
+			Timestamp: loki.Timestamp{Seconds: int64(i)}, Line: strings.Repeat("x", 250), StructuredMetadata: meta})
+	}
+	req.Streams = append(req.Streams, st)
+	raw, err := req.Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &Sink{streams: map[string]int64{}}
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, _, err := s.count(raw); err != nil || n != 4000 {
+			b.Fatal(n, err)
+		}
+	}
+}
+
+// TestHarness runs both benchmarks small against the real plugin binary, so
+// that make test keeps the harness working.
+func TestHarness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds and runs the plugin binary")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin, err := BuildPlugin(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []map[string]string{nil, {"no-file": "true"}} {
+		r, err := RunThroughput(ctx, ThroughputConfig{Binary: bin, Lines: 20_000, LineSize: 250, LogOpts: opts, Timeout: time.Minute})
+		if err != nil {
+			t.Fatalf("throughput %v: %v", opts, err)
+		}
+		if r.Received != 20_000 || r.Dropped != 0 || r.ReadFrames != 20_000 || r.CPU() <= 0 || r.PeakRSS <= 0 {
+			t.Errorf("throughput %v: %+v", opts, r)
+		}
+		t.Logf("throughput %v: %.1f MiB/CPU-s, %.0f lines/s", opts, r.MiBPerCPUSecond(), r.LinesPerSecond())
+	}
+	r, err := RunIdle(ctx, IdleConfig{Binary: bin, Streams: 20, Timeout: time.Minute})
+	if err != nil {
+		t.Fatalf("idle: %v", err)
+	}
+	if r.Received != 20 || r.Labels != 20 || r.Loaded.Streams != 20 || r.Stopped.Streams != 0 || r.Stopped.Goroutines > r.Base.Goroutines {
+		t.Errorf("idle: %+v", r)
+	}
+	if g := r.GoroutinesPerStream(); g > 1 {
+		t.Errorf("idle: %.2f goroutines per stream, want at most 1", g)
+	}
+}

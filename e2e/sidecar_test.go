@@ -1,0 +1,362 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/logferry/logferry/internal/dockertest"
+	"github.com/logferry/logferry/internal/loggen"
+	"github.com/logferry/logferry/internal/lokitest"
+)
+
+// sidecarProc is a logferry-sidecar process run by the test against the
+// private dockerd, stopped (or killed) by the test.
+type sidecarProc struct {
+	t       *testing.T
+	bin     string
+	args    []string
+	metrics string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	out     *bytes.Buffer
+	mu      sync.Mutex
+}
+
+var (
+	buildSidecarOnce sync.Once
+	sidecarBin       string
+	sidecarBuildErr  error
+)
+
+func buildSidecar(t *testing.T) string {
+	t.Helper()
+	buildSidecarOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "logferry-sidecar-bin-")
+		if err != nil {
+			sidecarBuildErr = err
+			return
+		}
+		sidecarBin = filepath.Join(dir, "logferry-sidecar")
+		out, err := exec.Command("go", "build", "-o", sidecarBin, "../cmd/logferry-sidecar").CombinedOutput()
+		if err != nil {
+			sidecarBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if sidecarBuildErr != nil {
+		t.Fatal(sidecarBuildErr)
+	}
+	return sidecarBin
+}
+
+func startSidecar(t *testing.T, d *dockertest.Daemon, lokiPush, stateDir string, extra ...string) *sidecarProc {
+	t.Helper()
+	p := &sidecarProc{t: t, bin: buildSidecar(t), metrics: freeAddr(t)}
+	p.args = append([]string{"--docker-host", d.Host(), "--containers-dir", filepath.Join(d.Dir(), "data", "containers"),
+		"--state-dir", stateDir, "--listen", p.metrics, "--loki-url", lokiPush, "--loki-batch-wait", "100ms",
+		"--poll-interval", "250ms"}, extra...)
+	p.start()
+	t.Cleanup(func() { p.stop(syscall.SIGTERM) })
+	return p
+}
+
+func (p *sidecarProc) start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.out = &bytes.Buffer{}
+	p.cmd = exec.Command(p.bin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(p.cmd, p.done)
+	waitFor(p.t, 60*time.Second, "the sidecar's /ready", func() bool {
+		select {
+		case <-p.done:
+			p.t.Fatalf("the sidecar exited:\n%s", p.out.String())
+		default:
+		}
+		resp, err := httpc.Get("http://" + p.metrics + "/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// stop ends the process with sig and waits for it.
+func (p *sidecarProc) stop(sig syscall.Signal) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-done:
+		return
+	default:
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func (p *sidecarProc) metric(name string) float64 {
+	e := &pluginEnv{metrics: p.metrics}
+	return e.metric(p.t, name)
+}
+
+// checkStreams checks every generator line arrived exactly once, in order
+// per stream, with the default labels.
+func checkStreams(t *testing.T, srv *lokitest.Server, name, host string, gen loggen.Config, since time.Time) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	streams, err := srv.QueryAll(ctx, fmt.Sprintf(`{container_name=%q}`, name), since, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	labelSets := map[string]string{}
+	for _, s := range streams {
+		source := s.Labels["source"]
+		labelSets[source] = lokitest.LabelString(s.Labels)
+		last := uint64(0)
+		for _, en := range s.Entries {
+			rec, err := loggen.Parse(en.Line)
+			if err != nil {
+				t.Fatalf("%s: damaged line: %v", source, err)
+			}
+			if rec.ID != gen.ID || gen.Stream(rec.Seq) != source {
+				t.Fatalf("line %d of %s on %s", rec.Seq, rec.ID, source)
+			}
+			if rec.Seq <= last {
+				t.Fatalf("%s: line %d after line %d: duplicated or out of order", source, rec.Seq, last)
+			}
+			last = rec.Seq
+		}
+		total += len(s.Entries)
+	}
+	if uint64(total) != gen.Lines {
+		t.Fatalf("Loki has %d lines of %d for %s", total, gen.Lines, name)
+	}
+	_ = host
+	return labelSets
+}
+
+func waitLoki(t *testing.T, srv *lokitest.Server, name string, n uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	q := fmt.Sprintf(`{container_name=%q}`, name)
+	waitFor(t, 5*time.Minute, fmt.Sprintf("%d lines of %s in Loki", n, name), func() bool {
+		s, err := srv.QueryRange(ctx, q, time.Now().Add(-time.Hour), time.Now().Add(time.Minute), 1, lokitest.Backward)
+		if err != nil || len(s) == 0 {
+			return false
+		}
+		// Cheap first: is the last line there? Then count them all.
+		for _, st := range s {
+			for _, e := range st.Entries {
+				rec, err := loggen.Parse(e.Line)
+				if err != nil || rec.Seq < n-n/10 {
+					return false
+				}
+			}
+		}
+		all, err := srv.QueryAll(ctx, q, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
+		return err == nil && uint64(lokitest.Count(all)) >= n
+	})
+}
+
+func TestSidecar(t *testing.T) {
+	d := dockertest.Start(t)
+	srv := lokitest.Start(t)
+	image := d.EnsureTestImage(t)
+	stateDir := t.TempDir()
+	sc := startSidecar(t, d, srv.PushURL(), stateDir)
+	host, _ := os.Hostname()
+
+	t.Run("killed with SIGKILL at random moments: nothing lost or repeated", func(t *testing.T) {
+		gen := loggen.Config{ID: runID("kill"), Lines: 60_000, Size: 200, StderrShare: 0.2}
+		name := "sc-" + gen.ID
+		start := time.Now().Add(-time.Minute)
+		id := d.Run(t, append([]string{"--name", name, "--log-driver", "json-file", "--log-opt", "max-size=512k",
+			"--log-opt", "max-file=4", image}, genArgs(gen, "-rate", "6000")...)...)
+		for i := 0; i < 4; i++ {
+			// The point of this test is a kill at an arbitrary moment, not
+			// after some condition: the wait is random on purpose.
+			time.Sleep(time.Duration(500+rand.IntN(1500)) * time.Millisecond)
+			sc.stop(syscall.SIGKILL)
+			sc.start()
+		}
+		(&pluginEnv{d: d}).wait(t, id)
+		waitLoki(t, srv, name, gen.Lines)
+		checkStreams(t, srv, name, host, gen, start)
+	})
+
+	t.Run("stopped while the container rotates, also compressed", func(t *testing.T) {
+		for _, compress := range []string{"false", "true"} {
+			gen := loggen.Config{ID: runID("gap"), Lines: 12_000, Size: 200}
+			name := "sc-" + gen.ID
+			start := time.Now().Add(-time.Minute)
+			sc.stop(syscall.SIGTERM)
+			// Written while the sidecar is down: ~2.4 MB rotates a 1 MB file
+			// twice.
+			id := d.Run(t, append([]string{"--name", name, "--log-driver", "json-file", "--log-opt", "max-size=1m",
+				"--log-opt", "max-file=5", "--log-opt", "compress=" + compress, image}, genArgs(gen, "-sleep-after", "1h")...)...)
+			logDir := filepath.Join(d.Dir(), "data", "containers", id)
+			waitFor(t, time.Minute, "two rotations", func() bool {
+				m, _ := filepath.Glob(filepath.Join(logDir, id+"-json.log.2*"))
+				return len(m) > 0
+			})
+			sc.start()
+			waitLoki(t, srv, name, gen.Lines)
+			checkStreams(t, srv, name, host, gen, start)
+			d.Docker(t, "rm", "-f", id)
+		}
+	})
+
+	t.Run("local driver via the logs API; plugin containers skipped", func(t *testing.T) {
+		gen := loggen.Config{ID: runID("api"), Lines: 5_000, Size: 150, StderrShare: 0.3, LongEvery: 1000, LongSize: 40 << 10}
+		name := "sc-" + gen.ID
+		start := time.Now().Add(-time.Minute)
+		id := d.Run(t, append([]string{"--name", name, "--log-driver", "local", image}, genArgs(gen)...)...)
+		(&pluginEnv{d: d}).wait(t, id)
+		waitLoki(t, srv, name, gen.Lines)
+		checkStreams(t, srv, name, host, gen, start)
+	})
+
+	t.Run("the same labels from the sidecar and from the plugin", func(t *testing.T) {
+		metrics := freeAddr(t)
+		driver := strings.TrimSuffix(d.InstallPlugin(t, "logferry", "LOKI_URL="+srv.PushURL(), "METRICS_ADDR="+metrics), ":latest")
+		labels := []string{"--label", "com.docker.compose.project=shop", "--label", "com.docker.compose.service=web"}
+		var sets [2]map[string]string
+		for i, drv := range []string{"json-file", driver} {
+			gen := loggen.Config{ID: runID("same"), Lines: 100, Size: 100, StderrShare: 0.5}
+			name := "sc-same"
+			start := time.Now()
+			id := d.Run(t, append(append(append([]string{"--name", name, "--log-driver", drv}, labels...), image), genArgs(gen)...)...)
+			(&pluginEnv{d: d}).wait(t, id)
+			q := fmt.Sprintf(`{container_name=%q}`, name)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if _, err := srv.WaitForCount(ctx, q, start, time.Now().Add(time.Minute), int(gen.Lines)); err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			streams, err := srv.QueryAll(ctx, q, start, time.Now().Add(time.Minute))
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sets[i] = map[string]string{}
+			for _, s := range streams {
+				sets[i][s.Labels["source"]] = lokitest.LabelString(s.Labels)
+			}
+			if lokitest.Count(streams) != int(gen.Lines) {
+				t.Fatalf("%s: %d lines of %d (the sidecar must skip plugin containers)", drv, lokitest.Count(streams), gen.Lines)
+			}
+			d.Docker(t, "rm", "-f", id)
+		}
+		if fmt.Sprint(sets[0]) != fmt.Sprint(sets[1]) {
+			t.Fatalf("label sets differ:\n sidecar %v\n plugin  %v", sets[0], sets[1])
+		}
+		t.Logf("both styles: %v", sets[0])
+	})
+
+	t.Run("500 containers leave nothing behind", func(t *testing.T) {
+		run := func(n int) {
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 4)
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					_, stderr, err := d.DockerErr("run", "--rm", "--network", "none", "--label", dockertest.Label, image, "-id", "many", "-n", "3")
+					if err != nil {
+						t.Errorf("docker run: %v %s", err, stderr)
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		run(8)
+		settle := func() {
+			waitFor(t, 2*time.Minute, "the sidecar to ship nothing", func() bool {
+				return sc.metric("logferry_sidecar_containers") == 0
+			})
+		}
+		settle()
+		baseG, baseFD := sc.metric("go_goroutines"), sc.metric("process_open_fds")
+		baseW := sc.metric("logferry_sidecar_tail_watched_directories")
+		basePos := sc.metric("logferry_sidecar_positions")
+		run(500)
+		settle()
+		waitFor(t, 2*time.Minute, "goroutines, FDs and watches back to the baseline", func() bool {
+			return sc.metric("go_goroutines") <= baseG && sc.metric("process_open_fds") <= baseFD &&
+				sc.metric("logferry_sidecar_tail_watched_directories") <= baseW
+		})
+		t.Logf("after 500 containers: %v goroutines (baseline %v), %v FDs (baseline %v), %v watched dirs",
+			sc.metric("go_goroutines"), baseG, sc.metric("process_open_fds"), baseFD, sc.metric("logferry_sidecar_tail_watched_directories"))
+		if n := sc.metric("logferry_sidecar_lines_read_total"); n != 0 {
+			t.Fatalf("per-container series left: %v", n)
+		}
+		// Removed containers leave no position behind.
+		if n := sc.metric("logferry_sidecar_positions"); n > basePos {
+			t.Fatalf("%v positions after the containers were removed, %v before", n, basePos)
+		}
+	})
+}
+
+// TestSidecarKeepsUpWithFastRotation is issue 4's first must-show, and it
+// FAILS today: a container writing 200,000 lines as fast as it can with
+// max-size=1m max-file=3 rotates about 50 times in 2-3 s, the tailer falls
+// more than two files behind (it costs ~9 us of CPU per line against
+// dockerd's writing on the same 2 cores, and reads after every inotify
+// event), and dockerd deletes files before they are read: 160,000-180,000
+// of 200,000 lines arrive. It runs only with LOGFERRY_RUN_KNOWN_FAILING=1 so
+// that the rest of the suite can land; see the closing note of the session
+// that wrote it.
+func TestSidecarKeepsUpWithFastRotation(t *testing.T) {
+	if os.Getenv("LOGFERRY_RUN_KNOWN_FAILING") != "1" {
+		t.Skip("known to fail (issue 4, open): set LOGFERRY_RUN_KNOWN_FAILING=1 to run it")
+	}
+	d := dockertest.Start(t)
+	srv := lokitest.Start(t)
+	image := d.EnsureTestImage(t)
+	startSidecar(t, d, srv.PushURL(), t.TempDir())
+	host, _ := os.Hostname()
+	gen := loggen.Config{ID: runID("rot"), Lines: 200_000, Size: 200, StderrShare: 0.3, LongEvery: 5000,
+		LongSize: 40 << 10}
+	name := "sc-" + gen.ID
+	start := time.Now().Add(-time.Minute)
+	id := d.Run(t, append([]string{"--name", name, "--log-driver", "json-file", "--log-opt", "max-size=1m",
+		"--log-opt", "max-file=3", image}, genArgs(gen)...)...)
+	(&pluginEnv{d: d}).wait(t, id)
+	waitLoki(t, srv, name, gen.Lines)
+	sets := checkStreams(t, srv, name, host, gen, start)
+	want := lokitest.LabelString(map[string]string{"container_name": name, "host": host, "source": "stdout"})
+	if sets["stdout"] != want {
+		t.Fatalf("labels %s, want %s", sets["stdout"], want)
+	}
+}
