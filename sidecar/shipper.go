@@ -42,7 +42,10 @@ type FileTail interface {
 
 // FileSource opens FileTails; one is shared by every container.
 type FileSource interface {
-	Open(path, name string, start *positions.Position, maxLine int) (FileTail, error)
+	// Open follows the log at path from start, or without start from the
+	// live file's beginning, or from the oldest rotated file with
+	// fromOldest.
+	Open(path, name string, start *positions.Position, fromOldest bool, maxLine int) (FileTail, error)
 }
 
 // engineMessage is a message of the Engine's logs stream.
@@ -164,14 +167,10 @@ func (s *shipper) runFile(ctx context.Context) error {
 	path := s.r.hostPath(s.c.LogPath)
 	if p, ok := s.r.pos.Get(s.c.ID); ok {
 		start = &p
-	} else if s.fromOldest {
-		// Started after the sidecar: ship it from its first line, also
-		// when it rotated before this shipper began.
-		if p, ok := oldestStart(path); ok {
-			start = &p
-		}
 	}
-	t, err := s.r.files.Open(path, s.c.Name, start, s.opts.MaxLineSize)
+	// A container started after the sidecar is shipped from its first
+	// line, also when it rotated before this shipper began.
+	t, err := s.r.files.Open(path, s.c.Name, start, s.fromOldest, s.opts.MaxLineSize)
 	if err != nil {
 		return err
 	}
