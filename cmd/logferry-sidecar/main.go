@@ -20,10 +20,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/logferry/logferry/shared/loki"
 	"github.com/logferry/logferry/sidecar"
 	"github.com/logferry/logferry/sidecar/engine"
 	"github.com/logferry/logferry/sidecar/positions"
-	"github.com/logferry/logferry/shared/loki"
 )
 
 func main() {
