@@ -175,14 +175,15 @@ func (r *Router) hostPath(logPath string) string {
 	return logPath
 }
 
-// startNew ships a container that started while the sidecar ran: from its
-// first line.
-func (r *Router) startNew(ctx context.Context, c engine.Container) { r.startFrom(ctx, c, true) }
+// startNew ships a container that started while the sidecar ran.
+func (r *Router) startNew(ctx context.Context, c engine.Container) { r.start(ctx, c) }
 
-// start ships c unless it is shipped already or takes no route.
-func (r *Router) start(ctx context.Context, c engine.Container) { r.startFrom(ctx, c, false) }
-
-func (r *Router) startFrom(ctx context.Context, c engine.Container, fromOldest bool) {
+// start ships c unless it is shipped already or takes no route. A container
+// without a saved position is read from its oldest rotated file: the
+// sidecar never shipped any of it, and every line it still has on disk is
+// owed to Loki (also when it was written while the sidecar was down).
+func (r *Router) start(ctx context.Context, c engine.Container) {
+	const fromOldest = true
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.shippers[c.ID]; ok {
