@@ -399,7 +399,8 @@ func TestHTTPProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	served := make(chan struct{})
-	go func() { defer close(served); _ = h.Serve(ln) }()
+	srv := &http.Server{Handler: h}
+	go func() { defer close(served); _ = srv.Serve(ln) }()
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	base := "http://" + ln.Addr().String()
 	post := func(path string, body any) (int, map[string]any) {

@@ -11,10 +11,16 @@ import (
 // Manifest is the answer to /Plugin.Activate.
 const Manifest = `{"Implements": ["LogDriver"]}`
 
-// NewHandler returns the plugin's HTTP API on top of the SDK's handler
-// (which answers /Plugin.Activate).
-func NewHandler(d *Driver) sdk.Handler {
-	h := sdk.NewHandler(Manifest)
+// NewHandler returns the plugin's HTTP API. It is a plain http.Handler (not
+// the SDK's Handler, which builds its own http.Server) so that the caller's
+// server can close idle connections: the daemon's plugin client keeps one
+// open indefinitely, which would otherwise hold a goroutine and an FD.
+func NewHandler(d *Driver) http.Handler {
+	h := http.NewServeMux()
+	h.HandleFunc("/Plugin.Activate", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", sdk.DefaultContentTypeV1_1)
+		_, _ = io.WriteString(w, Manifest+"\n")
+	})
 	h.HandleFunc("/LogDriver.StartLogging", func(w http.ResponseWriter, r *http.Request) {
 		var req StartLoggingRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {

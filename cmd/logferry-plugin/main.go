@@ -136,7 +136,10 @@ func run() error {
 	}
 	var ready atomic.Bool
 	serveErr := make(chan error, 2)
-	go func() { serveErr <- plugin.NewHandler(driver).Serve(ln) }()
+	// IdleTimeout: the daemon keeps idle connections to the plugin open
+	// indefinitely; each would hold a goroutine and an FD.
+	api := &http.Server{Handler: plugin.NewHandler(driver), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second}
+	go func() { serveErr <- api.Serve(ln) }()
 
 	var metricsSrv *http.Server
 	if e.MetricsAddr != "" && e.MetricsAddr != "off" {
