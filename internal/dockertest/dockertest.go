@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/logferry/logferry/internal/repo"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,8 +52,6 @@ const (
 	logTail    = 40
 )
 
-// errNoRepoRoot: the tests do not run inside the repository.
-var errNoRepoRoot = errors.New("no directory above the working directory has go.mod and scripts/dockerd")
 
 // Daemon is the private dockerd of this test process. Its methods are safe
 // for concurrent use by parallel tests.
@@ -336,26 +335,4 @@ func (d *Daemon) script(name string) string {
 	return filepath.Join(d.root, "scripts", name)
 }
 
-// repoRoot finds the repository from the working directory, which go test
-// sets to the package's directory.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if fileExists(filepath.Join(dir, "go.mod")) && fileExists(filepath.Join(dir, "scripts", "dockerd")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errNoRepoRoot
-		}
-		dir = parent
-	}
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
+func repoRoot() (string, error) { return repo.Root("scripts/dockerd") }

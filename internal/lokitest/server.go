@@ -8,8 +8,8 @@ package lokitest
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
+	"github.com/logferry/logferry/internal/repo"
 	"net"
 	"net/http"
 	"os"
@@ -331,28 +331,5 @@ func (b *tailBuffer) Reset() {
 	b.lines, b.partial = nil, nil
 }
 
-var errNoRepoRoot = errors.New("cannot find the logferry repository root (a directory with go.mod and scripts/loki) above the working directory")
 
-// repoRoot walks up from the working directory (a test's package directory)
-// to the directory holding go.mod and scripts/loki.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if fileExists(filepath.Join(dir, "go.mod")) && fileExists(filepath.Join(dir, "scripts", "loki")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errNoRepoRoot
-		}
-		dir = parent
-	}
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}
+func repoRoot() (string, error) { return repo.Root("scripts/loki") }
