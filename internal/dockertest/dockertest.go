@@ -52,7 +52,6 @@ const (
 	logTail    = 40
 )
 
-
 // Daemon is the private dockerd of this test process. Its methods are safe
 // for concurrent use by parallel tests.
 type Daemon struct {

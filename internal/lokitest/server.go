@@ -331,5 +331,4 @@ func (b *tailBuffer) Reset() {
 	b.lines, b.partial = nil, nil
 }
 
-
 func repoRoot() (string, error) { return repo.Root("scripts/loki") }
