@@ -9,7 +9,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -41,8 +40,8 @@ type stream struct {
 	copy   copyWriter // nil with no-file
 	log    *slog.Logger
 	m      *streamMetrics
-	fifo   *os.File
-	keeper *os.File // our own write end, see openFIFO; nil after stop
+	fifo   io.ReadCloser
+	keeper io.Closer // our own write end, see openFIFO; nil after stop
 	done   chan struct{}
 	// copyBuf is the line plus its newline for the local copy; reused.
 	copyBuf []byte
@@ -117,28 +116,19 @@ func (s *stream) checkResolved() {
 // follows the daemon's close means the stream is really over. A re-attached
 // stream has no keeper: the daemon's end is open already (or never will be,
 // and then EOF at once correctly ends it).
-func openFIFO(path string, reattach bool) (fifo, keeper *os.File, err error) {
-	fifo, err = os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+func openFIFO(path string, reattach bool) (fifo io.ReadCloser, keeper io.Closer, err error) {
+	r, err := openFIFOReader(path)
 	if err != nil {
-		return nil, nil, err
-	}
-	st, err := fifo.Stat()
-	if err != nil || st.Mode()&os.ModeNamedPipe == 0 {
-		fifo.Close()
-		if err == nil {
-			err = errors.New("not a FIFO")
-		}
 		return nil, nil, err
 	}
 	if reattach {
-		return fifo, nil, nil
+		return r, nil, nil
 	}
-	keeper, err = os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		fifo.Close()
+	if keeper, err = openFIFOKeeper(path); err != nil {
+		r.Close()
 		return nil, nil, err
 	}
-	return fifo, keeper, nil
+	return r, keeper, nil
 }
 
 // errors a FrameDecoder recovers from; anything else ends the stream.

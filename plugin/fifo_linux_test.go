@@ -1,0 +1,155 @@
+package plugin
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func newFIFO(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A reader that waits in the netpoller gets what was written before and
+// after it began waiting, in order, and EOF once the writer is gone.
+func TestFIFOReaderReadsAllThenEOF(t *testing.T) {
+	p := newFIFO(t)
+	r, err := openFIFOReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		defer w.Close()
+		for i := range 2000 {
+			line := bytes.Repeat([]byte{byte('a' + i%26)}, 1+i%300)
+			if _, err := w.Write(line); err != nil {
+				done <- err
+				return
+			}
+			want.Write(line)
+			if i%100 == 0 {
+				time.Sleep(3 * time.Millisecond) // let the reader go quiet
+			}
+		}
+		done <- nil
+	}()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("ReadAll: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("read %d bytes, want %d (or different content)", len(got), want.Len())
+	}
+}
+
+// Data that is in the pipe before the reader first waits is read, not
+// missed by the edge-triggered registration.
+func TestFIFOReaderDataBeforeWait(t *testing.T) {
+	p := newFIFO(t)
+	r, err := openFIFOReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	buf := make([]byte, 16)
+	for i := range 50 {
+		msg := []byte{byte('0' + i%10)}
+		if _, err := w.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		// The first read finds data; a pause follows; the next Read finds
+		// the pipe empty and waits, and the write below must wake it.
+		n, err := r.Read(buf)
+		if err != nil || n != 1 || buf[0] != msg[0] {
+			t.Fatalf("read %d: %q %v", i, buf[:n], err)
+		}
+	}
+}
+
+// Close from another goroutine ends a Read that waits for data.
+func TestFIFOReaderCloseUnblocksRead(t *testing.T) {
+	p := newFIFO(t)
+	r, err := openFIFOReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeper, err := openFIFOKeeper(p) // a writer that never writes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keeper.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Read(make([]byte, 8))
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		t.Fatalf("Read returned before Close: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Fatalf("Read after Close: %v, want os.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Read still blocked 10 s after Close")
+	}
+	if _, err := r.Read(make([]byte, 8)); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("Read on a closed reader: %v", err)
+	}
+}
+
+// Without a keeper and with no writer, a FIFO reads as EOF at once (a
+// re-attached stream whose daemon end is gone ends).
+func TestFIFOReaderNoWriterIsEOF(t *testing.T) {
+	p := newFIFO(t)
+	r, err := openFIFOReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Read(make([]byte, 8)); err != io.EOF {
+		t.Fatalf("Read: %v, want EOF", err)
+	}
+}
+
+func TestFIFOReaderRefusesNonFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(p, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := openFIFOReader(p); err == nil {
+		r.Close()
+		t.Fatal("opened a regular file as a FIFO")
+	}
+}
