@@ -41,6 +41,7 @@ loki:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(SHARED)
 	scripts/bench-plugin
+	scripts/bench-sidecar
 
 # Runs each fuzz target for FUZZTIME (default 2m).
 FUZZTIME ?= 2m
