@@ -170,7 +170,7 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("log-level: %w: want debug, info, warn or error", ErrConfig)
 	}
-	if _, err := logopts.Parse(logopts.Defaults(), c.Options); err != nil {
+	if _, err := logopts.Parse(optionDefaults(), c.Options); err != nil {
 		return err
 	}
 	return nil
@@ -201,6 +201,20 @@ func readConfigFile(path string) (map[string]string, error) {
 	return out, nil
 }
 
+// DefaultQueueBytes is the sidecar's loki-queue-size unless configured:
+// smaller than the plugin's 64 MiB, because the sidecar's lines wait on disk
+// (policy block: reading pauses while the queue is full) and its rotated
+// files are held open until read, so the queue only has to keep Loki busy.
+// 16 MiB is 16 default batches; it keeps the sidecar's RSS under 64 MiB at
+// full speed (BENCHMARKS.md, Sidecar).
+const DefaultQueueBytes = 16 << 20
+
+func optionDefaults() logopts.Options {
+	o := logopts.Defaults()
+	o.Loki.QueueBytes = DefaultQueueBytes
+	return o
+}
+
 // ContainerOptions are the log options for one container: the sidecar's,
 // overridden by the container's logferry.<option> labels. An error names
 // the label.
@@ -214,7 +228,7 @@ func (c Config) ContainerOptions(labels map[string]string) (logopts.Options, err
 			m[key] = v
 		}
 	}
-	o, err := logopts.Parse(logopts.Defaults(), m)
+	o, err := logopts.Parse(optionDefaults(), m)
 	if err != nil {
 		return o, fmt.Errorf("container label %s...: %w", LabelPrefix, err)
 	}

@@ -72,6 +72,8 @@ func (ft *fileTail) Run(ctx context.Context, out func(TailLine) error) error {
 
 func (ft *fileTail) Finish() { ft.t.Finish() }
 
+func (ft *fileTail) HoldRotated() { ft.t.HoldRotated() }
+
 // Position maps a token and lets the tail forget what came before it: the
 // acknowledgements that call this arrive in order.
 func (ft *fileTail) Position(token int64) (positions.Position, bool) {

@@ -38,6 +38,9 @@ type FileTail interface {
 	Finish()
 	// Position maps a token to the durable position after its line.
 	Position(token int64) (positions.Position, bool)
+	// HoldRotated keeps files that rotations create while out blocks from
+	// being deleted unread; call it from within out, while it waits.
+	HoldRotated()
 }
 
 // FileSource opens FileTails; one is shared by every container.
@@ -244,6 +247,11 @@ func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data 
 			return err
 		}
 		s.r.m.blocked.Inc()
+		if s.tail != nil {
+			// While reading waits, the daemon may rotate the log past
+			// max-file: keep what it rotates open.
+			s.tail.HoldRotated()
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -251,7 +259,9 @@ func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data 
 			return ctx.Err()
 		case <-t.C:
 		}
-		wait = min(2*wait, time.Second)
+		// At most 50 ms: a busy container rotates a 1 MiB file about that
+		// often.
+		wait = min(2*wait, 50*time.Millisecond)
 	}
 	s.mu.Lock()
 	s.lastHanded, s.handedAny = token, true

@@ -39,9 +39,8 @@ type Dispatcher struct {
 	overflow Overflow
 
 	mu       sync.Mutex
-	queue    []Entry // FIFO; queue[head:] are pending
-	head     int
-	queued   int // bytes in queue[head:]
+	queue    entryRing
+	queued   int // bytes in queue
 	oldest   time.Time
 	stopping bool
 
@@ -135,15 +134,15 @@ func (d *Dispatcher) handle(e Entry, overflow bool) error {
 		d.m.dropped.WithLabelValues(ReasonQueueFull).Inc()
 		return ErrQueueFull
 	}
-	if d.head == len(d.queue) {
+	if d.queue.len() == 0 {
 		d.oldest = d.now()
 	}
-	d.queue = append(d.queue, e)
+	d.queue.push(e)
 	d.queued += size
 	full := d.queued >= d.cfg.BatchSize
-	first := len(d.queue)-d.head == 1
+	first := d.queue.len() == 1
 	d.m.queueBytes.Set(float64(d.queued))
-	d.m.queueEntries.Set(float64(len(d.queue) - d.head))
+	d.m.queueEntries.Set(float64(d.queue.len()))
 	d.mu.Unlock()
 	if full || first {
 		select {
@@ -159,30 +158,19 @@ func (d *Dispatcher) handle(e Entry, overflow bool) error {
 func (d *Dispatcher) take(b *batch) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for d.head < len(d.queue) {
-		e := d.queue[d.head]
+	for d.queue.len() > 0 {
+		e := d.queue.peek()
 		if len(b.entries) > 0 && b.bytes+e.size() > d.cfg.BatchSize {
 			break
 		}
-		d.queue[d.head] = Entry{}
-		d.head++
 		d.queued -= e.size()
-		b.add(e)
+		b.add(*e)
+		d.queue.pop()
 	}
-	if d.head == len(d.queue) {
-		d.queue, d.head = d.queue[:0], 0
-	} else if d.head > len(d.queue)/2 && d.head > 1024 {
-		// Compact so the slice does not grow without bound under load.
-		n := copy(d.queue, d.queue[d.head:])
-		clear(d.queue[n:])
-		d.queue, d.head = d.queue[:n], 0
-		d.oldest = d.now()
-	} else {
-		d.oldest = d.now()
-	}
+	d.oldest = d.now()
 	d.m.queueBytes.Set(float64(d.queued))
-	d.m.queueEntries.Set(float64(len(d.queue) - d.head))
-	return d.head < len(d.queue)
+	d.m.queueEntries.Set(float64(d.queue.len()))
+	return d.queue.len() > 0
 }
 
 // ready reports whether a batch should be sent now, and if not, how long to
@@ -190,7 +178,7 @@ func (d *Dispatcher) take(b *batch) bool {
 func (d *Dispatcher) ready(flushing bool) (bool, time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.head == len(d.queue) {
+	if d.queue.len() == 0 {
 		return false, -1
 	}
 	if flushing || d.queued >= d.cfg.BatchSize {

@@ -25,6 +25,16 @@ const (
 	// DefaultResync is how often a Watcher wakes every tailer even when
 	// fsnotify works: a safety net for lost events.
 	DefaultResync = 10 * time.Second
+	// DefaultReadPause is how long a Tailer that found new data waits
+	// before it reads again. dockerd writes one json-file line per
+	// write(2), and every write is an inotify event: reading on each costs
+	// a wake-up and two read(2)s per line, and a busy container then
+	// out-writes its tailer. Pausing reads a busy log in large chunks, at
+	// the price of this much latency.
+	DefaultReadPause = 5 * time.Millisecond
+	// DefaultMaxPinnedBytes bounds the rotated files one Tailer holds open
+	// ahead of the one it reads (Config.MaxPinnedBytes).
+	DefaultMaxPinnedBytes = 256 << 20
 )
 
 // ErrConfig is wrapped by every Validate error.
@@ -56,6 +66,13 @@ type Config struct {
 	ReadBuffer int
 	// PollInterval is used when the Tailer has no Watcher (default 500ms).
 	PollInterval time.Duration
+	// ReadPause is the wait after a read that found new data in the live
+	// file before the next read (default DefaultReadPause; negative: none).
+	ReadPause time.Duration
+	// MaxPinnedBytes bounds the disk space of the rotated files held open
+	// ahead of the one being read, so that rotation does not delete them
+	// unread (default 256 MiB; the sum of their sizes when opened).
+	MaxPinnedBytes int64
 }
 
 func (c *Config) setDefaults() {
@@ -74,6 +91,12 @@ func (c *Config) setDefaults() {
 	c.ReadBuffer = min(c.ReadBuffer, c.MaxRawLine)
 	if c.PollInterval == 0 {
 		c.PollInterval = DefaultPollInterval
+	}
+	if c.ReadPause == 0 {
+		c.ReadPause = DefaultReadPause
+	}
+	if c.MaxPinnedBytes == 0 {
+		c.MaxPinnedBytes = DefaultMaxPinnedBytes
 	}
 }
 

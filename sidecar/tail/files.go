@@ -148,6 +148,8 @@ type source struct {
 	// reads as empty.
 	broken    bool
 	brokenErr error
+	// size is the file's size when it was pinned (see Tailer.pinNewer).
+	size int64
 	// corruptSeen limits warnings to one per file.
 	corruptSeen bool
 	head        [positions.FingerprintSize]byte

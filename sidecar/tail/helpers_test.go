@@ -212,8 +212,11 @@ type run struct {
 	stop  context.CancelFunc
 	// gate, when set, blocks delivery until a value is received.
 	gate chan struct{}
-	mu   sync.Mutex
-	last int64
+	// holdReq asks a callback blocked at the gate to call HoldRotated; it
+	// closes the channel it received when done.
+	holdReq chan chan struct{}
+	mu      sync.Mutex
+	last    int64
 	// entered counts calls of the callback, delivered those that returned.
 	entered, delivered atomic.Int64
 	// idle receives the delivered count each time Run waits for a change.
@@ -244,7 +247,7 @@ func startTailer(t *testing.T, cfg Config, w *Watcher, m *Metrics, gate chan str
 func startRun(t *testing.T, tl *Tailer, gate chan struct{}) *run {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &run{t: t, tl: tl, lines: make(chan got, 1<<16), done: make(chan error, 1), stop: cancel, gate: gate,
-		idle: make(chan int64, 1<<10)}
+		idle: make(chan int64, 1<<10), holdReq: make(chan chan struct{})}
 	tl.afterRead = func(off int64) { r.readOff.Store(off) }
 	tl.beforeWait = func() {
 		select {
@@ -259,9 +262,14 @@ func startRun(t *testing.T, tl *Tailer, gate chan struct{}) *run {
 			r.mu.Lock()
 			gate := r.gate
 			r.mu.Unlock()
-			if gate != nil {
+		wait:
+			for gate != nil {
 				select {
 				case <-gate:
+					break wait
+				case done := <-r.holdReq:
+					tl.HoldRotated()
+					close(done)
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -292,6 +300,13 @@ func startRun(t *testing.T, tl *Tailer, gate chan struct{}) *run {
 		<-r.done
 	})
 	return r
+}
+
+// hold makes the callback, blocked at the gate, call HoldRotated.
+func (r *run) hold() {
+	done := make(chan struct{})
+	r.holdReq <- done
+	<-done
 }
 
 // setGate makes delivery wait for a value from gate (nil: no waiting).

@@ -25,6 +25,7 @@ type Metrics struct {
 	cut           prometheus.Counter
 	invalidUTF8   prometheus.Counter
 	positionsLost prometheus.Counter
+	pinLimit      prometheus.Counter
 	pollFallbacks *prometheus.CounterVec
 	watchedDirs   *prometheus.GaugeVec
 	tailers       prometheus.Gauge
@@ -57,6 +58,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		positionsLost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_tail_positions_lost_total", Help: "Saved positions whose file no longer exists; reading restarted at the oldest file.",
 		}),
+		pinLimit: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_pin_limit_total", Help: "Times a tailer was so far behind that it stopped holding rotated files open (max pinned bytes); later rotations may delete lines unread.",
+		}),
 		pollFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "logferry_sidecar_tail_poll_fallbacks_total", Help: "Times fsnotify could not watch and polling took over, by reason.",
 		}, []string{"reason"}),
@@ -69,7 +73,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.lines, m.bytes, m.rotations, m.truncations, m.skipped, m.cut, m.invalidUTF8,
-			m.positionsLost, m.pollFallbacks, m.watchedDirs, m.tailers)
+			m.positionsLost, m.pinLimit, m.pollFallbacks, m.watchedDirs, m.tailers)
 	}
 	return m
 }

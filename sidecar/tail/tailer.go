@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -93,9 +94,13 @@ type Tailer struct {
 	gens []genRecord // ascending gen
 
 	// Run's state.
-	cm          *containerMetrics
-	emit        func(Line) error
-	src         *source // nil while waiting for the live file to appear
+	cm   *containerMetrics
+	emit func(Line) error
+	src  *source // nil while waiting for the live file to appear
+	// pins are the files newer than src, oldest first, opened as soon as
+	// they are seen so that a rotation that deletes them before src is read
+	// to its end loses nothing (see pinNewer).
+	pins        []*source
 	nextGen     int64
 	buf         []byte
 	start, end  int // unconsumed bytes: buf[start:end]
@@ -103,6 +108,7 @@ type Tailer struct {
 	skipping    bool
 	expectNL    bool
 	quietResync bool
+	pinLimited  bool // pinNewer stopped at MaxPinnedBytes (warned once)
 	dec         dockerlog.JSONDecoder
 	jl          dockerlog.JSONLine
 	joiner      *dockerlog.Joiner
@@ -186,6 +192,20 @@ func (t *Tailer) Release(token int64) {
 	t.gens = append(t.gens[:0], t.gens[i:]...)
 }
 
+// HoldRotated opens the files that rotations created since the Tailer last
+// looked, so that further rotations cannot delete them unread (up to
+// Config.MaxPinnedBytes). Run does this between reads; an emit that blocks
+// for long (backpressure) should call it every few tens of milliseconds. It
+// must be called from within emit, on Run's goroutine, and never elsewhere.
+func (t *Tailer) HoldRotated() {
+	if t.src == nil {
+		return
+	}
+	if err := t.pinNewer(); err != nil {
+		t.log.Debug("holding rotated files open", "err", err)
+	}
+}
+
 // Run reads the log and calls emit for every complete line, in file order,
 // from this goroutine; an error from emit stops Run and is returned. emit may
 // block (that is backpressure: the file waits on disk) but should then also
@@ -249,6 +269,18 @@ func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
 		if finishing {
 			return t.finishUp()
 		}
+		if progress && t.cfg.ReadPause > 0 {
+			// A busy log: let it grow before the next read, which follows
+			// without waiting for the wake-ups that its writes queue.
+			if err := t.pause(ctx); err != nil {
+				return err
+			}
+			select {
+			case <-wake:
+			default:
+			}
+			continue
+		}
 		if t.beforeWait != nil {
 			t.beforeWait()
 		}
@@ -262,11 +294,28 @@ func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
 	}
 }
 
+// pause waits cfg.ReadPause, or less when Finish is called or ctx ends.
+func (t *Tailer) pause(ctx context.Context) error {
+	tm := time.NewTimer(t.cfg.ReadPause)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.finish:
+	case <-tm.C:
+	}
+	return nil
+}
+
 func (t *Tailer) closeSource() {
 	if t.src != nil {
 		t.src.close()
 		t.src = nil
 	}
+	for _, p := range t.pins {
+		p.close()
+	}
+	t.pins = nil
 	t.releaseBuffer()
 }
 
@@ -397,6 +446,9 @@ func (t *Tailer) check(ctx context.Context) (bool, error) {
 	if src == nil {
 		return t.openLive()
 	}
+	if err := t.pinNewer(); err != nil {
+		return false, err
+	}
 	if !src.live {
 		if !src.eof {
 			return false, nil
@@ -496,6 +548,11 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	t.setIdent(old.gen, old.ident)
+	if len(t.pins) > 0 {
+		next := t.pins[0]
+		t.pins = slices.Delete(t.pins, 0, 1)
+		return true, t.moveTo(old, next, false)
+	}
 	for attempt := 1; ; attempt++ {
 		retry := func() (bool, error) { return false, sleep(ctx, listRetry*time.Duration(attempt)) }
 		files, consistent, err := listFiles(t.cfg.Path)
@@ -533,17 +590,87 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if t.end > t.start && !t.skipping {
-			t.skip(reasonTorn, "an unterminated line at the end of a finished file")
+		return true, t.moveTo(old, src, expectNL)
+	}
+}
+
+// moveTo leaves the finished file old for next.
+func (t *Tailer) moveTo(old, next *source, expectNL bool) error {
+	if t.end > t.start && !t.skipping {
+		t.skip(reasonTorn, "an unterminated line at the end of a finished file")
+	}
+	t.log.Debug("following rotation", "from", old.path, "to", next.path)
+	t.m.rotations.Inc()
+	old.close()
+	if next.broken {
+		t.brokenGzip(next, nil)
+	}
+	// A split line may continue in the next file: the joiner keeps it.
+	return t.use(next, expectNL)
+}
+
+// pinNewer opens the files that rotations created after the newest file
+// the Tailer has open (src, or the last pin), as soon as the live path names
+// a file it does not have. Docker deletes the oldest file at each rotation:
+// a file that is open stays readable, so a Tailer that is behind by more
+// than max-file rotations still reads every line. Pinned files keep their
+// disk space until read; past MaxPinnedBytes no more are pinned (counted in
+// logferry_sidecar_tail_pin_limit_total), and a file deleted before it is
+// reached is lost, as without pinning. A rotation caught half done is
+// looked at again on the next call.
+func (t *Tailer) pinNewer() error {
+	newest := t.src
+	if n := len(t.pins); n > 0 {
+		newest = t.pins[n-1]
+	}
+	if newest.live {
+		fi, err := os.Stat(t.cfg.Path)
+		if err != nil || sameFile(fi, newest) {
+			return nil // no file newer than the live one we have
 		}
-		t.log.Info("following rotation", "from", old.path, "to", next.path)
-		t.m.rotations.Inc()
-		old.close()
-		if src.broken {
-			t.brokenGzip(src, nil)
+	}
+	var pinned int64
+	for _, p := range t.pins {
+		pinned += p.size
+	}
+	files, consistent, err := listFiles(t.cfg.Path)
+	if err != nil || !consistent {
+		return nil
+	}
+	for {
+		// A file pinned young has grown since: its fingerprint must cover
+		// its content to find it once it is compressed.
+		if err := newest.refreshFingerprint(); err != nil {
+			return err
 		}
-		// A split line may continue in the next file: the joiner keeps it.
-		return true, t.use(src, expectNL)
+		next, found, located := successor(files, newest)
+		if !found || !located {
+			return nil // not knowing what follows newest, pin nothing
+		}
+		if pinned >= t.cfg.MaxPinnedBytes {
+			if !t.pinLimited {
+				t.pinLimited = true
+				t.m.pinLimit.Inc()
+				t.log.Warn("too far behind the log: not holding more rotated files open; files rotated away before they are read are lost",
+					"held_bytes", pinned, "max_pinned_bytes", t.cfg.MaxPinnedBytes)
+			}
+			return nil
+		}
+		src, _, _, err := openSource(next, 0)
+		if errors.Is(err, errChanged) || errors.Is(err, fs.ErrNotExist) {
+			return nil // renamed meanwhile: the next call lists again
+		}
+		if err != nil {
+			return err
+		}
+		src.size = next.size
+		pinned += next.size
+		t.pins = append(t.pins, src)
+		newest = src
+		if src.live {
+			t.pinLimited = false
+			return nil
+		}
 	}
 }
 

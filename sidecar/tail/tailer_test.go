@@ -164,6 +164,40 @@ func TestRotationRenameChain(t *testing.T) {
 	}
 }
 
+// A consumer that blocks (Loki's queue is full) while the log rotates more
+// often than max-file allows: HoldRotated, called while it waits, keeps the
+// rotated files open, and every line arrives once it reads on.
+func TestRotationWhileBlockedHoldsFiles(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprint("compress=", compress), func(t *testing.T) {
+			m := NewMetrics(nil)
+			w := startWatcher(t, WatcherConfig{}, m)
+			dw := newDockerWriter(t, t.TempDir())
+			dw.maxSize, dw.maxFiles, dw.compress = 4096, 3, compress
+			gate := make(chan struct{})
+			r := startTailer(t, Config{Path: dw.path}, w, m, gate)
+			r.waitIdle(0)
+			n := 0
+			dw.line("stdout", numbered(n, 20))
+			n++
+			waitFor(t, "the tailer to block", func() bool { return r.entered.Load() == 1 })
+			for rot := dw.rotations; dw.rotations < rot+10; {
+				before := dw.rotations
+				dw.line("stdout", numbered(n, 20))
+				n++
+				if dw.rotations != before {
+					r.hold()
+				}
+			}
+			close(gate)
+			checkSeq(t, r.expect(n), 0, 20)
+			if got := counter(m.pinLimit); got != 0 {
+				t.Errorf("pin limit reached %v times", got)
+			}
+		})
+	}
+}
+
 // max-file=1 in current Docker: the file is removed and recreated.
 func TestRotationRemoveRecreate(t *testing.T) {
 	m := NewMetrics(nil)
