@@ -20,8 +20,11 @@ const fifoPipeSize = 1 << 20
 // fifoPause is how long a reader that emptied the pipe waits before it reads
 // again. dockerd writes one frame per write(2); reading each as it lands
 // costs the Go runtime a wake-up per line. Pausing lets a busy pipe fill
-// (about 30 KiB at dockerd's 30 MiB/s), for at most this much latency.
-const fifoPause = time.Millisecond
+// (about 100 KiB at the 25 MiB/s dockerd writes here, well within
+// fifoPipeSize), for at most this much latency. Measured behind a real
+// dockerd (scripts/bench-plugin container): plugin CPU per 500,000 lines
+// 1.3-1.7 s with 1 ms, 0.9-1.2 s with 4 ms.
+const fifoPause = 4 * time.Millisecond
 
 // fifoReader reads a FIFO without leaving it registered with Go's netpoller
 // while data flows. With the netpoller's edge-triggered registration every

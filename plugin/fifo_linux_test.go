@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func newFIFO(t *testing.T) string {
@@ -151,5 +153,22 @@ func TestFIFOReaderRefusesNonFIFO(t *testing.T) {
 	if r, err := openFIFOReader(p); err == nil {
 		r.Close()
 		t.Fatal("opened a regular file as a FIFO")
+	}
+}
+
+// The reader grows the pipe, so that the daemon writes on while it pauses.
+func TestFIFOReaderGrowsPipe(t *testing.T) {
+	p := newFIFO(t)
+	r, err := openFIFOReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	size, err := unix.FcntlInt(uintptr(r.fd), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size < fifoPipeSize {
+		t.Fatalf("pipe size %d, want %d", size, fifoPipeSize)
 	}
 }
