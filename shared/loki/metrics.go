@@ -18,8 +18,8 @@ const (
 
 // Metrics are the dispatchers' Prometheus series. One Metrics serves every
 // Dispatcher registered with the same Registerer; series carry the endpoint
-// (URL without credentials) and tenant, and are deleted when the last
-// dispatcher using that pair stops.
+// (URL without credentials) and tenant; the queue gauges are deleted when
+// the last dispatcher using that pair stops, the counters stay.
 type Metrics struct {
 	entriesReceived *prometheus.CounterVec
 	bytesReceived   *prometheus.CounterVec
@@ -115,7 +115,11 @@ func (m *Metrics) acquire(endpoint, tenant string) *endpointMetrics {
 	}
 }
 
-// release deletes the pair's series when its last dispatcher is gone.
+// release resets the pair's queue gauges when its last dispatcher is gone.
+// The counters and the push histogram stay: a scrape after the last
+// container of an endpoint stopped must still see what was sent and, above
+// all, what was dropped, and a counter that vanished would read as a reset.
+// Their number is bounded by the endpoints and tenants configured.
 func (m *Metrics) release(endpoint, tenant string) {
 	key := [2]string{endpoint, tenant}
 	m.mu.Lock()
@@ -126,11 +130,6 @@ func (m *Metrics) release(endpoint, tenant string) {
 	}
 	delete(m.users, key)
 	l := prometheus.Labels{"endpoint": endpoint, "tenant": tenant}
-	for _, v := range []*prometheus.CounterVec{m.entriesReceived, m.bytesReceived, m.entriesSent,
-		m.bytesSent, m.wireBytesSent, m.batchesSent, m.dropped, m.retries} {
-		v.DeletePartialMatch(l)
-	}
-	m.pushDuration.DeletePartialMatch(l)
 	m.queueBytes.DeletePartialMatch(l)
 	m.queueEntries.DeletePartialMatch(l)
 }
