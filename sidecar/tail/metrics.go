@@ -13,12 +13,11 @@ const (
 	reasonCorruptGzip = "corrupt_gzip" // the rest of a .gz that does not decompress
 )
 
-// Metrics are the tailers' and the watcher's series. Only lines and bytes
-// name a container; they are deleted when its Tailer's Run returns. Rare
-// events are host-wide counters, and each is logged with the container.
+// Metrics are the tailers' and the watcher's series: host-wide counters of
+// rare events, each also logged with its container. Lines and bytes per
+// container are the sidecar's (logferry_sidecar_lines_read_total), which
+// counts both of its routes.
 type Metrics struct {
-	lines         *prometheus.CounterVec
-	bytes         *prometheus.CounterVec
 	rotations     prometheus.Counter
 	truncations   prometheus.Counter
 	skipped       *prometheus.CounterVec
@@ -34,12 +33,6 @@ type Metrics struct {
 // NewMetrics registers the series with reg; a nil reg registers nothing.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "logferry_sidecar_tail_lines_total", Help: "Complete (joined) lines read from json-file logs, per container and source.",
-		}, []string{"container_name", "source"}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "logferry_sidecar_tail_bytes_total", Help: "Bytes of line text read from json-file logs, per container and source.",
-		}, []string{"container_name", "source"}),
 		rotations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_tail_rotations_total", Help: "Moves from a finished log file to the next one (rotations followed).",
 		}),
@@ -72,44 +65,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.lines, m.bytes, m.rotations, m.truncations, m.skipped, m.cut, m.invalidUTF8,
+		reg.MustRegister(m.rotations, m.truncations, m.skipped, m.cut, m.invalidUTF8,
 			m.positionsLost, m.pinLimit, m.pollFallbacks, m.watchedDirs, m.tailers)
 	}
 	return m
-}
-
-// containerMetrics are one tailer's series, resolved once.
-type containerMetrics struct {
-	m              *Metrics
-	name           string
-	stdout, stderr sourceMetrics
-}
-
-type sourceMetrics struct {
-	lines, bytes prometheus.Counter
-}
-
-func (m *Metrics) forContainer(name string) *containerMetrics {
-	return &containerMetrics{
-		m:      m,
-		name:   name,
-		stdout: sourceMetrics{m.lines.WithLabelValues(name, "stdout"), m.bytes.WithLabelValues(name, "stdout")},
-		stderr: sourceMetrics{m.lines.WithLabelValues(name, "stderr"), m.bytes.WithLabelValues(name, "stderr")},
-	}
-}
-
-func (cm *containerMetrics) line(stream string, n int) {
-	s := &cm.stdout
-	if stream == "stderr" {
-		s = &cm.stderr
-	}
-	s.lines.Inc()
-	s.bytes.Add(float64(n))
-}
-
-// forget deletes the container's series.
-func (cm *containerMetrics) forget() {
-	l := prometheus.Labels{"container_name": cm.name}
-	cm.m.lines.DeletePartialMatch(l)
-	cm.m.bytes.DeletePartialMatch(l)
 }

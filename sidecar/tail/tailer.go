@@ -94,7 +94,6 @@ type Tailer struct {
 	gens []genRecord // ascending gen
 
 	// Run's state.
-	cm   *containerMetrics
 	emit func(Line) error
 	src  *source // nil while waiting for the live file to appear
 	// pins are the files newer than src, oldest first, opened as soon as
@@ -230,8 +229,6 @@ func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
 		defer ticker.Stop()
 		tick = ticker.C
 	}
-	t.cm = t.m.forContainer(t.cfg.Name)
-	defer t.cm.forget()
 	t.m.tailers.Inc()
 	defer t.m.tailers.Dec()
 	defer t.closeSource()
@@ -905,7 +902,6 @@ func (t *Tailer) deliver(l dockerlog.Line, attrs []dockerlog.Attr, invalid, part
 	if invalid {
 		t.m.invalidUTF8.Inc()
 	}
-	t.cm.line(l.Stream, len(l.Data))
 	return t.emit(Line{
 		Stream:      l.Stream,
 		TimeNano:    l.TimeNano,
