@@ -35,6 +35,10 @@ type Config struct {
 	PollInterval  time.Duration // poll-interval: file polling when fsnotify cannot watch
 	HostLabel     string        // host-label: "" = the Engine's host name, as the plugin's hostname
 	LogLevel      string        // log-level
+	// DrainTimeout (drain-timeout) bounds how long the lines of a stopped
+	// container, or of an endpoint no container uses any more, keep being
+	// retried against Loki before they are dropped and counted.
+	DrainTimeout time.Duration
 	// Options are log-opts for every container; a container overrides
 	// them with labels logferry.<option>.
 	Options map[string]string
@@ -50,6 +54,7 @@ var ownKeys = map[string]string{
 	"poll-interval":  "1s",
 	"host-label":     "",
 	"log-level":      "info",
+	"drain-timeout":  "5m",
 }
 
 // LabelPrefix marks per-container overrides: logferry.loki-tenant-id=t1.
@@ -143,10 +148,14 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 	if err != nil || poll <= 0 {
 		return Config{}, fmt.Errorf("poll-interval: %w: want a positive duration such as 1s", ErrConfig)
 	}
+	drain, err := time.ParseDuration(values["drain-timeout"])
+	if err != nil || drain <= 0 {
+		return Config{}, fmt.Errorf("drain-timeout: %w: want a positive duration such as 5m", ErrConfig)
+	}
 	c := Config{
 		DockerHost: values["docker-host"], StateDir: values["state-dir"], Listen: values["listen"],
 		ContainersDir: values["containers-dir"], PluginName: values["plugin-name"], PollInterval: poll,
-		HostLabel: values["host-label"], LogLevel: values["log-level"], Options: opts,
+		HostLabel: values["host-label"], LogLevel: values["log-level"], DrainTimeout: drain, Options: opts,
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err

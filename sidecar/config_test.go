@@ -76,3 +76,17 @@ func TestContainerOptionsFromLabels(t *testing.T) {
 		t.Fatalf("bad template label: %v", err)
 	}
 }
+
+func TestDrainTimeout(t *testing.T) {
+	c, err := LoadConfig([]string{"--loki-url", testURL, "--drain-timeout", "30s"}, nil, io.Discard)
+	if err != nil || c.DrainTimeout != 30*time.Second {
+		t.Fatalf("drain-timeout 30s: %v, %v", c.DrainTimeout, err)
+	}
+	if c, err = LoadConfig([]string{"--loki-url", testURL}, nil, io.Discard); err != nil || c.DrainTimeout != 5*time.Minute {
+		t.Fatalf("default drain-timeout: %v, %v", c.DrainTimeout, err)
+	}
+	_, err = LoadConfig([]string{"--loki-url", testURL}, []string{"LOGFERRY_DRAIN_TIMEOUT=soon"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "drain-timeout") {
+		t.Fatalf("bad drain-timeout: %v", err)
+	}
+}

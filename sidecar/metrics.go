@@ -1,11 +1,7 @@
 package sidecar
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/logferry/logferry/shared/loki"
 )
 
 // Metrics are the sidecar's own series; the dispatchers and the tailer add
@@ -94,7 +90,3 @@ func (c *containerMetrics) forget() {
 	c.m.linesRead.DeletePartialMatch(l)
 	c.m.bytesRead.DeletePartialMatch(l)
 }
-
-// drainTimeout bounds the wait for Loki to accept a dead container's last
-// lines.
-func (r *Router) drainTimeout() time.Duration { return loki.DefaultDrainTimeout }

@@ -155,7 +155,11 @@ func (s *shipper) run(ctx context.Context) {
 		return // shutdown: the position stays where Loki's acceptance got it
 	}
 	// Wait until Loki has the last line, so the position is final.
-	t := time.NewTimer(s.r.drainTimeout())
+	drain := s.r.cfg.DrainTimeout
+	if drain <= 0 {
+		drain = loki.DefaultDrainTimeout
+	}
+	t := time.NewTimer(drain)
 	defer t.Stop()
 	select {
 	case <-s.resolved:

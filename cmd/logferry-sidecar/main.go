@@ -76,7 +76,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	pool := loki.NewPool(loki.NewMetrics(reg), log, loki.DefaultDrainTimeout)
+	pool := loki.NewPool(loki.NewMetrics(reg), log, cfg.DrainTimeout)
 	router := sidecar.NewRouter(cfg, eng, pool, pos, files, host, sidecar.NewMetrics(reg), log)
 
 	mux := http.NewServeMux()
