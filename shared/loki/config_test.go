@@ -121,9 +121,12 @@ func TestPoolSharesOneDispatcherPerConfig(t *testing.T) {
 	}
 	pool.Release(b)
 	pool.Close(context.Background())
-	// Every series of both endpoints is gone.
-	if n := testutil.CollectAndCount(reg); n != 0 {
-		t.Fatalf("%d metric series left after all dispatchers stopped", n)
+	// The queue gauges of both endpoints are gone; what was sent stays.
+	if n := testutil.CollectAndCount(reg, "logferry_loki_queue_bytes", "logferry_loki_queue_entries"); n != 0 {
+		t.Fatalf("%d queue gauge series left after all dispatchers stopped", n)
+	}
+	if n := testutil.CollectAndCount(reg, "logferry_loki_entries_sent_total"); n != 2 {
+		t.Fatalf("%d entries-sent series after all dispatchers stopped, want one per endpoint", n)
 	}
 	if _, err := pool.Acquire(cfgA); !errors.Is(err, ErrStopped) {
 		t.Fatalf("Acquire after Close: %v", err)
