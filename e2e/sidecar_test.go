@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -187,6 +188,94 @@ func waitLoki(t *testing.T, srv *lokitest.Server, name string, n uint64) {
 	})
 }
 
+// waitLokiProgress waits until Loki has n lines of the container, or until
+// their count has not grown for stall; it reports whether all arrived.
+func waitLokiProgress(t *testing.T, srv *lokitest.Server, name string, n uint64, stall time.Duration) bool {
+	t.Helper()
+	q := fmt.Sprintf(`{container_name=%q}`, name)
+	last, lastChange := -1, time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		all, err := srv.QueryAll(ctx, q, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
+		cancel()
+		got := lokitest.Count(all)
+		if err == nil && uint64(got) >= n {
+			return true
+		}
+		if got != last {
+			last, lastChange = got, time.Now()
+		}
+		if time.Since(lastChange) > stall {
+			t.Logf("Loki has %d of %d lines of %s, no more for %v (query error: %v)", got, n, name, stall, err)
+			return false
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// explainMissing fails the test with what is missing from Loki and what
+// the sidecar says about it.
+func explainMissing(t *testing.T, srv *lokitest.Server, sc *sidecarProc, name string, gen loggen.Config, since time.Time) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	streams, err := srv.QueryAll(ctx, fmt.Sprintf(`{container_name=%q}`, name), since, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make([]int, gen.Lines+1)
+	for _, s := range streams {
+		for _, en := range s.Entries {
+			if rec, err := loggen.Parse(en.Line); err == nil && rec.Seq <= gen.Lines {
+				seen[rec.Seq]++
+			}
+		}
+	}
+	perSource := map[string]int{}
+	for _, s := range streams {
+		perSource[s.Labels["source"]] += len(s.Entries)
+	}
+	t.Logf("in Loki per source: %v", perSource)
+	var gaps []string
+	dups := 0
+	for i := uint64(1); i <= gen.Lines; i++ {
+		if seen[i] > 1 {
+			dups += seen[i] - 1
+		}
+		if seen[i] == 0 && (i == 1 || seen[i-1] != 0) {
+			j := i
+			for j < gen.Lines && seen[j+1] == 0 {
+				j++
+			}
+			if len(gaps) < 20 {
+				gaps = append(gaps, fmt.Sprintf("%d-%d (%d)", i, j, j-i+1))
+			}
+		}
+	}
+	resp, err := httpc.Get("http://" + sc.metrics + "/metrics")
+	var metrics []string
+	if err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, l := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(l, "logferry_sidecar") || strings.HasPrefix(l, "logferry_loki_entries") {
+				metrics = append(metrics, l)
+			}
+		}
+	}
+	sc.mu.Lock()
+	var logLines []string
+	for _, l := range strings.Split(sc.out.String(), "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.Contains(l, "rotation") || strings.Contains(l, "holding") ||
+			strings.Contains(l, "shipping") {
+			logLines = append(logLines, l)
+		}
+	}
+	sc.mu.Unlock()
+	t.Fatalf("lines missing from Loki, first gaps (seq from-to (count)): %v; %d duplicates\nsidecar warnings:\n%s\nsidecar metrics:\n%s",
+		gaps, dups, strings.Join(logLines, "\n"), strings.Join(metrics, "\n"))
+}
+
 func TestSidecar(t *testing.T) {
 	d := dockertest.Start(t)
 	srv := lokitest.Start(t)
@@ -337,7 +426,7 @@ func TestSidecarKeepsUpWithFastRotation(t *testing.T) {
 	d := dockertest.Start(t)
 	srv := lokitest.Start(t)
 	image := d.EnsureTestImage(t)
-	startSidecar(t, d, srv.PushURL(), t.TempDir())
+	sc := startSidecar(t, d, srv.PushURL(), t.TempDir(), "--log-level", "debug")
 	host, _ := os.Hostname()
 	gen := loggen.Config{ID: runID("rot"), Lines: 200_000, Size: 200, StderrShare: 0.3, LongEvery: 5000,
 		LongSize: 40 << 10}
@@ -346,7 +435,9 @@ func TestSidecarKeepsUpWithFastRotation(t *testing.T) {
 	id := d.Run(t, append([]string{"--name", name, "--log-driver", "json-file", "--log-opt", "max-size=1m",
 		"--log-opt", "max-file=3", image}, genArgs(gen)...)...)
 	(&pluginEnv{d: d}).wait(t, id)
-	waitLoki(t, srv, name, gen.Lines)
+	if !waitLokiProgress(t, srv, name, gen.Lines, time.Minute) {
+		explainMissing(t, srv, sc, name, gen, start)
+	}
 	sets := checkStreams(t, srv, name, host, gen, start)
 	want := lokitest.LabelString(map[string]string{"container_name": name, "host": host, "source": "stdout"})
 	if sets["stdout"] != want {

@@ -241,7 +241,7 @@ func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data 
 		line = dockerlog.ValidUTF8(line)
 	}
 	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta, Acker: s, Offset: token}
-	wait := 10 * time.Millisecond
+	wait := 5 * time.Millisecond
 	for {
 		err := s.disp.TryHandle(e)
 		if err == nil {
@@ -263,9 +263,9 @@ func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data 
 			return ctx.Err()
 		case <-t.C:
 		}
-		// At most 50 ms: a busy container rotates a 1 MiB file about that
-		// often.
-		wait = min(2*wait, 50*time.Millisecond)
+		// At most 20 ms: a busy container rotates a 1 MiB file every 50 ms
+		// or so, and a starved sidecar wakes late.
+		wait = min(2*wait, 20*time.Millisecond)
 	}
 	s.mu.Lock()
 	s.lastHanded, s.handedAny = token, true

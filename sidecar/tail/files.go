@@ -81,6 +81,23 @@ func listFiles(path string) (files []logFile, consistent bool, err error) {
 		f.dev, f.ino = fileID(fi)
 		files = append(files, f)
 	}
+	// A rotation between two of the stats above can make a listing that
+	// looks whole but misses a file: .2 stat'ed before it (the file about
+	// to be deleted), .1 after it (the old live file), so the old .1, now
+	// .2, is never listed. Every rotation gives every name another file, so
+	// stat'ing each name again and finding the same files proves that no
+	// rotation happened in between.
+	for _, f := range files {
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			consistent = false
+			break
+		}
+		if dev, ino := fileID(fi); dev != f.dev || ino != f.ino {
+			consistent = false
+			break
+		}
+	}
 	seen := map[[2]uint64]bool{}
 	for _, f := range files {
 		if f.ino == 0 {
@@ -278,6 +295,11 @@ func (s *source) rewritten() (bool, error) {
 		return false, err
 	}
 	return !s.ident.MatchesContent(b), nil
+}
+
+// snapshot is a copy of s's identity without its file, for pinNewer.
+func (s *source) snapshot() *source {
+	return &source{path: s.path, live: s.live, dev: s.dev, ino: s.ino, ident: s.ident}
 }
 
 func (s *source) close() {

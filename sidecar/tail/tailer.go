@@ -33,6 +33,14 @@ const (
 	maxKeptGens = 1024
 )
 
+// pinEveryLines is how many lines a Tailer delivers between two looks for
+// files to hold open (pinNewer), besides one look per read.
+const pinEveryLines = 128
+
+// pinListAttempts is how many listings pinNewer takes, back to back, to get
+// one that no rotation disturbed.
+const pinListAttempts = 3
+
 // maxTokenOffset is the largest offset a token of one generation holds; past
 // it the same file continues in a new generation. A variable for tests.
 var maxTokenOffset int64 = offsetMask
@@ -96,10 +104,18 @@ type Tailer struct {
 	// Run's state.
 	emit func(Line) error
 	src  *source // nil while waiting for the live file to appear
+	// pinMu guards pins, anchor, pinLimited and pinClosed: pinNewer also
+	// runs on the Watcher's goroutine, as soon as a file is created or
+	// renamed in the directory, whatever Run is busy with.
+	pinMu sync.Mutex
 	// pins are the files newer than src, oldest first, opened as soon as
 	// they are seen so that a rotation that deletes them before src is read
 	// to its end loses nothing (see pinNewer).
-	pins        []*source
+	pins []*source
+	// anchor is what pinNewer knows of src (it never touches src itself).
+	anchor      *source
+	pinClosed   bool      // Run has ended: pin nothing more
+	lastPin     time.Time // when pinNewer last held a file
 	nextGen     int64
 	buf         []byte
 	start, end  int // unconsumed bytes: buf[start:end]
@@ -107,7 +123,8 @@ type Tailer struct {
 	skipping    bool
 	expectNL    bool
 	quietResync bool
-	pinLimited  bool // pinNewer stopped at MaxPinnedBytes (warned once)
+	pinLimited  bool // pinNewer stopped at MaxPinnedBytes (warned once); pinMu
+	sincePin    int  // lines delivered since pinNewer last ran
 	dec         dockerlog.JSONDecoder
 	jl          dockerlog.JSONLine
 	joiner      *dockerlog.Joiner
@@ -191,6 +208,29 @@ func (t *Tailer) Release(token int64) {
 	t.gens = append(t.gens[:0], t.gens[i:]...)
 }
 
+// rotated is the Watcher's hook: a file was created, renamed or removed in
+// the log's directory, or the log rotated lately. It runs on the Watcher's
+// goroutine, and reports whether the log rotated in the last hotFor.
+func (t *Tailer) rotated() bool {
+	if err := t.pinNewer(); err != nil {
+		t.log.Debug("holding rotated files open", "err", err)
+	}
+	t.pinMu.Lock()
+	defer t.pinMu.Unlock()
+	return !t.pinClosed && time.Since(t.lastPin) < hotFor
+}
+
+// hotFor is how long after a rotation the Watcher keeps looking for the
+// next one every hotInterval.
+const hotFor = 2 * time.Second
+
+// setAnchor records what pinNewer needs of src: its identity, not the file.
+func (t *Tailer) setAnchor(src *source) {
+	t.pinMu.Lock()
+	t.anchor = src.snapshot()
+	t.pinMu.Unlock()
+}
+
 // HoldRotated opens the files that rotations created since the Tailer last
 // looked, so that further rotations cannot delete them unread (up to
 // Config.MaxPinnedBytes). Run does this between reads; an emit that blocks
@@ -221,7 +261,7 @@ func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
 	var tick <-chan time.Time
 	if t.w != nil {
 		// Before anything is looked at, so that no change goes unnoticed.
-		sub := t.w.Subscribe(filepath.Dir(t.cfg.Path))
+		sub := t.w.subscribe(filepath.Dir(t.cfg.Path), t.rotated)
 		defer sub.Close()
 		wake = sub.C()
 	} else {
@@ -309,10 +349,12 @@ func (t *Tailer) closeSource() {
 		t.src.close()
 		t.src = nil
 	}
+	t.pinMu.Lock()
 	for _, p := range t.pins {
 		p.close()
 	}
-	t.pins = nil
+	t.pins, t.anchor, t.pinClosed = nil, nil, true
+	t.pinMu.Unlock()
 	t.releaseBuffer()
 }
 
@@ -391,6 +433,20 @@ func (t *Tailer) open(ctx context.Context) error {
 		if src.broken {
 			t.brokenGzip(src, nil)
 		}
+		// Hold the newer files of this same listing open at once: a busy
+		// container may rotate them away before the first look for more.
+		var newer []*source
+		for _, f := range files[i+1:] {
+			p, _, _, err := openSource(f, 0)
+			if err != nil {
+				break // renamed or gone since: pinNewer takes over
+			}
+			p.size = f.size
+			newer = append(newer, p)
+		}
+		t.pinMu.Lock()
+		t.anchor, t.pins = src.snapshot(), newer
+		t.pinMu.Unlock()
 		return t.use(src, expectNL)
 	}
 }
@@ -431,6 +487,7 @@ func findStart(files []logFile, want positions.Identity) int {
 // use makes src the file being read, in a new generation.
 func (t *Tailer) use(src *source, expectNL bool) error {
 	t.src = src
+	t.setAnchor(src)
 	t.start, t.end, t.scan = 0, 0, 0
 	t.skipping, t.expectNL = false, expectNL
 	return t.newGen(src, 0)
@@ -545,9 +602,15 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	t.setIdent(old.gen, old.ident)
+	t.pinMu.Lock()
+	var next *source
 	if len(t.pins) > 0 {
-		next := t.pins[0]
+		next = t.pins[0]
 		t.pins = slices.Delete(t.pins, 0, 1)
+		t.anchor = next.snapshot()
+	}
+	t.pinMu.Unlock()
+	if next != nil {
 		return true, t.moveTo(old, next, false)
 	}
 	for attempt := 1; ; attempt++ {
@@ -560,16 +623,19 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 			return false, err
 		}
 		next, found, _ := successor(files, old)
-		if !consistent && attempt < listAttempts {
-			// A rename chain caught half done: look again. A consistent
-			// listing without the current file means it was rotated away
-			// (deleted, or renamed past what the listing saw): the oldest
-			// file listed is its successor either way, and waiting for it
-			// would only let the writer delete more files.
-			if _, err := retry(); err != nil {
-				return false, err
+		if !consistent {
+			// A rename chain caught half done: look again, and never guess
+			// from such a listing (it may lack the current file and so name
+			// an older one as next). A consistent listing without the
+			// current file means it was rotated away (deleted): the oldest
+			// file listed is its successor.
+			if attempt < listAttempts {
+				if _, err := retry(); err != nil {
+					return false, err
+				}
+				continue
 			}
-			continue
+			return false, nil // the next wake-up looks again
 		}
 		if !found {
 			return false, nil
@@ -587,6 +653,19 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
+		t.pinMu.Lock()
+		if len(t.pins) > 0 {
+			// The Watcher's hook held the files after old meanwhile: they
+			// come first (src is one of them, or newer).
+			p := t.pins[0]
+			t.pins = slices.Delete(t.pins, 0, 1)
+			t.anchor = p.snapshot()
+			t.pinMu.Unlock()
+			src.close()
+			return true, t.moveTo(old, p, false)
+		}
+		t.anchor = src.snapshot()
+		t.pinMu.Unlock()
 		return true, t.moveTo(old, src, expectNL)
 	}
 }
@@ -596,7 +675,8 @@ func (t *Tailer) moveTo(old, next *source, expectNL bool) error {
 	if t.end > t.start && !t.skipping {
 		t.skip(reasonTorn, "an unterminated line at the end of a finished file")
 	}
-	t.log.Debug("following rotation", "from", old.path, "to", next.path)
+	t.log.Debug("following rotation", "from", old.path, "to", next.path, "from_inode", old.ino, "to_inode", next.ino,
+		"from_offset", old.off)
 	t.m.rotations.Inc()
 	old.close()
 	if next.broken {
@@ -616,7 +696,12 @@ func (t *Tailer) moveTo(old, next *source, expectNL bool) error {
 // reached is lost, as without pinning. A rotation caught half done is
 // looked at again on the next call.
 func (t *Tailer) pinNewer() error {
-	newest := t.src
+	t.pinMu.Lock()
+	defer t.pinMu.Unlock()
+	if t.pinClosed || t.anchor == nil {
+		return nil
+	}
+	newest := t.anchor
 	if n := len(t.pins); n > 0 {
 		newest = t.pins[n-1]
 	}
@@ -630,19 +715,35 @@ func (t *Tailer) pinNewer() error {
 	for _, p := range t.pins {
 		pinned += p.size
 	}
-	files, consistent, err := listFiles(t.cfg.Path)
-	if err != nil || !consistent {
-		return nil
+	var files []logFile
+	for attempt := 1; ; attempt++ {
+		var consistent bool
+		var err error
+		files, consistent, err = listFiles(t.cfg.Path)
+		if err != nil {
+			return nil
+		}
+		if consistent {
+			break
+		}
+		if attempt == pinListAttempts {
+			return nil // a rotation is under way: the next call looks again
+		}
 	}
 	for {
 		// A file pinned young has grown since: its fingerprint must cover
 		// its content to find it once it is compressed.
-		if err := newest.refreshFingerprint(); err != nil {
-			return err
+		if newest.f != nil {
+			if err := newest.refreshFingerprint(); err != nil {
+				return err
+			}
 		}
-		next, found, located := successor(files, newest)
-		if !found || !located {
-			return nil // not knowing what follows newest, pin nothing
+		// When newest is not listed any more (deleted: it was the oldest),
+		// every file listed is newer, and the oldest of them is next, as
+		// in advance.
+		next, found, _ := successor(files, newest)
+		if !found {
+			return nil
 		}
 		if pinned >= t.cfg.MaxPinnedBytes {
 			if !t.pinLimited {
@@ -663,6 +764,9 @@ func (t *Tailer) pinNewer() error {
 		src.size = next.size
 		pinned += next.size
 		t.pins = append(t.pins, src)
+		t.lastPin = time.Now()
+		t.log.Debug("holding a rotated file open", "file", next.path, "inode", src.ino, "size", next.size,
+			"after_inode", newest.ino, "held", len(t.pins))
 		newest = src
 		if src.live {
 			t.pinLimited = false
@@ -733,6 +837,11 @@ func (t *Tailer) readAll(ctx context.Context) (progress bool, err error) {
 			t.end += n
 			src.off += int64(n)
 			if err := t.process(); err != nil {
+				return progress, err
+			}
+			// Reading a long backlog takes a while: hold on to what
+			// rotations create meanwhile.
+			if err := t.pinNewer(); err != nil {
 				return progress, err
 			}
 		}
@@ -815,6 +924,14 @@ func (t *Tailer) process() error {
 		}
 		if err := t.line(raw, lineStart, lineEnd); err != nil {
 			return err
+		}
+		// A starved process reads slowly while the daemon rotates: hold on
+		// to new files every few lines, not only between reads (one stat).
+		if t.sincePin++; t.sincePin >= pinEveryLines {
+			t.sincePin = 0
+			if err := t.pinNewer(); err != nil {
+				return err
+			}
 		}
 	}
 }

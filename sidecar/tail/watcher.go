@@ -22,6 +22,14 @@ import (
 // without it) or cannot watch a directory (watch limit reached), the
 // directory is polled: its tailers are woken every PollInterval. Every
 // tailer is also woken every Resync, against events the kernel dropped.
+// eventBuffer is the fsnotify event channel's capacity. Every json-file
+// line written is an inotify event; with an unbuffered channel each costs a
+// goroutine hand-off, and a rotation's create event waits behind them.
+const eventBuffer = 4096
+
+// hotInterval is how often the hooks of logs that are rotating are called.
+const hotInterval = 5 * time.Millisecond
+
 type Watcher struct {
 	log *slog.Logger
 	cfg WatcherConfig
@@ -43,6 +51,12 @@ type Subscription struct {
 	w   *Watcher
 	dir string
 	c   chan struct{}
+	// changed, when set, is called on the Watcher's goroutine when a file
+	// is created, renamed or removed in dir (a rotation), without w.mu; and
+	// then every hotInterval for as long as it returns true (the log keeps
+	// rotating), so that a rotation is seen within that time even when its
+	// event waits behind thousands of writes' events.
+	changed func() bool
 }
 
 // C receives a value (capacity 1, never blocking the watcher) when the
@@ -67,9 +81,13 @@ func NewWatcher(log *slog.Logger, cfg WatcherConfig, m *Metrics) (*Watcher, erro
 
 // Subscribe registers interest in dir. The caller must Close the
 // subscription; the directory's watch goes when its last subscription does.
-func (w *Watcher) Subscribe(dir string) *Subscription {
+func (w *Watcher) Subscribe(dir string) *Subscription { return w.subscribe(dir, nil) }
+
+// subscribe is Subscribe with a hook for files created, renamed or removed
+// in dir (see Subscription.changed).
+func (w *Watcher) subscribe(dir string, changed func() bool) *Subscription {
 	dir = filepath.Clean(dir)
-	s := &Subscription{w: w, dir: dir, c: make(chan struct{}, 1)}
+	s := &Subscription{w: w, dir: dir, c: make(chan struct{}, 1), changed: changed}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	d := w.dirs[dir]
@@ -167,7 +185,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	var fsw *fsnotify.Watcher
 	if !w.cfg.PollOnly {
 		var err error
-		if fsw, err = fsnotify.NewWatcher(); err != nil {
+		if fsw, err = fsnotify.NewBufferedWatcher(eventBuffer); err != nil {
 			// Typically fs.inotify.max_user_instances reached.
 			w.m.pollFallbacks.WithLabelValues("no_fsnotify").Inc()
 			w.log.Warn("fsnotify unavailable, polling every container directory", "interval", w.cfg.PollInterval, "err", err)
@@ -211,6 +229,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer poll.Stop()
 	resync := time.NewTicker(w.cfg.Resync)
 	defer resync.Stop()
+	hot := map[*Subscription]struct{}{}
+	hotTick := time.NewTicker(hotInterval)
+	hotTick.Stop()
+	defer hotTick.Stop()
+	var hotC <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -220,7 +243,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 				events = nil
 				continue
 			}
-			w.event(ev)
+			for _, sub := range w.event(ev) {
+				if sub.changed() {
+					hot[sub] = struct{}{}
+				}
+			}
+			if len(hot) > 0 && hotC == nil {
+				hotTick.Reset(hotInterval)
+				hotC = hotTick.C
+			}
 		case err, ok := <-errs:
 			if !ok {
 				errs = nil
@@ -232,6 +263,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 				w.log.Warn("fsnotify error, waking every tailer", "err", err)
 			}
 			w.wake(true)
+		case <-hotC:
+			for sub := range hot {
+				if !sub.changed() {
+					delete(hot, sub)
+				}
+			}
+			if len(hot) == 0 {
+				hotTick.Stop()
+				hotC = nil
+			}
 		case <-poll.C:
 			w.wake(false)
 		case <-resync.C:
@@ -241,23 +282,31 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
-func (w *Watcher) event(ev fsnotify.Event) {
+// event wakes the directory's tailers and returns the subscriptions whose
+// hook the event calls for (a file created, renamed or removed).
+func (w *Watcher) event(ev fsnotify.Event) []*Subscription {
+	var hooks []*Subscription
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if d := w.dirs[filepath.Dir(ev.Name)]; d != nil {
 		notifyAll(d)
+		if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Rename) || ev.Has(fsnotify.Remove) {
+			for s := range d.subs {
+				if s.changed != nil {
+					hooks = append(hooks, s)
+				}
+			}
+		}
 	}
-	// An event about a watched directory itself: it was removed or moved,
-	// and the kernel dropped the watch. Poll it from now on.
 	if d := w.dirs[ev.Name]; d != nil {
 		if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 			w.setWatchedLocked(d, false)
 		}
 		notifyAll(d)
 	}
+	return hooks
 }
 
-// wake notifies the subscribers of polled directories, or of all of them.
 func (w *Watcher) wake(all bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
