@@ -297,9 +297,15 @@ func (s *source) rewritten() (bool, error) {
 	return !s.ident.MatchesContent(b), nil
 }
 
-// snapshot is a copy of s's identity without its file, for pinNewer.
+// snapshot is a copy of s's identity for pinNewer, which runs on another
+// goroutine: it shares s's file only to read its first bytes (pread) when
+// the fingerprint must grow, and never for a compressed file.
 func (s *source) snapshot() *source {
-	return &source{path: s.path, live: s.live, dev: s.dev, ino: s.ino, ident: s.ident}
+	c := &source{path: s.path, live: s.live, dev: s.dev, ino: s.ino, ident: s.ident}
+	if s.zr == nil {
+		c.f = s.f
+	}
+	return c
 }
 
 func (s *source) close() {

@@ -587,6 +587,7 @@ func (t *Tailer) restart() error {
 	if err := t.newGen(src, 0); err != nil {
 		return err
 	}
+	t.setAnchor(src)
 	// A split line cut by the truncation will not be completed.
 	return t.flushPending(src.token(0))
 }
