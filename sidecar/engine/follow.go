@@ -183,14 +183,16 @@ const (
 	// the daemon split (its copier's buffer).
 	daemonChunkSize = 16 << 10
 	// resumeWindow is how many delivered messages Follow remembers to
-	// recognise the ones a resumed stream repeats.
-	resumeWindow = 64
+	// recognise the ones a resumed stream repeats (16 bytes each).
+	resumeWindow = 1024
 	// reorderWindow is how many of the last delivered messages the resume
 	// point goes back over. Docker stamps stdout and stderr in separate
 	// goroutines, so a stream can hold T2 then T1 < T2; resuming at the
 	// smallest timestamp among the last few keeps an undelivered message
-	// stamped just before the last delivered one.
-	reorderWindow = 8
+	// stamped before the last delivered ones. Under load the two copiers
+	// drift apart by more than 8 messages (a stderr line was lost after a
+	// cut connection in CI with 8), hence 256.
+	reorderWindow = 256
 )
 
 // sent is what Follow remembers of a delivered message.

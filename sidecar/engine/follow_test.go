@@ -376,19 +376,21 @@ func TestResumerPoint(t *testing.T) {
 	if since, repeat, complete := r.point(); since != 0 || len(repeat) != 0 || !complete {
 		t.Fatalf("empty resumer: %d %v %v", since, repeat, complete)
 	}
-	// 100 messages, two per nanosecond, then one stamped earlier.
-	for i := range 100 {
+	// 2*reorderWindow messages, two per nanosecond, then one stamped earlier.
+	const w = reorderWindow
+	for i := range 2 * w {
 		r.record(&dockerlog.StreamMessage{Stream: "stdout", TimeNano: 1000 + int64(i/2), Line: []byte(strconv.Itoa(i))})
 	}
 	since, repeat, complete := r.point()
-	// The last 8 delivered span 1046..1049.
-	if since != 1046 || len(repeat) != 8 || !complete {
-		t.Errorf("point() = %d, %d repeats, complete %v; want 1046, 8, true", since, len(repeat), complete)
+	// The last w delivered span 1000+w/2 .. 1000+w-1.
+	if since != 1000+w/2 || len(repeat) != w || !complete {
+		t.Errorf("point() = %d, %d repeats, complete %v; want %d, %d, true", since, len(repeat), complete, 1000+w/2, w)
 	}
-	r.record(&dockerlog.StreamMessage{Stream: "stderr", TimeNano: 1040, Line: []byte("late")})
+	r.record(&dockerlog.StreamMessage{Stream: "stderr", TimeNano: 1000 + w/2 - 6, Line: []byte("late")})
 	since, repeat, complete = r.point()
-	if since != 1040 || len(repeat) != 21 || !complete { // 1040..1049 twice, and "late"
-		t.Errorf("point() = %d, %d repeats, complete %v; want 1040, 21, true", since, len(repeat), complete)
+	// From 1000+w/2-6 on: 12 more earlier messages, the last w, and "late".
+	if since != 1000+w/2-6 || len(repeat) != w+13 || !complete {
+		t.Errorf("point() = %d, %d repeats, complete %v; want %d, %d, true", since, len(repeat), complete, 1000+w/2-6, w+13)
 	}
 	// A whole window in one nanosecond: what came before may repeat too.
 	for range resumeWindow {
