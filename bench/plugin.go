@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/logferry/logferry/plugin"
@@ -48,22 +47,7 @@ func RepoRoot() (string, error) {
 // path. It is built as scripts/plugin builds it for the managed plugin
 // (CGO_ENABLED=0), but keeps its symbols for perf.
 func BuildPlugin(ctx context.Context, dir string) (string, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	out := filepath.Join(dir, "logferry-plugin")
-	goCmd := os.Getenv("GO")
-	if goCmd == "" {
-		goCmd = "go"
-	}
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-o", out, "./cmd/logferry-plugin")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/logferry-plugin: %w\n%s", err, b)
-	}
-	return out, nil
+	return buildBinary(ctx, dir, "logferry-plugin")
 }
 
 // PluginConfig says how to start the plugin binary.
@@ -78,14 +62,11 @@ type PluginConfig struct {
 // Plugin is a running plugin process, started by StartPlugin and owned by
 // its caller, who must call Stop.
 type Plugin struct {
-	cmd         *exec.Cmd
-	logPath     string
+	child
 	socket      string
 	metricsAddr string
 	rpc         *http.Client // over the unix socket
 	web         *http.Client // metrics, no keep-alive: a scrape leaves no goroutine behind
-	exited      chan struct{}
-	waitErr     error
 }
 
 // StartPlugin starts the plugin binary with its socket, state directory and
@@ -101,18 +82,12 @@ func StartPlugin(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
 		return nil, err
 	}
 	p := &Plugin{
-		logPath:     filepath.Join(cfg.Dir, "plugin.log"),
+		child:       child{logPath: filepath.Join(cfg.Dir, "plugin.log")},
 		socket:      socket,
 		metricsAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		exited:      make(chan struct{}),
 	}
-	logFile, err := os.Create(p.logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child has its own descriptor
-	p.cmd = exec.Command(cfg.Binary)
-	p.cmd.Env = append(os.Environ(),
+	cmd := exec.Command(cfg.Binary)
+	cmd.Env = append(os.Environ(),
 		"SOCKET="+socket,
 		"STATE_DIR="+filepath.Join(cfg.Dir, "state"),
 		"METRICS_ADDR="+p.metricsAddr,
@@ -120,15 +95,10 @@ func StartPlugin(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
 		"HOST_LABEL=bench",
 		"LOG_LEVEL=warn",
 	)
-	p.cmd.Env = append(p.cmd.Env, cfg.Env...)
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", cfg.Binary, err)
+	cmd.Env = append(cmd.Env, cfg.Env...)
+	if err := p.start(cmd); err != nil {
+		return nil, err
 	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
 	p.rpc = &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -182,24 +152,8 @@ func (p *Plugin) waitReady(ctx context.Context) error {
 	}
 }
 
-// PID returns the plugin's process id.
-func (p *Plugin) PID() int { return p.cmd.Process.Pid }
-
 // MetricsAddr returns the plugin's metrics listener, host:port.
 func (p *Plugin) MetricsAddr() string { return p.metricsAddr }
-
-// LogTail returns the last n lines of the plugin's own log.
-func (p *Plugin) LogTail(n int) string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
 
 // call POSTs req as JSON to the plugin's socket, as the daemon does, and
 // decodes the answer into resp (if not nil). An answer with a non-empty Err
@@ -329,40 +283,3 @@ func (p *Plugin) Diagnose(ctx context.Context) string {
 	parts = append(parts, fmt.Sprintf("go_goroutines=%g", m["go_goroutines"]))
 	return strings.Join(parts, " ")
 }
-
-// Stop sends SIGTERM and waits for the plugin to exit (it flushes for up to
-// 8 s); after 15 s it sends SIGKILL.
-func (p *Plugin) Stop() error {
-	select {
-	case <-p.exited:
-		return p.waitErr
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(15 * time.Second)
-	defer t.Stop()
-	select {
-	case <-p.exited:
-	case <-t.C:
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-	return p.waitErr
-}
-
-// Quit sends SIGQUIT, on which the Go runtime writes every goroutine's
-// stack to the plugin's log and exits, and waits for the exit.
-func (p *Plugin) Quit() {
-	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
-	t := time.NewTimer(10 * time.Second)
-	defer t.Stop()
-	select {
-	case <-p.exited:
-	case <-t.C:
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-// Exited is closed when the plugin process has ended.
-func (p *Plugin) Exited() <-chan struct{} { return p.exited }

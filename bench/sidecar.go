@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -22,22 +21,7 @@ import (
 // binary's path, as `make sidecar` builds it (CGO_ENABLED=0, -trimpath),
 // with its symbols for pprof and perf.
 func BuildSidecar(ctx context.Context, dir string) (string, error) {
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	out := filepath.Join(dir, "logferry-sidecar")
-	goCmd := os.Getenv("GO")
-	if goCmd == "" {
-		goCmd = "go"
-	}
-	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-o", out, "./cmd/logferry-sidecar")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/logferry-sidecar: %w\n%s", err, b)
-	}
-	return out, nil
+	return buildBinary(ctx, dir, "logferry-sidecar")
 }
 
 // SidecarConfig says how to start the sidecar binary.
@@ -56,13 +40,10 @@ type SidecarConfig struct {
 // Sidecar is a running sidecar process, started by StartSidecar and owned
 // by its caller, who must call Stop.
 type Sidecar struct {
-	cmd     *exec.Cmd
-	logPath string
+	child
 	listen  string
 	started time.Time
 	web     *http.Client // no keep-alive: a scrape leaves no goroutine behind
-	exited  chan struct{}
-	waitErr error
 }
 
 // StartSidecar starts the sidecar binary with its state directory under
@@ -75,16 +56,10 @@ func StartSidecar(ctx context.Context, cfg SidecarConfig) (*Sidecar, error) {
 		return nil, err
 	}
 	s := &Sidecar{
-		logPath: filepath.Join(cfg.Dir, "sidecar.log"),
-		listen:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		exited:  make(chan struct{}),
-		web:     &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+		child:  child{logPath: filepath.Join(cfg.Dir, "sidecar.log")},
+		listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		web:    &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
 	}
-	logFile, err := os.Create(s.logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child has its own descriptor
 	args := []string{
 		"--docker-host=" + cfg.DockerHost,
 		"--containers-dir=" + cfg.ContainersDir,
@@ -93,24 +68,19 @@ func StartSidecar(ctx context.Context, cfg SidecarConfig) (*Sidecar, error) {
 		"--loki-url=" + cfg.LokiURL,
 		"--log-level=info",
 	}
-	s.cmd = exec.Command(cfg.Binary, append(args, cfg.Args...)...)
+	cmd := exec.Command(cfg.Binary, append(args, cfg.Args...)...)
 	// Nothing from the benchmark's environment configures the sidecar
 	// behind its back.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "LOGFERRY_") && !strings.HasPrefix(kv, "DOCKER_") {
-			s.cmd.Env = append(s.cmd.Env, kv)
+			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	s.cmd.Env = append(s.cmd.Env, cfg.Env...)
-	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	cmd.Env = append(cmd.Env, cfg.Env...)
 	s.started = time.Now()
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", cfg.Binary, err)
+	if err := s.start(cmd); err != nil {
+		return nil, err
 	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
 	if err := s.waitListening(ctx); err != nil {
 		s.Stop()
 		return nil, err
@@ -182,9 +152,6 @@ func (c cancelOnClose) Close() error {
 	return err
 }
 
-// PID returns the sidecar's process id.
-func (s *Sidecar) PID() int { return s.cmd.Process.Pid }
-
 // Listen returns the sidecar's listener (metrics, readiness, pprof),
 // host:port.
 func (s *Sidecar) Listen() string { return s.listen }
@@ -229,19 +196,6 @@ func (s *Sidecar) CPUProfile(ctx context.Context, d time.Duration, file string) 
 	return f.Close()
 }
 
-// LogTail returns the last n lines of the sidecar's own log.
-func (s *Sidecar) LogTail(n int) string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // LogProblems returns the sidecar's log records at level WARN or ERROR,
 // and anything in its log that is not a JSON record (a panic, a Go runtime
 // message): the first limit of them, and how many there were.
@@ -265,44 +219,6 @@ func (s *Sidecar) LogProblems(limit int) (lines []string, total int) {
 	}
 	return lines, total
 }
-
-// Stop sends SIGTERM and waits for the sidecar to exit (it delivers what
-// is queued for up to 8 s); after 15 s it sends SIGKILL. It returns the
-// process's exit error.
-func (s *Sidecar) Stop() error {
-	select {
-	case <-s.exited:
-		return s.waitErr
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(15 * time.Second)
-	defer t.Stop()
-	select {
-	case <-s.exited:
-	case <-t.C:
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
-	return s.waitErr
-}
-
-// Quit sends SIGQUIT, on which the Go runtime writes every goroutine's
-// stack to the sidecar's log and exits, and waits for the exit.
-func (s *Sidecar) Quit() {
-	_ = s.cmd.Process.Signal(syscall.SIGQUIT)
-	t := time.NewTimer(10 * time.Second)
-	defer t.Stop()
-	select {
-	case <-s.exited:
-	case <-t.C:
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
-}
-
-// Exited is closed when the sidecar process has ended.
-func (s *Sidecar) Exited() <-chan struct{} { return s.exited }
 
 // Diagnose returns the sidecar's logferry_ metrics and RSS, for an error
 // message about a run that went wrong.
