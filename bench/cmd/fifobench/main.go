@@ -25,7 +25,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -98,7 +97,7 @@ func run(ctx context.Context, f flags) error {
 			return err
 		}
 	}
-	fmt.Printf("# fifobench: plugin %s%s, %d CPUs, load average %s\n", bin, envNote(f.pluginEnv), runtime.NumCPU(), loadavg())
+	fmt.Printf("# fifobench: plugin %s%s, %d CPUs, load average %s\n", bin, envNote(f.pluginEnv), runtime.NumCPU(), bench.LoadAvg())
 	switch f.mode {
 	case "throughput":
 		return throughput(ctx, f, bin)
@@ -146,13 +145,13 @@ func throughput(ctx context.Context, f flags, bin string) error {
 			walls = append(walls, r.LinesPerSecond())
 			hwms = append(hwms, bench.MiB(r.PeakRSS))
 		}
-		rate := median(rates)
-		goal := fmt.Sprintf("goal >= %.0f MiB/CPU-s: %s", goalMiBPerCPUSecond, verdict(rate >= goalMiBPerCPUSecond))
+		rate := bench.Median(rates)
+		goal := fmt.Sprintf("goal >= %.0f MiB/CPU-s: %s", goalMiBPerCPUSecond, bench.Verdict(rate >= goalMiBPerCPUSecond))
 		if frameWrites {
 			goal = "no goal (the goal is set for large writes)"
 		}
 		fmt.Printf("RESULT throughput %-14s %d x %d B lines: median %.1f MiB of frames per plugin CPU-second (runs %s), median %.0f lines/s wall, median peak RSS %.1f MiB; %s\n",
-			v, f.lines, f.size, rate, join(rates, "%.1f"), median(walls), median(hwms), goal)
+			v, f.lines, f.size, rate, bench.JoinFloats(rates, "%.1f"), bench.Median(walls), bench.Median(hwms), goal)
 		if f.perfDir != "" {
 			if err := os.MkdirAll(f.perfDir, 0o755); err != nil {
 				return err
@@ -176,7 +175,7 @@ func printThroughput(variant, label string, r bench.ThroughputResult) {
 		variant, label, r.Frames, bench.MiB(r.FrameBytes), bench.MiB(r.LineBytes), r.Wall.Seconds(), r.WriteTime.Seconds(),
 		r.LinesPerSecond(), r.WallMiBPerSecond(), r.CPU().Seconds(), r.User.Seconds(), r.System.Seconds(),
 		r.MiBPerCPUSecond(), bench.MiB(r.PeakRSS), bench.MiB(r.RSS), r.Threads, r.Pushes, r.Dropped,
-		float64(r.ReadCalls)/float64(r.Frames), float64(r.WriteCalls)/float64(r.Frames), loadavg())
+		float64(r.ReadCalls)/float64(r.Frames), float64(r.WriteCalls)/float64(r.Frames), bench.LoadAvg())
 }
 
 func idle(ctx context.Context, f flags, bin string) error {
@@ -208,7 +207,7 @@ func idle(ctx context.Context, f flags, bin string) error {
 	gps := r.GoroutinesPerStream()
 	fmt.Printf("RESULT idle %d streams (%d lines each): RSS %.1f MiB (%.1f after %s; %.1f KiB per stream), %.2f goroutines per stream (+%.0f shared by all), goroutines back to %.0f (baseline %.0f) after stopping; goals: RSS < %.0f MiB: %s, <= %.0f goroutine per stream: %s\n",
 		r.Streams, r.Lines, bench.MiB(r.Loaded.RSS), bench.MiB(r.Settled.RSS), r.Settle, r.RSSPerStream()/1024, gps, r.SharedGoroutines(),
-		r.Stopped.Goroutines, r.Base.Goroutines, goalIdleRSSMiB, verdict(rss < goalIdleRSSMiB), goalGoroutines, verdict(gps <= goalGoroutines))
+		r.Stopped.Goroutines, r.Base.Goroutines, goalIdleRSSMiB, bench.Verdict(rss < goalIdleRSSMiB), goalGoroutines, bench.Verdict(gps <= goalGoroutines))
 	return nil
 }
 
@@ -217,43 +216,4 @@ func envNote(env string) string {
 		return ""
 	}
 	return " with " + env
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "MET"
-	}
-	return "MISSED"
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func join(v []float64, format string) string {
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = fmt.Sprintf(format, x)
-	}
-	return strings.Join(parts, " ")
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

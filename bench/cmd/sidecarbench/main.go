@@ -109,7 +109,7 @@ func run(ctx context.Context, f flags) error {
 			return err
 		}
 	}
-	fmt.Printf("# sidecarbench: sidecar %s%s%s, %d CPUs, load average %s\n", bin, note(" with env ", f.sidecarEnv), note(" with flags ", f.sidecarFlags), runtime.NumCPU(), loadavg())
+	fmt.Printf("# sidecarbench: sidecar %s%s%s, %d CPUs, load average %s\n", bin, note(" with env ", f.sidecarEnv), note(" with flags ", f.sidecarFlags), runtime.NumCPU(), bench.LoadAvg())
 
 	log, err := bench.WriteJSONFileLog(filepath.Join(dir, "containers"), "sidecarbench",
 		loggen.Config{ID: "sidecarbench", Lines: uint64(f.lines), Size: f.size, StderrShare: f.stderr}, time.Now())
@@ -140,10 +140,10 @@ func run(ctx context.Context, f flags) error {
 		walls = append(walls, r.Wall.Seconds())
 	}
 	if f.runs > 0 {
-		rate, hwm := median(rates), median(hwms)
+		rate, hwm := bench.Median(rates), bench.Median(hwms)
 		fmt.Printf("RESULT sidecar throughput %d x %d B lines (%.1f MiB of json-file): median %.1f MiB of json-file per sidecar CPU-second (runs %s), median %.0f lines/s wall, median peak RSS %.1f MiB (runs %s); goals: >= %.0f MiB/CPU-s: %s, peak RSS < %.0f MiB: %s\n",
-			log.Lines, f.size, bench.MiB(log.FileBytes), rate, join(rates, "%.1f"), median(speeds), hwm, join(hwms, "%.1f"),
-			goalMiBPerCPUSecond, verdict(rate >= goalMiBPerCPUSecond), goalPeakRSSMiB, verdict(hwm < goalPeakRSSMiB))
+			log.Lines, f.size, bench.MiB(log.FileBytes), rate, bench.JoinFloats(rates, "%.1f"), bench.Median(speeds), hwm, bench.JoinFloats(hwms, "%.1f"),
+			goalMiBPerCPUSecond, bench.Verdict(rate >= goalMiBPerCPUSecond), goalPeakRSSMiB, bench.Verdict(hwm < goalPeakRSSMiB))
 	}
 	if f.cpuProfile != "" {
 		cfg.CPUProfile = f.cpuProfile
@@ -165,7 +165,7 @@ func printRun(label string, r bench.SidecarThroughputResult) {
 	fmt.Printf("sidecar %s: %d lines, %.1f MiB of json-file in %.2f s wall: %.0f lines/s, %.1f MiB/s wall; sidecar CPU %.2f s (user %.2f, sys %.2f) = %.1f MiB/CPU-s, %.2f us/line; peak RSS %.1f MiB, RSS %.1f MiB, %d threads; %d pushes, %d streams; %.0f backpressure waits, %.0f GCs, %.0f MiB allocated; benchmark (sink) CPU %.2f s; load average %s\n",
 		label, r.Received, bench.MiB(r.FileBytes), r.Wall.Seconds(), r.LinesPerSecond(), r.WallMiBPerSecond(),
 		r.CPU().Seconds(), r.User.Seconds(), r.System.Seconds(), r.MiBPerCPUSecond(), float64(r.CPUPerLine())/float64(time.Microsecond),
-		bench.MiB(r.PeakRSS), bench.MiB(r.RSS), r.Threads, r.Pushes, r.Streams, r.Waits, r.GCCount, r.AllocBytes/(1<<20), r.BenchCPU.Seconds(), loadavg())
+		bench.MiB(r.PeakRSS), bench.MiB(r.RSS), r.Threads, r.Pushes, r.Streams, r.Waits, r.GCCount, r.AllocBytes/(1<<20), r.BenchCPU.Seconds(), bench.LoadAvg())
 	if r.ExitErr != nil {
 		fmt.Printf("  the sidecar exited with %v after SIGTERM\n", r.ExitErr)
 	}
@@ -185,43 +185,4 @@ func note(prefix, s string) string {
 		return ""
 	}
 	return prefix + s
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "MET"
-	}
-	return "MISSED"
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func join(v []float64, format string) string {
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = fmt.Sprintf(format, x)
-	}
-	return strings.Join(parts, " ")
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
