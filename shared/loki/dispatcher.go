@@ -37,6 +37,9 @@ type Dispatcher struct {
 	metrics  *Metrics
 	m        *endpointMetrics
 	overflow Overflow
+	spools   *SpoolSet // WithSpools
+	sp       *spooler  // nil without a spool
+	spOnce   sync.Once
 
 	mu       sync.Mutex
 	queue    entryRing
@@ -91,6 +94,15 @@ func New(cfg Config, metrics *Metrics, log *slog.Logger, opts ...Option) (*Dispa
 	for _, o := range opts {
 		o(d)
 	}
+	if d.spools != nil {
+		if err := d.openSpool(); err != nil {
+			cancel()
+			c.close()
+			metrics.release(cfg.Endpoint(), cfg.TenantID)
+			return nil, err
+		}
+		go d.replay(ctx)
+	}
 	go d.run(ctx)
 	return d, nil
 }
@@ -119,6 +131,12 @@ func (d *Dispatcher) handle(e Entry, overflow bool) error {
 		d.mu.Unlock()
 		d.m.dropped.WithLabelValues(ReasonStopped).Inc()
 		return ErrStopped
+	}
+	if d.sp != nil {
+		if handled, err := d.handleSpooling(e, size); handled {
+			return err
+		}
+		d.sp.liveIn++
 	}
 	if d.queued+size > d.cfg.QueueBytes && !overflow {
 		d.mu.Unlock()
@@ -170,6 +188,7 @@ func (d *Dispatcher) take(b *batch) bool {
 	d.oldest = d.now()
 	d.m.queueBytes.Set(float64(d.queued))
 	d.m.queueEntries.Set(float64(d.queue.len()))
+	d.spaceFreed()
 	return d.queue.len() > 0
 }
 
@@ -194,10 +213,12 @@ func (d *Dispatcher) run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	flushing := false
+	flushReq := d.flushReq
 	for {
+		d.resolveSpooled()
 		send, wait := d.ready(flushing)
 		if !send {
-			if flushing {
+			if flushing && d.replayEnded() {
 				// Stop was called and the queue is empty: done.
 				return
 			}
@@ -211,8 +232,8 @@ func (d *Dispatcher) run(ctx context.Context) {
 				timer.Stop()
 				d.abandon(b, ReasonShutdown)
 				return
-			case <-d.flushReq:
-				flushing = true
+			case <-flushReq:
+				flushing, flushReq = true, nil
 			case <-d.wake:
 			case <-timeout:
 			}
@@ -220,15 +241,17 @@ func (d *Dispatcher) run(ctx context.Context) {
 			continue
 		}
 		d.take(b)
+		d.sending(b)
 		d.send(ctx, b)
+		d.batchDone(b)
 		b.reset()
 		if ctx.Err() != nil {
 			d.abandon(b, ReasonShutdown)
 			return
 		}
 		select {
-		case <-d.flushReq:
-			flushing = true
+		case <-flushReq:
+			flushing, flushReq = true, nil
 		default:
 		}
 	}
@@ -248,6 +271,7 @@ func (d *Dispatcher) send(ctx context.Context, b *batch) {
 		d.m.pushDuration.WithLabelValues(res.status).Observe(res.duration.Seconds())
 		switch {
 		case res.err == nil:
+			d.sent(b)
 			d.m.entriesSent.Add(float64(len(b.entries)))
 			d.m.bytesSent.Add(float64(lineBytes(b)))
 			d.m.wireBytesSent.Add(float64(len(body)))
@@ -263,21 +287,38 @@ func (d *Dispatcher) send(ctx context.Context, b *batch) {
 			d.drop(b, res.reason)
 			return
 		}
-		if d.cfg.Retries > 0 && attempt >= d.cfg.Retries {
+		if d.cfg.Retries > 0 && attempt >= d.cfg.Retries && d.mayGiveUp(b) {
 			d.log.Warn("giving up on a batch after retries", "retries", attempt, "entries", len(b.entries), "err", res.err)
 			d.overflowOrDrop(b, ReasonRetriesExhausted)
 			return
+		}
+		if done, trimmed := d.spooledInFlight(b); done {
+			return // durable now: the replay sends it
+		} else if trimmed {
+			if body, err = b.encode(); err != nil {
+				d.log.Error("dropping batch that cannot be encoded", "entries", len(b.entries), "err", err)
+				d.drop(b, ReasonEncode)
+				return
+			}
 		}
 		d.m.retries.WithLabelValues(res.status).Inc()
 		wait := d.backoff(attempt, res.retryAfter)
 		d.log.Debug("push failed; retrying", "status", res.status, "attempt", attempt+1, "wait", wait, "err", res.err)
 		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			d.overflowOrDrop(b, ReasonShutdown)
-			return
-		case <-t.C:
+	backoff:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				d.overflowOrDrop(b, ReasonShutdown)
+				return
+			case <-d.wake:
+				// Entries spooled meanwhile may be resolved now; the
+				// queue is looked at again after this batch.
+				d.resolveSpooled()
+			case <-t.C:
+				break backoff
+			}
 		}
 	}
 }
@@ -312,6 +353,10 @@ func (d *Dispatcher) drop(b *batch, reason string) {
 }
 
 func (d *Dispatcher) overflowOrDrop(b *batch, reason string) {
+	if d.sp != nil {
+		d.spoolBatch(b, reason)
+		return
+	}
 	if d.overflow != nil && len(b.entries) > 0 && d.overflow.Overflow(b.entries, reason) == nil {
 		// The overflow keeps them: for the producer they are resolved.
 		b.resolve(true)
@@ -327,6 +372,7 @@ func (d *Dispatcher) abandon(b *batch, reason string) {
 		more := d.take(b)
 		if len(b.entries) > 0 {
 			d.overflowOrDrop(b, reason)
+			d.batchDone(b)
 		}
 		if !more {
 			return
@@ -337,6 +383,11 @@ func (d *Dispatcher) abandon(b *batch, reason string) {
 // Stop stops accepting entries and sends what is queued. It returns when
 // everything was resolved or when ctx ends; then retries are cancelled and
 // what is left goes to the overflow policy or is dropped as "shutdown".
+// With a spool (WithSpools) Stop also keeps replaying it until nothing is
+// left to read; when ctx ends, live entries still in memory are spooled,
+// replayed ones stay unacknowledged in the spool, the last acknowledgement
+// is written and the spool synced, and this dispatcher's share of it is
+// released (the last one closes it).
 func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.beginStop()
 	select {
@@ -373,6 +424,25 @@ func (d *Dispatcher) beginStop() {
 func (d *Dispatcher) finish() {
 	d.cancel()
 	d.client.close()
+	if d.sp != nil {
+		d.spOnce.Do(func() {
+			<-d.sp.done
+			d.closeSpool()
+		})
+	}
+}
+
+// replayEnded reports whether the spool's replayer (if any) has ended.
+func (d *Dispatcher) replayEnded() bool {
+	if d.sp == nil {
+		return true
+	}
+	select {
+	case <-d.sp.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Release deletes this dispatcher's metric series if no other dispatcher

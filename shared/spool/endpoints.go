@@ -1,0 +1,91 @@
+package spool
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/logferry/logferry/shared/loki"
+)
+
+// EndpointFileName is the file in each endpoint's spool directory that says,
+// without credentials, which endpoint the spool belongs to: a spool left by
+// an earlier run can be found again.
+const EndpointFileName = "endpoint.json"
+
+// Endpoint is what EndpointFileName holds.
+type Endpoint struct {
+	URL    string `json:"url"` // loki.Config.Endpoint(): no credentials, no query
+	Tenant string `json:"tenant"`
+}
+
+// EndpointDir is the directory, under base, of the spool of cfg's endpoint:
+// one spool per URL and tenant, named by a hash of them, so that
+// configurations that differ only in batching or retries share it.
+func EndpointDir(base string, cfg loki.Config) string {
+	h := sha256.Sum256([]byte(cfg.URL + "\x00" + cfg.TenantID))
+	return filepath.Join(base, hex.EncodeToString(h[:8]))
+}
+
+// NewEndpointSpools returns a loki.SpoolSet that opens, under base, one
+// spool per endpoint (see EndpointDir) with cfg (its Dir is replaced), and
+// writes the endpoint's file into each. Dispatchers of one endpoint share
+// its open spool: the directory lock allows one. metrics and log may be nil.
+func NewEndpointSpools(base string, cfg Config, metrics *Metrics, spoolMetrics *loki.SpoolMetrics, log *slog.Logger) *loki.SpoolSet {
+	return loki.NewSpoolSet(
+		func(c loki.Config) string { return EndpointDir(base, c) },
+		func(dir string, c loki.Config) (loki.Spool, error) {
+			sc := cfg
+			sc.Dir = dir
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("spool directory: %w", err)
+			}
+			b, err := json.Marshal(Endpoint{URL: c.Endpoint(), Tenant: c.TenantID})
+			if err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(filepath.Join(dir, EndpointFileName), append(b, '\n'), 0o600); err != nil {
+				return nil, fmt.Errorf("spool: writing the endpoint file: %w", err)
+			}
+			l := log
+			if l != nil {
+				l = l.With("endpoint", c.Endpoint(), "tenant", c.TenantID)
+			}
+			s, err := Open(sc, metrics, l)
+			if err != nil {
+				return nil, err
+			}
+			return s, nil
+		}, spoolMetrics)
+}
+
+// Unacked reports whether the spool directory dir, not open, holds
+// segments with records not acknowledged; a directory that does not exist
+// holds none.
+func Unacked(dir string) (bool, error) {
+	acked, err := readAck(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		acked = 0
+	} else if err != nil && !errors.Is(err, errCorruptAck) {
+		return false, err
+	}
+	segs, err := listSegments(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, g := range segs {
+		if g.size > 0 && g.end() > acked {
+			return true, nil
+		}
+	}
+	return false, nil
+}
