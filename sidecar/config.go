@@ -12,6 +12,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/logferry/logferry/shared/logopts"
+	"github.com/logferry/logferry/shared/spool"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -39,6 +41,11 @@ type Config struct {
 	// container, or of an endpoint no container uses any more, keep being
 	// retried against Loki before they are dropped and counted.
 	DrainTimeout time.Duration
+	// Overflow (overflow, spool-*) says what happens to lines Loki cannot
+	// take now: block (default) pauses reading files, spool writes them to
+	// a disk spool under spool-dir (positions then advance once they are
+	// spooled), drop drops and counts them.
+	Overflow spool.Settings
 	// Options are log-opts for every container; a container overrides
 	// them with labels logferry.<option>.
 	Options map[string]string
@@ -55,6 +62,12 @@ var ownKeys = map[string]string{
 	"host-label":     "",
 	"log-level":      "info",
 	"drain-timeout":  "5m",
+	// spool.SettingKeys; spool-dir's default is <state-dir>/spool.
+	"overflow":          spool.OverflowBlock,
+	"spool-dir":         "",
+	"spool-max-size":    "1g",
+	"spool-fsync":       "1s",
+	"spool-full-policy": string(spool.DropOldest),
 }
 
 // LabelPrefix marks per-container overrides: logferry.loki-tenant-id=t1.
@@ -152,10 +165,16 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 	if err != nil || drain <= 0 {
 		return Config{}, fmt.Errorf("drain-timeout: %w: want a positive duration such as 5m", ErrConfig)
 	}
+	overflow, err := spool.ParseSettings(func(k string) string { return values[k] }, func(k string) string { return k },
+		filepath.Join(values["state-dir"], "spool"), spool.OverflowBlock, spool.OverflowSpool, spool.OverflowDrop)
+	if err != nil {
+		return Config{}, fmt.Errorf("%w (%w)", err, ErrConfig)
+	}
 	c := Config{
 		DockerHost: values["docker-host"], StateDir: values["state-dir"], Listen: values["listen"],
 		ContainersDir: values["containers-dir"], PluginName: values["plugin-name"], PollInterval: poll,
-		HostLabel: values["host-label"], LogLevel: values["log-level"], DrainTimeout: drain, Options: opts,
+		HostLabel: values["host-label"], LogLevel: values["log-level"], DrainTimeout: drain,
+		Overflow: overflow, Options: opts,
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err

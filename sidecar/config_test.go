@@ -11,6 +11,7 @@ import (
 
 	"github.com/logferry/logferry/shared/labels"
 	"github.com/logferry/logferry/shared/logopts"
+	"github.com/logferry/logferry/shared/spool"
 )
 
 const testURL = "http://127.0.0.1:3100/loki/api/v1/push"
@@ -88,5 +89,21 @@ func TestDrainTimeout(t *testing.T) {
 	_, err = LoadConfig([]string{"--loki-url", testURL}, []string{"LOGFERRY_DRAIN_TIMEOUT=soon"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "drain-timeout") {
 		t.Fatalf("bad drain-timeout: %v", err)
+	}
+}
+
+func TestOverflowSettings(t *testing.T) {
+	c, err := LoadConfig([]string{"--loki-url", testURL, "--state-dir", "/st"}, nil, io.Discard)
+	if err != nil || c.Overflow.Overflow != spool.OverflowBlock || c.Overflow.Spool.Dir != "/st/spool" {
+		t.Fatalf("defaults: %+v, %v", c.Overflow, err)
+	}
+	c, err = LoadConfig([]string{"--loki-url", testURL, "--overflow", "spool", "--spool-max-size", "32m"},
+		[]string{"LOGFERRY_SPOOL_DIR=/sp"}, io.Discard)
+	if err != nil || c.Overflow.Overflow != spool.OverflowSpool || c.Overflow.Spool.Dir != "/sp" || c.Overflow.Spool.MaxBytes != 32<<20 {
+		t.Fatalf("spool: %+v, %v", c.Overflow, err)
+	}
+	_, err = LoadConfig([]string{"--loki-url", testURL, "--overflow", "later"}, nil, io.Discard)
+	if !errors.Is(err, ErrConfig) || !strings.HasPrefix(err.Error(), "overflow: ") {
+		t.Fatalf("bad overflow: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/logferry/logferry/shared/labels"
 	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
+	"github.com/logferry/logferry/shared/spool"
 	"github.com/logferry/logferry/sidecar/engine"
 	"github.com/logferry/logferry/sidecar/positions"
 )
@@ -231,9 +232,12 @@ func trimCR(b []byte) []byte {
 	return b
 }
 
-// ship hands one line to the dispatcher. The sidecar's overflow policy is
-// "block": when the queue is full it waits for room, which only slows the
-// reading of files the daemon has already written; no container waits.
+// ship hands one line to the dispatcher. Under the overflow policy "block"
+// (the default) it waits for room when the queue is full, which only slows
+// the reading of files the daemon has already written; no container waits.
+// Under "spool" the dispatcher spools what the queue cannot hold, and ship
+// waits only while the spool refuses too; under "drop" the dispatcher drops
+// and counts the line at once.
 func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data []byte, token int64) error {
 	line := string(data)
 	if !utf8.ValidString(line) {
@@ -241,6 +245,16 @@ func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data 
 		line = dockerlog.ValidUTF8(line)
 	}
 	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta, Acker: s, Offset: token}
+	if s.r.cfg.Overflow.Overflow == spool.OverflowDrop {
+		err := s.disp.Handle(e)
+		if errors.Is(err, loki.ErrQueueFull) {
+			return nil // dropped and counted by the dispatcher
+		}
+		if err != nil {
+			return err
+		}
+		return s.handed(source, line, token)
+	}
 	wait := 5 * time.Millisecond
 	for {
 		err := s.disp.TryHandle(e)
@@ -267,6 +281,11 @@ func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data 
 		// or so, and a starved sidecar wakes late.
 		wait = min(2*wait, 20*time.Millisecond)
 	}
+	return s.handed(source, line, token)
+}
+
+// handed records that the dispatcher took a line.
+func (s *shipper) handed(source, line string, token int64) error {
 	s.mu.Lock()
 	s.lastHanded, s.handedAny = token, true
 	s.mu.Unlock()

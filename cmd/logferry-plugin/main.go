@@ -38,33 +38,13 @@ type env struct {
 	Host         string
 	Socket       string
 	Retention    plugin.Retention
-
-	Overflow      string // OVERFLOW: spool or drop
-	SpoolDir      string // SPOOL_DIR
-	SpoolMaxBytes int64  // SPOOL_MAX_SIZE
-	SpoolFsync    spool.FsyncPolicy
-	SpoolInterval time.Duration // SPOOL_FSYNC
+	Overflow     spool.Settings // OVERFLOW, SPOOL_DIR, SPOOL_MAX_SIZE, SPOOL_FSYNC, SPOOL_FULL_POLICY
 }
-
-// Overflow policies of the OVERFLOW setting.
-const (
-	overflowSpool = "spool"
-	overflowDrop  = "drop"
-)
 
 // shutdownFlush bounds how long a SIGTERM flushes before what is left is
 // spooled: the daemon kills a plugin 10 s after SIGTERM, and spooling,
 // syncing and closing need the rest.
 const shutdownFlush = 7 * time.Second
-
-// spoolConfig is the spool configuration of every endpoint (Dir is set per
-// endpoint).
-func (e env) spoolConfig() spool.Config {
-	c := spool.DefaultConfig()
-	c.MaxBytes = e.SpoolMaxBytes
-	c.Fsync, c.FsyncInterval = e.SpoolFsync, e.SpoolInterval
-	return c
-}
 
 func readEnv() (env, error) {
 	e := env{
@@ -100,35 +80,13 @@ func readEnv() (env, error) {
 		}
 		e.Retention.MaxTotal = n
 	}
-	e.Overflow = getenv("OVERFLOW", overflowSpool)
-	if e.Overflow != overflowSpool && e.Overflow != overflowDrop {
-		return e, fmt.Errorf("OVERFLOW: want %s or %s, got %q", overflowSpool, overflowDrop, e.Overflow)
-	}
-	e.SpoolDir = getenv("SPOOL_DIR", filepath.Join(e.StateDir, "spool"))
-	if !filepath.IsAbs(e.SpoolDir) {
-		return e, fmt.Errorf("SPOOL_DIR: want an absolute path, got %q", e.SpoolDir)
-	}
-	e.SpoolMaxBytes = spool.DefaultMaxBytes
-	if v := os.Getenv("SPOOL_MAX_SIZE"); v != "" {
-		n, err := logopts.ParseSize(v)
-		if err != nil || n <= 0 {
-			return e, fmt.Errorf("SPOOL_MAX_SIZE: want a size such as 1g, got %q", v)
-		}
-		e.SpoolMaxBytes = n
-	}
-	if min := 2 * int64(spool.DefaultSegmentBytes); e.SpoolMaxBytes < min {
-		return e, fmt.Errorf("SPOOL_MAX_SIZE: want at least %dm (two segments), got %d bytes", min>>20, e.SpoolMaxBytes)
-	}
-	policy, interval, err := spool.ParseFsync(getenv("SPOOL_FSYNC", spool.DefaultFsyncInterval.String()))
+	envName := func(key string) string { return strings.ToUpper(strings.ReplaceAll(key, "-", "_")) }
+	overflow, err := spool.ParseSettings(func(key string) string { return os.Getenv(envName(key)) }, envName,
+		filepath.Join(e.StateDir, "spool"), spool.OverflowSpool, spool.OverflowDrop)
 	if err != nil {
-		return e, fmt.Errorf("SPOOL_FSYNC: want always, never, interval or a duration such as 1s: %w", err)
+		return e, err
 	}
-	e.SpoolFsync, e.SpoolInterval = policy, interval
-	sc := e.spoolConfig()
-	sc.Dir = e.SpoolDir
-	if err := sc.Validate(); err != nil {
-		return e, fmt.Errorf("SPOOL_*: %w", err)
-	}
+	e.Overflow = overflow
 	if e.Host == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -142,35 +100,6 @@ func readEnv() (env, error) {
 		}
 	}
 	return e, nil
-}
-
-// replayDefaultSpool starts replaying the spool of the default endpoint
-// (LOKI_URL) when an earlier run left entries in it, even if no container
-// uses that endpoint now: the dispatcher is acquired and released at once,
-// so the pool drains it, spool included, within DRAIN_TIMEOUT. Spools of
-// other endpoints replay when a container using them starts or is
-// re-attached: their directories hold no credentials, TLS files or tokens
-// to push with.
-func replayDefaultSpool(pool *loki.Pool, cfg loki.Config, base string, log *slog.Logger) {
-	if cfg.URL == "" {
-		return
-	}
-	dir := spool.EndpointDir(base, cfg)
-	unacked, err := spool.Unacked(dir)
-	if err != nil {
-		log.Warn("looking for a spool left by an earlier run", "dir", dir, "err", err)
-		return
-	}
-	if !unacked {
-		return
-	}
-	d, err := pool.Acquire(cfg)
-	if err != nil {
-		log.Error("replaying the default endpoint's spool", "dir", dir, "err", err)
-		return
-	}
-	log.Info("replaying the spool an earlier run left", "endpoint", cfg.Endpoint(), "dir", dir)
-	pool.Release(d)
 }
 
 func getenv(k, def string) string {
@@ -198,13 +127,7 @@ func run() error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	var poolOpts []loki.Option
-	var spools *loki.SpoolSet
-	if e.Overflow == overflowSpool {
-		spools = spool.NewEndpointSpools(e.SpoolDir, e.spoolConfig(), spool.NewMetrics(reg), loki.NewSpoolMetrics(reg), log)
-		poolOpts = append(poolOpts, loki.WithSpools(spools))
-	}
-	pool := loki.NewPool(loki.NewMetrics(reg), log, e.DrainTimeout, poolOpts...)
+	pool := loki.NewPool(loki.NewMetrics(reg), log, e.DrainTimeout, e.Overflow.PoolOptions(reg, log)...)
 	state, err := plugin.NewState(filepath.Join(e.StateDir, "streams"))
 	if err != nil {
 		return err
@@ -255,9 +178,7 @@ func run() error {
 	if err != nil {
 		log.Error("re-attaching streams", "err", err)
 	}
-	if spools != nil {
-		replayDefaultSpool(pool, defaults.Loki, e.SpoolDir, log)
-	}
+	e.Overflow.ReplayLeftover(pool, defaults.Loki, log)
 	driver.StartJanitor(e.Retention)
 	ready.Store(true)
 	log.Info("logferry plugin ready", "socket", e.Socket, "metrics", e.MetricsAddr, "reattached", n,

@@ -76,8 +76,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	pool := loki.NewPool(loki.NewMetrics(reg), log, cfg.DrainTimeout)
+	pool := loki.NewPool(loki.NewMetrics(reg), log, cfg.DrainTimeout, cfg.Overflow.PoolOptions(reg, log)...)
 	router := sidecar.NewRouter(cfg, eng, pool, pos, files, host, sidecar.NewMetrics(reg), log)
+	if opts, err := cfg.ContainerOptions(nil); err == nil {
+		cfg.Overflow.ReplayLeftover(pool, opts.Loki, log)
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)

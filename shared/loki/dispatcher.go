@@ -133,7 +133,7 @@ func (d *Dispatcher) handle(e Entry, overflow bool) error {
 		return ErrStopped
 	}
 	if d.sp != nil {
-		if handled, err := d.handleSpooling(e, size); handled {
+		if handled, err := d.handleSpooling(e, size, overflow); handled {
 			return err
 		}
 		d.sp.liveIn++

@@ -39,6 +39,10 @@ type Spool interface {
 	Ack(pos int64) error
 	Sync() error
 	Close() error
+	// MaxBytes is the spool's size bound. Entering spooling mode appends
+	// the whole memory queue at once, so a dispatcher's QueueBytes must
+	// stay well under it.
+	MaxBytes() int64
 }
 
 // Durable is an optional ability of an Acker: its entries are durable
@@ -210,6 +214,7 @@ type spooler struct {
 	m       spoolEndpointMetrics
 
 	spooling bool // d.mu
+	refusing bool // d.mu: the last append failed (logged once)
 	held     bool // d.mu: the replayer has read entries not queued yet
 	holder   bool // d.mu: this dispatcher holds the lease
 	leased   bool // d.mu: the lease is to be given back by closeSpool
@@ -303,6 +308,10 @@ func (d *Dispatcher) openSpool() error {
 	if err != nil {
 		return err
 	}
+	if max := sh.sp.MaxBytes(); int64(d.cfg.QueueBytes) > max/2 {
+		release()
+		return configError("loki-queue-size", "%d bytes is over half the spool's size bound (%d bytes): spooling moves the whole queue into the spool; raise the spool's size or lower this", d.cfg.QueueBytes, max)
+	}
 	d.sp = &spooler{
 		sh: sh, release: release,
 		m:        d.spools.metrics.acquire(d.cfg.Endpoint(), d.cfg.TenantID),
@@ -344,8 +353,9 @@ func (d *Dispatcher) resumeLocked() {
 
 // handleSpooling is Handle with a spool. It returns handled=false when e is
 // to be queued in memory as usual; d.mu is held and stays held then,
-// otherwise it is released.
-func (d *Dispatcher) handleSpooling(e Entry, size int) (handled bool, err error) {
+// otherwise it is released. When the spool does not take e, Handle
+// (overflow) drops and counts it; TryHandle leaves it to its producer.
+func (d *Dispatcher) handleSpooling(e Entry, size int, overflow bool) (handled bool, err error) {
 	p := d.sp
 	if p.spooling {
 		d.resumeLocked()
@@ -357,8 +367,6 @@ func (d *Dispatcher) handleSpooling(e Entry, size int) (handled bool, err error)
 		}
 		reason = ReasonQueueFull
 	}
-	d.m.entriesReceived.Inc()
-	d.m.bytesReceived.Add(float64(len(e.Line)))
 	// Entering spooling mode, the live entries of the queue go first, so
 	// that only the batch in flight is older than the spool.
 	batch := []Entry{e}
@@ -372,11 +380,26 @@ func (d *Dispatcher) handleSpooling(e Entry, size int) (handled bool, err error)
 	// Appending under d.mu makes entering and leaving spooling mode atomic
 	// with Handle.
 	if err := p.sh.sp.Overflow(batch, reason); err != nil {
+		first := !p.refusing
+		p.refusing = true
 		d.mu.Unlock()
-		d.log.Warn("the spool did not take an entry; dropping it", "err", err)
+		if first {
+			d.log.Warn("the spool does not take entries; dropping them (Handle) or keeping them waiting (TryHandle) until it does", "err", err)
+		}
+		if !overflow {
+			return true, ErrQueueFull
+		}
+		d.m.entriesReceived.Inc()
+		d.m.bytesReceived.Add(float64(len(e.Line)))
 		d.m.dropped.WithLabelValues(ReasonSpoolError).Inc()
 		return true, ErrQueueFull
 	}
+	if p.refusing {
+		p.refusing = false
+		d.log.Info("the spool takes entries again")
+	}
+	d.m.entriesReceived.Inc()
+	d.m.bytesReceived.Add(float64(len(e.Line)))
 	if inflight > 0 {
 		p.inflightSpooled = true
 		p.m.spooled.WithLabelValues(reason).Add(float64(inflight))

@@ -2,11 +2,13 @@ package loki_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -517,4 +519,80 @@ func (a *orderedAck) Ack(off int64, _ bool) {
 	if prev := a.last.Swap(off); off < prev {
 		a.t.Errorf("Ack(%d) after Ack(%d): out of order", off, prev)
 	}
+}
+
+// The sidecar hands lines with TryHandle: a full queue spools them, and a
+// spool that refuses (full, policy refuse) leaves them with the producer,
+// neither dropped nor counted, so that it offers them again later.
+func TestSpoolTryHandleWaitsWhenTheSpoolRefuses(t *testing.T) {
+	f := newFlakyLoki(t)
+	f.hold()
+	dir := t.TempDir()
+	var sp *spool.Spool
+	set := loki.NewSpoolSet(func(loki.Config) string { return dir }, func(key string, _ loki.Config) (loki.Spool, error) {
+		c := spool.DefaultConfig()
+		c.Dir, c.SegmentBytes, c.MaxBytes, c.Full = key, 4<<10, 32<<10, spool.Refuse
+		var err error
+		sp, err = spool.Open(c, nil, nil)
+		return sp, err
+	}, nil)
+	reg := prometheus.NewRegistry()
+	cfg := spoolConfig(f.url())
+	cfg.Retries = 0
+	d, err := loki.New(cfg, loki.NewMetrics(reg), nil, loki.WithSpools(set))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProducer()
+	accepted := 0
+	var refused error
+	for i := 0; i < 10000 && refused == nil; i++ {
+		s := testStreams[i%len(testStreams)]
+		p.ts++
+		refused = d.TryHandle(loki.Entry{Stream: s, TimeNano: p.ts, Line: lineOf(s, p.next[s])})
+		if refused == nil {
+			p.next[s]++
+			accepted++
+		}
+	}
+	f.release() // before any Fatal: the server's Close waits for held pushes
+	if !errors.Is(refused, loki.ErrQueueFull) {
+		t.Errorf("TryHandle never refused (%d accepted): %v", accepted, refused)
+	}
+	if st := sp.Stats(); st.Appended == 0 || st.Refused == 0 {
+		t.Errorf("spool stats %+v: want entries appended, then refused", st)
+	}
+	if n, err := testutil.GatherAndCount(reg, "logferry_loki_entries_dropped_total"); err != nil || n != 0 {
+		t.Errorf("%d dropped series (%v); TryHandle drops nothing", n, err)
+	}
+	waitUntil(t, "every accepted entry delivered", func() bool { return f.count() >= accepted })
+	stop(t, d, 10*time.Second)
+	f.checkExactlyOnce(t, wantAll(p))
+}
+
+// A queue the spool could not take in one append is a configuration error
+// that names the option, not spooling that fails at the first outage.
+func TestSpoolSmallerThanTheQueueIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	set := loki.NewSpoolSet(func(loki.Config) string { return dir }, func(key string, _ loki.Config) (loki.Spool, error) {
+		c := spool.DefaultConfig()
+		c.Dir, c.SegmentBytes, c.MaxBytes = key, 4<<10, 32<<10
+		return spool.Open(c, nil, nil)
+	}, nil)
+	cfg := spoolConfig("http://127.0.0.1:1/loki/api/v1/push")
+	cfg.QueueBytes = 20 << 10
+	d, err := loki.New(cfg, nil, nil, loki.WithSpools(set))
+	if err == nil {
+		stop(t, d, time.Second)
+		t.Fatal("a 20 KiB queue over a 32 KiB spool was accepted")
+	}
+	if !strings.HasPrefix(err.Error(), "loki-queue-size: ") {
+		t.Fatalf("error does not name loki-queue-size: %v", err)
+	}
+	cfg.QueueBytes = 16 << 10
+	d, err = loki.New(cfg, nil, nil, loki.WithSpools(set)) // the spool was released: it opens again
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop(t, d, time.Second)
 }

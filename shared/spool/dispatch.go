@@ -37,3 +37,6 @@ func (s *Spool) Drained() bool {
 	defer s.mu.Unlock()
 	return s.acked >= s.next || s.droppedUntil >= s.next
 }
+
+// MaxBytes is the spool's size bound (Config.MaxBytes).
+func (s *Spool) MaxBytes() int64 { return s.cfg.MaxBytes }
