@@ -260,5 +260,11 @@ func (c Config) ContainerOptions(labels map[string]string) (logopts.Options, err
 	if err != nil {
 		return o, fmt.Errorf("container label %s...: %w", LabelPrefix, err)
 	}
+	if c.Overflow.Overflow == spool.OverflowBlock {
+		// Under block a batch is retried until Loki takes it: its lines
+		// are still in the json-file logs and reading waits meanwhile, so
+		// giving up would drop what nothing forces out.
+		o.Loki.Retries = 0
+	}
 	return o, nil
 }

@@ -102,6 +102,13 @@ func TestOverflowSettings(t *testing.T) {
 	if err != nil || c.Overflow.Overflow != spool.OverflowSpool || c.Overflow.Spool.Dir != "/sp" || c.Overflow.Spool.MaxBytes != 32<<20 {
 		t.Fatalf("spool: %+v, %v", c.Overflow, err)
 	}
+	if o, err := c.ContainerOptions(nil); err != nil || o.Loki.Retries != 10 {
+		t.Fatalf("spool keeps loki-retries: %d, %v", o.Loki.Retries, err)
+	}
+	c.Overflow.Overflow = spool.OverflowBlock
+	if o, err := c.ContainerOptions(nil); err != nil || o.Loki.Retries != 0 {
+		t.Fatalf("block retries until delivered: loki-retries %d, %v", o.Loki.Retries, err)
+	}
 	_, err = LoadConfig([]string{"--loki-url", testURL, "--overflow", "later"}, nil, io.Discard)
 	if !errors.Is(err, ErrConfig) || !strings.HasPrefix(err.Error(), "overflow: ") {
 		t.Fatalf("bad overflow: %v", err)

@@ -47,6 +47,11 @@ type Router struct {
 	wg       sync.WaitGroup
 	posDirty chan struct{}
 	ready    atomic.Bool
+	// stopping: Run's context ended. From then on a line the dispatcher
+	// resolves as not delivered was dropped by the shutdown, not refused by
+	// Loki: it must be read again at the next start, so it does not move
+	// the positions.
+	stopping atomic.Bool
 }
 
 // Ready reports whether the first discovery has run.
@@ -69,7 +74,10 @@ func (r *Router) Run(ctx context.Context) error {
 		defer r.wg.Done()
 		r.savePositions(ctx)
 	}()
+	stop := context.AfterFunc(ctx, func() { r.stopping.Store(true) })
+	defer stop()
 	err := r.eng.Events(ctx, time.Time{}, func(ev engine.Event) { r.handle(ctx, ev) })
+	r.stopping.Store(true)
 	r.stopAll()
 	r.wg.Wait()
 	if ferr := r.pos.Flush(); ferr != nil {

@@ -90,10 +90,13 @@ type shipper struct {
 var _ loki.Acker = (*shipper)(nil)
 
 // Ack moves the saved position. A dropped line (delivered false) moves it
-// too: it was counted, and re-reading it would only drop it again.
+// too: it was counted, and re-reading it would only drop it again; but not
+// once the sidecar is stopping, when drops are the shutdown's (reason
+// shutdown) and the line is to be read again at the next start.
 func (s *shipper) Ack(off int64, delivered bool) {
 	switch {
 	case s.destroyed.Load():
+	case !delivered && s.r.stopping.Load():
 	case s.route == RouteFile:
 		if p, ok := s.tail.Position(off); ok {
 			if err := s.r.pos.Set(s.c.ID, p); err == nil {
