@@ -55,9 +55,10 @@ const (
 // Daemon is the private dockerd of this test process. Its methods are safe
 // for concurrent use by parallel tests.
 type Daemon struct {
-	root string // repository root
-	dir  string // scripts/dockerd's DIR: data-root DIR/data, log DIR/dockerd.log
-	host string // DOCKER_HOST value
+	root  string   // repository root
+	dir   string   // scripts/dockerd's DIR: data-root DIR/data, log DIR/dockerd.log
+	host  string   // DOCKER_HOST value
+	flags []string // extra dockerd flags (StartPrivate)
 
 	imageMu sync.Mutex
 	image   string // set once scripts/test-image succeeded
@@ -110,7 +111,7 @@ func Shutdown() {
 	}
 }
 
-func start() (*Daemon, error) {
+func start(flags ...string) (*Daemon, error) {
 	if uid := os.Geteuid(); uid != 0 {
 		return nil, fmt.Errorf("dockerd needs root and this test runs as uid %d; run the end-to-end tests as root, or skip them with go test -short", uid)
 	}
@@ -132,26 +133,67 @@ func start() (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("making the daemon's directory: %w", err)
 	}
-	d := &Daemon{root: root, dir: dir, host: "unix://" + filepath.Join(dir, "docker.sock")}
+	d := &Daemon{root: root, dir: dir, host: "unix://" + filepath.Join(dir, "docker.sock"), flags: flags}
+	if err := d.launch(); err != nil {
+		// The script has stopped what it started; make sure, and remove the
+		// directory.
+		_ = exec.Command(d.script("dockerd"), "stop", dir, "--rm").Run()
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return d, nil
+}
 
-	cmd := exec.Command(d.script("dockerd"), "start", dir)
+// launch runs scripts/dockerd start on d's directory with d's flags.
+func (d *Daemon) launch() error {
+	cmd := exec.Command(d.script("dockerd"), append([]string{"start", d.dir}, d.flags...)...)
 	cmd.Env = append(os.Environ(),
 		"DOCKERD_OWNER_PID="+strconv.Itoa(os.Getpid()),
 		"DOCKERD_OWNER_RM=1")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		// The script has stopped what it started; make sure, and remove the
-		// directory.
-		_ = exec.Command(d.script("dockerd"), "stop", dir, "--rm").Run()
-		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("scripts/dockerd start %s: %w\n%s", dir, err, stderr.String())
+		return fmt.Errorf("scripts/dockerd start %s: %w\n%s", d.dir, err, stderr.String())
 	}
 	if got := strings.TrimSpace(stdout.String()); got != d.host {
-		_ = exec.Command(d.script("dockerd"), "stop", dir, "--rm").Run()
-		return nil, fmt.Errorf("scripts/dockerd start %s printed %q, want %q", dir, got, d.host)
+		return fmt.Errorf("scripts/dockerd start %s printed %q, want %q", d.dir, got, d.host)
 	}
-	return d, nil
+	return nil
+}
+
+// StartPrivate starts a daemon for t alone (not the process's shared one),
+// with extra dockerd flags (e.g. --live-restore), for tests that restart or
+// otherwise disturb it. It is stopped and its directory removed when t
+// ends. With -short it skips the test.
+func StartPrivate(t testing.TB, flags ...string) *Daemon {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("dockertest: -short skips tests that need a Docker daemon")
+	}
+	d, err := start(flags...)
+	if err != nil {
+		t.Fatalf("dockertest: %v", err)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command(d.script("dockerd"), "stop", d.dir, "--rm").CombinedOutput(); err != nil {
+			t.Errorf("dockertest: stopping dockerd in %s: %v\n%s", d.dir, err, out)
+		}
+	})
+	return d
+}
+
+// Restart stops the daemon (SIGTERM) and starts it again from the same
+// directory with the same flags, leaving the containers' shims alone: with
+// --live-restore the containers run on meanwhile. Only for a daemon of
+// StartPrivate: the shared one belongs to every test.
+func (d *Daemon) Restart(t testing.TB) {
+	t.Helper()
+	if out, err := exec.Command(d.script("dockerd"), "stop", d.dir, "--keep-containers").CombinedOutput(); err != nil {
+		t.Fatalf("dockertest: stopping dockerd in %s: %v\n%s", d.dir, err, out)
+	}
+	if err := d.launch(); err != nil {
+		t.Fatalf("dockertest: restarting: %v\nthe end of the daemon's log:\n%s", err, d.LogTail(logTail))
+	}
 }
 
 func haveDockerd() bool {
