@@ -25,14 +25,15 @@ const ReasonSpoolError = "spool_error"
 // in append order from where the previous call stopped (after open or Rewind:
 // from the oldest not acknowledged); end is the position after them and after
 // any damaged data skipped on the way, and Ack(end) acknowledges all of it.
-// No entries and a nil error mean nothing to read now; Wait returns when there
-// may be more, when ctx ends (ctx.Err()) or when the spool is closed.
+// No entries and a nil error mean nothing to read now; Signals returns a
+// channel that receives after an append (capacity 1: one reader) and one
+// that is closed when the spool is.
 // Unread reports whether appended records are still to be read; Drained
 // whether everything appended was acknowledged.
 type Spool interface {
 	Overflow
 	ReadEntries(maxEntries, maxBytes int) (entries []Entry, end int64, err error)
-	Wait(ctx context.Context) error
+	Signals() (appended, closed <-chan struct{})
 	Unread() bool
 	Drained() bool
 	Rewind()
@@ -822,22 +823,20 @@ func (d *Dispatcher) replay(ctx context.Context) {
 			if stopping {
 				return
 			}
-			wctx, cancel := context.WithCancel(ctx)
-			watched := make(chan struct{})
-			go func() { // waited for below
-				defer close(watched)
-				select {
-				case <-p.acker.sig:
-				case <-d.flushReq:
-				case <-wctx.Done():
-				}
-				cancel()
-			}()
-			werr := p.sh.sp.Wait(wctx)
-			cancel()
-			<-watched
-			if ctx.Err() != nil || (werr != nil && !errors.Is(werr, context.Canceled)) {
+			// Wait here, not in a goroutine per wait: an idle endpoint
+			// costs the replayer alone.
+			appended, closed := p.sh.sp.Signals()
+			if p.sh.sp.Unread() {
+				continue
+			}
+			select {
+			case <-ctx.Done():
 				return
+			case <-closed:
+				return
+			case <-appended:
+			case <-p.acker.sig:
+			case <-d.flushReq:
 			}
 			continue
 		}

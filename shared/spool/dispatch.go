@@ -40,3 +40,8 @@ func (s *Spool) Drained() bool {
 
 // MaxBytes is the spool's size bound (Config.MaxBytes).
 func (s *Spool) MaxBytes() int64 { return s.cfg.MaxBytes }
+
+// Signals is Wait for a reader that waits on other things too (it
+// implements loki.Spool): appended receives after an Append (capacity 1, so
+// one reader at a time), closed is closed by Close.
+func (s *Spool) Signals() (appended, closed <-chan struct{}) { return s.appended, s.done }
