@@ -6,7 +6,7 @@ GO ?= go
 SHARED := ./shared/...
 DEMO_DIR ?= $(CURDIR)/.tmp/demo
 
-.PHONY: all build test unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image
+.PHONY: all build test chaos unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image
 
 all: build
 
@@ -18,6 +18,17 @@ build:
 test: fmt vet loki
 	LOKI_BIN="$$(scripts/loki path)" $(GO) test -count=1 -timeout 50m ./...
 	$(GO) test -count=1 -race -short $(SHARED) ./plugin/...
+
+# The fault suite's full forms (e2e/chaos_test.go): 20 containers through the
+# plugin and the sidecar with Loki down 5 minutes, also with both killed,
+# Loki rate limiting, a full spool filesystem, a damaged spool segment. About
+# 15 minutes. Each test prints one RESULT line (figures in RELIABILITY.md);
+# they are collected in .tmp/chaos.log.
+chaos: loki
+	@mkdir -p .tmp
+	set -o pipefail; LF_CHAOS=full LOKI_BIN="$$(scripts/loki path)" $(GO) test -count=1 -v -timeout 60m \
+		-run '^TestChaos' ./e2e/ 2>&1 | tee .tmp/chaos.log | grep -E '^(=== RUN|--- |\s+chaos_test.go:[0-9]+: RESULT|FAIL|ok|PASS)'
+	@grep -h 'RESULT ' .tmp/chaos.log | sed 's/^.*RESULT /RESULT /'
 
 # Unit tests only: -short skips everything that needs Loki or dockerd.
 unit:

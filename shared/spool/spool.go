@@ -37,7 +37,8 @@ var _ loki.Overflow = (*Spool)(nil)
 // Spool is an append-only queue of Records on disk, in one directory. Many
 // goroutines may Append; one consumer reads (Read, Rewind, Wait) and
 // acknowledges (Ack), possibly from another goroutine than the one reading.
-// Appending never waits on the reader or the network, only on the disk.
+// Appending never waits on the network, and on the reader (one Read's disk
+// reads) only after a failed write, to reclaim acknowledged space.
 type Spool struct {
 	cfg     Config
 	log     *slog.Logger
@@ -213,7 +214,31 @@ func (s *Spool) Append(recs ...Record) error {
 	}()
 
 	s.mu.Lock()
-	f, err := s.write(buf, len(recs))
+	f, failed, err := s.write(buf, len(recs))
+	if failed && len(s.segs) > 0 && s.segs[0].end() <= s.acked {
+		// The write failed (ENOSPC: the filesystem is full) while wholly
+		// acknowledged segments, the active one included, still take
+		// space: delete them and try once more. Without that, a
+		// filesystem an outage filled stays full of acknowledged data and
+		// every later Append fails. The reader's open file of a deleted
+		// segment would keep its space, so the reader is closed first
+		// (readMu before mu).
+		s.mu.Unlock()
+		s.readMu.Lock()
+		s.mu.Lock()
+		if !s.closed {
+			if s.readFile != nil {
+				s.readFile.Close()
+				s.readFile = nil
+			}
+			s.reclaimAcked()
+		}
+		s.readMu.Unlock()
+		f, failed, err = s.write(buf, len(recs))
+	}
+	if failed {
+		s.writeFailed(len(recs), err)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		return err
@@ -234,11 +259,12 @@ func (s *Spool) Append(recs ...Record) error {
 }
 
 // write appends buf, which holds records frames, to the active segment,
-// making room or starting a segment first as needed. s.mu is held.
-func (s *Spool) write(buf []byte, records int) (segmentFile, error) {
+// making room or starting a segment first as needed. failed says err is a
+// write error, not counted yet. s.mu is held.
+func (s *Spool) write(buf []byte, records int) (_ segmentFile, failed bool, _ error) {
 	if s.closed {
 		s.refused(records, ReasonClosed)
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	n := int64(len(buf))
 	if s.diskBytes+n > s.cfg.MaxBytes {
@@ -247,7 +273,7 @@ func (s *Spool) write(buf []byte, records int) (segmentFile, error) {
 	if s.diskBytes+n > s.cfg.MaxBytes {
 		if s.cfg.Full == Refuse {
 			s.refused(records, ReasonFull)
-			return nil, fmt.Errorf("spool %s: %d of %d bytes in use: %w", s.cfg.Dir, s.diskBytes, s.cfg.MaxBytes, ErrFull)
+			return nil, false, fmt.Errorf("spool %s: %d of %d bytes in use: %w", s.cfg.Dir, s.diskBytes, s.cfg.MaxBytes, ErrFull)
 		}
 		for s.diskBytes+n > s.cfg.MaxBytes && len(s.segs) > 0 {
 			s.dropOldest()
@@ -260,8 +286,7 @@ func (s *Spool) write(buf []byte, records int) (segmentFile, error) {
 	}
 	if s.file == nil {
 		if err := s.startSegment(); err != nil {
-			s.writeFailed(records, err)
-			return nil, err
+			return nil, true, err
 		}
 	}
 	g := s.segs[len(s.segs)-1]
@@ -275,8 +300,7 @@ func (s *Spool) write(buf []byte, records int) (segmentFile, error) {
 			s.closeActive(false)
 			s.next = g.end() + n
 		}
-		s.writeFailed(records, err)
-		return nil, err
+		return nil, true, err
 	}
 	g.size += n
 	g.records += int64(records)
@@ -291,7 +315,7 @@ func (s *Spool) write(buf []byte, records int) (segmentFile, error) {
 	s.m.recordsAppended.Add(float64(records))
 	s.m.bytesAppended.Add(float64(n))
 	s.updateGauges()
-	return s.file, nil
+	return s.file, false, nil
 }
 
 func (s *Spool) writeFailed(records int, err error) {

@@ -653,6 +653,69 @@ func TestWriteErrorAndRecovery(t *testing.T) {
 	}
 }
 
+// smallFS is a filesystem of capacity bytes holding only dir's files: its
+// free space is what they leave, so deleting a segment gives space back.
+type smallFS struct {
+	dir      string
+	capacity int64
+}
+
+func (d *smallFS) create(path string) (segmentFile, error) {
+	f, err := createSegment(path)
+	if err != nil {
+		return nil, err
+	}
+	return &smallFSFile{File: f.(*os.File), d: d}, nil
+}
+
+func (d *smallFS) free() int64 {
+	used := int64(0)
+	entries, _ := os.ReadDir(d.dir)
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			used += info.Size()
+		}
+	}
+	return d.capacity - used
+}
+
+type smallFSFile struct {
+	*os.File
+	d *smallFS
+}
+
+func (f *smallFSFile) Write(p []byte) (int, error) {
+	if free := f.d.free(); int64(len(p)) > free {
+		n, _ := f.File.Write(p[:max(free, 0)])
+		return n, &fs.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	return f.File.Write(p)
+}
+
+// A filesystem that an outage filled, all of it acknowledged since, takes
+// new records: the acknowledged segments, the active one included, are
+// deleted when a write finds the disk full.
+func TestFullDiskOfAcknowledgedRecords(t *testing.T) {
+	cfg := testConfig(t)
+	s := open(t, cfg)
+	disk := &smallFS{dir: cfg.Dir, capacity: 20*frameBytes + 100}
+	s.create = disk.create
+	appendEach(t, s, testRecords(0, 20))
+	if err := s.Append(testRecord(20)); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("append on a full disk: %v", err)
+	}
+	got := readAllFrom(t, s, 100)
+	sameRecords(t, got, testRecords(0, 20))
+	if err := s.Ack(got[len(got)-1].End); err != nil {
+		t.Fatal(err)
+	}
+	appendEach(t, s, testRecords(21, 35))
+	sameRecords(t, readAllFrom(t, s, 100), testRecords(21, 35))
+	if st := s.Stats(); st.Refused != 1 || st.WriteFailing {
+		t.Errorf("refused %d, failing %v; want the one append made before the ack", st.Refused, st.WriteFailing)
+	}
+}
+
 func TestSegmentCreateFails(t *testing.T) {
 	cfg := testConfig(t)
 	s := open(t, cfg)
