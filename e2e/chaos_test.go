@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,35 +187,10 @@ type chaosEnv struct {
 
 func setupChaos(t *testing.T) *chaosEnv {
 	t.Helper()
-	e := newPluginEnv(t, lokitest.Start(t))
+	e := installPlugin(t, dockertest.Start(t), lokitest.Start(t), "lfchaos")
 	sc := startSidecar(t, e.d, e.loki.PushURL(), t.TempDir(),
 		append([]string{"--overflow", "spool", "--plugin-name", "lfchaos"}, chaosSidecarFlags...)...)
 	return &chaosEnv{pluginEnv: e, sc: sc}
-}
-
-// newPluginEnv installs the plugin as lfchaos on the private dockerd,
-// shipping to srv.
-func newPluginEnv(t *testing.T, srv *lokitest.Server) *pluginEnv {
-	t.Helper()
-	d := dockertest.Start(t)
-	e := &pluginEnv{d: d, loki: srv, image: d.EnsureTestImage(t), metrics: freeAddr(t)}
-	e.driver = strings.TrimSuffix(d.InstallPlugin(t, "lfchaos", "LOKI_URL="+srv.PushURL(), "METRICS_ADDR="+e.metrics), ":latest")
-	h, err := os.Hostname()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.host = h
-	waitFor(t, 30*time.Second, "the plugin's /ready", func() bool { return ready(e.metrics) })
-	return e
-}
-
-func ready(addr string) bool {
-	resp, err := httpc.Get("http://" + addr + "/ready")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // chaosContainer is one logging container of a run.

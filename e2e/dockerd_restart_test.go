@@ -1,9 +1,6 @@
 package e2e
 
 import (
-	"net/http"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -21,19 +18,8 @@ import (
 func TestDockerdRestart(t *testing.T) {
 	d := dockertest.StartPrivate(t, "--live-restore")
 	srv := lokitest.Start(t)
-	metrics := freeAddr(t)
-	e := &pluginEnv{d: d, loki: srv, image: d.EnsureTestImage(t), metrics: metrics}
-	e.driver = strings.TrimSuffix(d.InstallPlugin(t, "logferry", "LOKI_URL="+srv.PushURL(), "METRICS_ADDR="+metrics), ":latest")
-	host, _ := os.Hostname()
-	e.host = host
-	waitFor(t, 30*time.Second, "the plugin's /ready", func() bool {
-		resp, err := httpc.Get("http://" + metrics + "/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	e := installPlugin(t, d, srv, "logferry")
+	host := e.host
 	sc := startSidecar(t, d, srv.PushURL(), t.TempDir())
 
 	start := time.Now().Add(-time.Minute)
@@ -56,10 +42,8 @@ func TestDockerdRestart(t *testing.T) {
 	waitFor(t, time.Minute, "the plugin's stream of the running container to start again", func() bool {
 		return e.metric(t, "logferry_plugin_streams_started_total") > startedBefore
 	})
-	select {
-	case <-sc.done:
+	if !sc.alive() {
 		t.Fatalf("the sidecar exited when dockerd restarted:\n%s", sc.out.String())
-	default:
 	}
 
 	e.wait(t, idFile)

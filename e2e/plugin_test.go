@@ -47,25 +47,35 @@ type pluginEnv struct {
 func setupPlugin(t *testing.T) *pluginEnv {
 	t.Helper()
 	d := dockertest.Start(t)
-	srv := lokitest.Start(t)
+	return installPlugin(t, d, lokitest.Start(t), "logferry")
+}
+
+// installPlugin installs the plugin as name on d, shipping to srv by
+// default, with its metrics on a free port, and waits for its /ready.
+func installPlugin(t *testing.T, d *dockertest.Daemon, srv *lokitest.Server, name string) *pluginEnv {
+	t.Helper()
 	metrics := freeAddr(t)
 	e := &pluginEnv{d: d, loki: srv, image: d.EnsureTestImage(t), metrics: metrics}
-	e.driver = d.InstallPlugin(t, "logferry", "LOKI_URL="+srv.PushURL(), "METRICS_ADDR="+metrics)
+	e.driver = d.InstallPlugin(t, name, "LOKI_URL="+srv.PushURL(), "METRICS_ADDR="+metrics)
 	e.driver = strings.TrimSuffix(e.driver, ":latest")
 	h, err := os.Hostname()
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.host = h
-	waitFor(t, 30*time.Second, "the plugin's /ready", func() bool {
-		resp, err := httpc.Get("http://" + metrics + "/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitFor(t, 30*time.Second, "the plugin's /ready", func() bool { return ready(metrics) })
 	return e
+}
+
+// ready reports whether the /ready of the plugin or sidecar at addr answers
+// 200.
+func ready(addr string) bool {
+	resp, err := httpc.Get("http://" + addr + "/ready")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func freeAddr(t *testing.T) string {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,12 +97,7 @@ func (p *sidecarProc) start() {
 			p.t.Fatalf("the sidecar exited:\n%s", p.out.String())
 		default:
 		}
-		resp, err := httpc.Get("http://" + p.metrics + "/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return ready(p.metrics)
 	})
 }
 

@@ -33,8 +33,37 @@ type Metrics struct {
 	queueBytes      *prometheus.GaugeVec
 	queueEntries    *prometheus.GaugeVec
 
-	mu    sync.Mutex
-	users map[[2]string]int
+	users endpointUsers
+}
+
+// endpointUsers counts the dispatchers of each endpoint and tenant, so that
+// a metric set deletes an endpoint's gauges with its last dispatcher.
+type endpointUsers struct {
+	mu sync.Mutex
+	n  map[[2]string]int
+}
+
+func (u *endpointUsers) add(endpoint, tenant string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n == nil {
+		u.n = map[[2]string]int{}
+	}
+	u.n[[2]string{endpoint, tenant}]++
+}
+
+// done removes one user; after the last it calls last with the pair's
+// labels, under the lock, so that a dispatcher acquiring the pair meanwhile
+// does not lose the series last deletes.
+func (u *endpointUsers) done(endpoint, tenant string, last func(prometheus.Labels)) {
+	key := [2]string{endpoint, tenant}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.n[key]--; u.n[key] > 0 {
+		return
+	}
+	delete(u.n, key)
+	last(prometheus.Labels{"endpoint": endpoint, "tenant": tenant})
 }
 
 // NewMetrics creates the series and registers them with reg (nil: not
@@ -76,7 +105,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		queueEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "logferry_loki_queue_entries", Help: "Entries waiting in memory for Loki.",
 		}, labels),
-		users: make(map[[2]string]int),
 	}
 	if reg != nil {
 		reg.MustRegister(m.entriesReceived, m.bytesReceived, m.entriesSent, m.bytesSent, m.wireBytesSent,
@@ -96,9 +124,7 @@ type endpointMetrics struct {
 }
 
 func (m *Metrics) acquire(endpoint, tenant string) *endpointMetrics {
-	m.mu.Lock()
-	m.users[[2]string{endpoint, tenant}]++
-	m.mu.Unlock()
+	m.users.add(endpoint, tenant)
 	l := prometheus.Labels{"endpoint": endpoint, "tenant": tenant}
 	return &endpointMetrics{
 		entriesReceived: m.entriesReceived.With(l),
@@ -121,15 +147,8 @@ func (m *Metrics) acquire(endpoint, tenant string) *endpointMetrics {
 // all, what was dropped, and a counter that vanished would read as a reset.
 // Their number is bounded by the endpoints and tenants configured.
 func (m *Metrics) release(endpoint, tenant string) {
-	key := [2]string{endpoint, tenant}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.users[key]--
-	if m.users[key] > 0 {
-		return
-	}
-	delete(m.users, key)
-	l := prometheus.Labels{"endpoint": endpoint, "tenant": tenant}
-	m.queueBytes.DeletePartialMatch(l)
-	m.queueEntries.DeletePartialMatch(l)
+	m.users.done(endpoint, tenant, func(l prometheus.Labels) {
+		m.queueBytes.DeletePartialMatch(l)
+		m.queueEntries.DeletePartialMatch(l)
+	})
 }

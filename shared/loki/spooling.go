@@ -63,14 +63,11 @@ type SpoolMetrics struct {
 	replayed *prometheus.CounterVec
 	mode     *prometheus.GaugeVec
 
-	mu    sync.Mutex
-	users map[[2]string]int
+	users endpointUsers
 }
 
 func (m *SpoolMetrics) acquire(endpoint, tenant string) spoolEndpointMetrics {
-	m.mu.Lock()
-	m.users[[2]string{endpoint, tenant}]++
-	m.mu.Unlock()
+	m.users.add(endpoint, tenant)
 	l := prometheus.Labels{"endpoint": endpoint, "tenant": tenant}
 	return spoolEndpointMetrics{
 		spooled:  m.spooled.MustCurryWith(l),
@@ -83,15 +80,7 @@ func (m *SpoolMetrics) acquire(endpoint, tenant string) spoolEndpointMetrics {
 // gone; the counters stay, as Metrics keeps its counters (a scrape after the
 // last container of an endpoint stopped still sees what was spooled).
 func (m *SpoolMetrics) release(endpoint, tenant string) {
-	key := [2]string{endpoint, tenant}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.users[key]--; m.users[key] > 0 {
-		return
-	}
-	delete(m.users, key)
-	l := prometheus.Labels{"endpoint": endpoint, "tenant": tenant}
-	m.mode.DeletePartialMatch(l)
+	m.users.done(endpoint, tenant, func(l prometheus.Labels) { m.mode.DeletePartialMatch(l) })
 }
 
 // NewSpoolMetrics creates the series and registers them with reg (nil: not
@@ -109,7 +98,6 @@ func NewSpoolMetrics(reg prometheus.Registerer) *SpoolMetrics {
 		mode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "logferry_loki_spooling", Help: "1 while new entries go to the spool behind spooled ones, else 0.",
 		}, labels),
-		users: map[[2]string]int{},
 	}
 	if reg != nil {
 		reg.MustRegister(m.spooled, m.replayed, m.mode)
