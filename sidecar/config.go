@@ -35,8 +35,14 @@ type Config struct {
 	ContainersDir string        // containers-dir: where json-file logs are
 	PluginName    string        // plugin-name: containers on this log driver are the plugin's
 	PollInterval  time.Duration // poll-interval: file polling when fsnotify cannot watch
-	HostLabel     string        // host-label: "" = the Engine's host name, as the plugin's hostname
-	LogLevel      string        // log-level
+	// Fanotify (fanotify: auto, on, off) holds the log files dockerd
+	// closes at a rotation until they are read, so a log that rotates
+	// faster than the sidecar is scheduled loses nothing. It needs
+	// CAP_SYS_ADMIN; auto uses it when permitted, on fails the start
+	// without it.
+	Fanotify  string
+	HostLabel string // host-label: "" = the Engine's host name, as the plugin's hostname
+	LogLevel  string // log-level
 	// DrainTimeout (drain-timeout) bounds how long the lines of a stopped
 	// container, or of an endpoint no container uses any more, keep being
 	// retried against Loki before they are dropped and counted.
@@ -59,6 +65,7 @@ var ownKeys = map[string]string{
 	"containers-dir": "/var/lib/docker/containers",
 	"plugin-name":    "logferry",
 	"poll-interval":  "1s",
+	"fanotify":       "auto",
 	"host-label":     "",
 	"log-level":      "info",
 	"drain-timeout":  "5m",
@@ -173,6 +180,7 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 	c := Config{
 		DockerHost: values["docker-host"], StateDir: values["state-dir"], Listen: values["listen"],
 		ContainersDir: values["containers-dir"], PluginName: values["plugin-name"], PollInterval: poll,
+		Fanotify:  values["fanotify"],
 		HostLabel: values["host-label"], LogLevel: values["log-level"], DrainTimeout: drain,
 		Overflow: overflow, Options: opts,
 	}
@@ -192,6 +200,11 @@ func (c Config) Validate() error {
 	}
 	if c.PluginName == "" {
 		return fmt.Errorf("plugin-name: %w: must not be empty", ErrConfig)
+	}
+	switch c.Fanotify {
+	case "", "auto", "on", "off": // "": auto
+	default:
+		return fmt.Errorf("fanotify: %w: want auto, on or off", ErrConfig)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

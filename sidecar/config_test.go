@@ -50,6 +50,7 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 		{[]string{"--loki-url", testURL, "--poll-interval", "0s"}, nil, "poll-interval"},
 		{[]string{}, nil, "loki-url"},
 		{[]string{"--loki-url", testURL, "--log-level", "loud"}, nil, "log-level"},
+		{[]string{"--loki-url", testURL, "--fanotify", "yes"}, nil, "fanotify"},
 	}
 	for _, tt := range tests {
 		_, err := LoadConfig(tt.args, tt.env, io.Discard)

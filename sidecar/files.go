@@ -29,7 +29,8 @@ var _ FileSource = (*Files)(nil)
 // NewFileSource starts the host's watcher; Close stops it.
 func NewFileSource(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Files, error) {
 	m := tail.NewMetrics(reg)
-	wc := tail.WatcherConfig{PollInterval: cfg.PollInterval}
+	wc := tail.WatcherConfig{PollInterval: cfg.PollInterval, NoFanotify: cfg.Fanotify == "off",
+		RequireFanotify: cfg.Fanotify == "on"}
 	w, err := tail.NewWatcher(log, wc, m)
 	if err != nil {
 		return nil, err

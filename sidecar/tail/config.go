@@ -130,6 +130,12 @@ type WatcherConfig struct {
 	Resync time.Duration
 	// PollOnly disables fsnotify (file systems without inotify).
 	PollOnly bool
+	// NoFanotify stops tailers from holding rotated files through fanotify
+	// (see keeper), which is used when the process may (CAP_SYS_ADMIN).
+	NoFanotify bool
+	// RequireFanotify makes NewWatcher fail when fanotify is unavailable,
+	// instead of falling back to pinning alone.
+	RequireFanotify bool
 }
 
 func (c *WatcherConfig) setDefaults() {

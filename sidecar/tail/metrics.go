@@ -13,6 +13,13 @@ const (
 	reasonCorruptGzip = "corrupt_gzip" // the rest of a .gz that does not decompress
 )
 
+// Reasons for logferry_sidecar_tail_rotated_unread_total.
+const (
+	reasonKeepLimit     = "keep_limit"     // over the bound of files kept for a log
+	reasonSkipped       = "skipped"        // kept, but the tailer moved past it
+	reasonQueueOverflow = "queue_overflow" // the kernel dropped close events (count unknown)
+)
+
 // Metrics are the tailers' and the watcher's series: host-wide counters of
 // rare events, each also logged with its container. Lines and bytes per
 // container are the sidecar's (logferry_sidecar_lines_read_total), which
@@ -25,6 +32,9 @@ type Metrics struct {
 	invalidUTF8   prometheus.Counter
 	positionsLost prometheus.Counter
 	pinLimit      prometheus.Counter
+	rotatedUnread *prometheus.CounterVec
+	keptTaken     prometheus.Counter
+	fanotify      prometheus.Gauge
 	pollFallbacks *prometheus.CounterVec
 	watchedDirs   *prometheus.GaugeVec
 	tailers       prometheus.Gauge
@@ -54,6 +64,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		pinLimit: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_tail_pin_limit_total", Help: "Times a tailer was so far behind that it stopped holding rotated files open (max pinned bytes); later rotations may delete lines unread.",
 		}),
+		rotatedUnread: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_rotated_unread_total",
+			Help: "Rotated log files that fanotify held but that were let go unread, by reason (queue_overflow counts overflows, not files). Without fanotify such losses are not seen.",
+		}, []string{"reason"}),
+		keptTaken: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_sidecar_tail_kept_taken_total",
+			Help: "Rotated log files a tailer found among those fanotify held, after the file it had last, before any listing showed them or after a rotation deleted them.",
+		}),
+		fanotify: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "logferry_sidecar_tail_fanotify",
+			Help: "1 when rotated log files are held through fanotify until read (see the fanotify setting), 0 when only pinning holds them.",
+		}),
 		pollFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "logferry_sidecar_tail_poll_fallbacks_total", Help: "Times fsnotify could not watch and polling took over, by reason.",
 		}, []string{"reason"}),
@@ -66,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.rotations, m.truncations, m.skipped, m.cut, m.invalidUTF8,
-			m.positionsLost, m.pinLimit, m.pollFallbacks, m.watchedDirs, m.tailers)
+			m.positionsLost, m.pinLimit, m.rotatedUnread, m.keptTaken, m.fanotify, m.pollFallbacks, m.watchedDirs, m.tailers)
 	}
 	return m
 }

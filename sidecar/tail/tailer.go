@@ -113,8 +113,14 @@ type Tailer struct {
 	// to its end loses nothing (see pinNewer).
 	pins []*source
 	// anchor is what pinNewer knows of src (it never touches src itself).
-	anchor      *source
-	pinClosed   bool      // Run has ended: pin nothing more
+	anchor    *source
+	pinClosed bool // Run has ended: pin nothing more
+	// kept holds, through fanotify, the files that rotations take from the
+	// log, when it is available (nil otherwise): it does not need a thread
+	// of this process to run between a file's creation and its deletion,
+	// as pinning does. Set before anything is opened; pinNewer uses it
+	// under pinMu, Run's goroutine without.
+	kept        *keptLog
 	lastPin     time.Time // when pinNewer last held a file
 	nextGen     int64
 	buf         []byte
@@ -264,6 +270,12 @@ func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
 		sub := t.w.subscribe(filepath.Dir(t.cfg.Path), t.rotated)
 		defer sub.Close()
 		wake = sub.C()
+		// Also before anything is opened: every file closed from now on is
+		// held until this Tailer has moved past it.
+		kept := t.w.keep(t.cfg.Path, t.cfg.MaxPinnedBytes)
+		t.pinMu.Lock()
+		t.kept = kept
+		t.pinMu.Unlock()
 	} else {
 		ticker := time.NewTicker(t.cfg.PollInterval)
 		defer ticker.Stop()
@@ -353,8 +365,12 @@ func (t *Tailer) closeSource() {
 	for _, p := range t.pins {
 		p.close()
 	}
-	t.pins, t.anchor, t.pinClosed = nil, nil, true
+	kept := t.kept
+	t.pins, t.anchor, t.pinClosed, t.kept = nil, nil, true, nil
 	t.pinMu.Unlock()
+	if kept != nil {
+		t.w.unkeep(kept)
+	}
 	t.releaseBuffer()
 }
 
@@ -593,26 +609,30 @@ func (t *Tailer) restart() error {
 }
 
 // advance moves from the current file, which is complete, to the next newer
-// one: found by listing the files oldest first and locating the current one
-// by inode (it may have been renamed any number of times since), or by
-// content (it may have been compressed). If it is gone, it was the oldest or
-// the only file, and the oldest remaining is next.
+// one: the first file held open (pinned or kept), or else found by listing
+// the files oldest first and locating the current one by inode (it may have
+// been renamed any number of times since), or by content (it may have been
+// compressed). If it is gone, it was the oldest or the only file: the files
+// the keeper holds that were closed after it come next, then the oldest
+// remaining.
 func (t *Tailer) advance(ctx context.Context) (bool, error) {
 	old := t.src
 	if err := old.refreshFingerprint(); err != nil {
 		return false, err
 	}
 	t.setIdent(old.gen, old.ident)
-	t.pinMu.Lock()
-	var next *source
-	if len(t.pins) > 0 {
-		next = t.pins[0]
-		t.pins = slices.Delete(t.pins, 0, 1)
-		t.anchor = next.snapshot()
+	if moved, err := t.nextPin(old); moved || err != nil {
+		return moved, err
 	}
-	t.pinMu.Unlock()
-	if next != nil {
-		return true, t.moveTo(old, next, false)
+	if t.kept != nil {
+		t.pinMu.Lock()
+		if len(t.pins) == 0 {
+			t.pins = t.takeKept(old, false)
+		}
+		t.pinMu.Unlock()
+		if moved, err := t.nextPin(old); moved || err != nil {
+			return moved, err
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		retry := func() (bool, error) { return false, sleep(ctx, listRetry*time.Duration(attempt)) }
@@ -623,7 +643,7 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		next, found, _ := successor(files, old)
+		next, found, located := successor(files, old)
 		if !consistent {
 			// A rename chain caught half done: look again, and never guess
 			// from such a listing (it may lack the current file and so name
@@ -637,6 +657,16 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 				continue
 			}
 			return false, nil // the next wake-up looks again
+		}
+		if !located && t.kept != nil {
+			t.pinMu.Lock()
+			if len(t.pins) == 0 {
+				t.pins = t.takeKept(old, true)
+			}
+			t.pinMu.Unlock()
+			if moved, err := t.nextPin(old); moved || err != nil {
+				return moved, err
+			}
 		}
 		if !found {
 			return false, nil
@@ -671,6 +701,43 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 	}
 }
 
+// nextPin moves from old to the first file held open, if there is one.
+func (t *Tailer) nextPin(old *source) (bool, error) {
+	t.pinMu.Lock()
+	var next *source
+	if len(t.pins) > 0 {
+		next = t.pins[0]
+		t.pins = slices.Delete(t.pins, 0, 1)
+		t.anchor = next.snapshot()
+	}
+	t.pinMu.Unlock()
+	if next == nil {
+		return false, nil
+	}
+	return true, t.moveTo(old, next, false)
+}
+
+// takeKept returns the files the keeper holds that were closed after cur,
+// oldest first. Without an entry for cur, it returns none, or with orAll
+// every file held: the caller knows that cur was deleted, so it was closed
+// before the keeper began (see keptLog.after). The last may be the live
+// file (closed when the container stopped, written again since). pinMu is
+// held.
+func (t *Tailer) takeKept(cur *source, orAll bool) []*source {
+	kept := t.kept.after(cur, orAll)
+	if n := len(kept); n > 0 {
+		if fi, err := os.Stat(t.cfg.Path); err == nil && sameFile(fi, kept[n-1]) {
+			kept[n-1].live, kept[n-1].path = true, t.cfg.Path
+		}
+	}
+	t.m.keptTaken.Add(float64(len(kept)))
+	for _, s := range kept {
+		t.log.Debug("taking a rotated file that fanotify held", "file", s.path, "inode", s.ino, "size", s.size,
+			"after_inode", cur.ino)
+	}
+	return kept
+}
+
 // moveTo leaves the finished file old for next.
 func (t *Tailer) moveTo(old, next *source, expectNL bool) error {
 	if t.end > t.start && !t.skipping {
@@ -679,6 +746,9 @@ func (t *Tailer) moveTo(old, next *source, expectNL bool) error {
 	t.log.Debug("following rotation", "from", old.path, "to", next.path, "from_inode", old.ino, "to_inode", next.ino,
 		"from_offset", old.off)
 	t.m.rotations.Inc()
+	if t.kept != nil {
+		t.kept.passed(old, next)
+	}
 	old.close()
 	if next.broken {
 		t.brokenGzip(next, nil)
@@ -694,8 +764,8 @@ func (t *Tailer) moveTo(old, next *source, expectNL bool) error {
 // than max-file rotations still reads every line. Pinned files keep their
 // disk space until read; past MaxPinnedBytes no more are pinned (counted in
 // logferry_sidecar_tail_pin_limit_total), and a file deleted before it is
-// reached is lost, as without pinning. A rotation caught half done is
-// looked at again on the next call.
+// reached is lost, as without pinning, unless the keeper holds it. A
+// rotation caught half done is looked at again on the next call.
 func (t *Tailer) pinNewer() error {
 	t.pinMu.Lock()
 	defer t.pinMu.Unlock()
@@ -715,6 +785,21 @@ func (t *Tailer) pinNewer() error {
 	var pinned int64
 	for _, p := range t.pins {
 		pinned += p.size
+	}
+	if t.kept != nil {
+		// What the keeper holds after newest needs no listing: it is in
+		// rotation order, however many rotations happened since.
+		if newest.f != nil {
+			if err := newest.refreshFingerprint(); err != nil {
+				return err
+			}
+		}
+		if kept := t.takeKept(newest, false); len(kept) > 0 {
+			newest, pinned = t.pinKept(kept, pinned)
+			if newest.live {
+				return nil
+			}
+		}
 	}
 	var files []logFile
 	for attempt := 1; ; attempt++ {
@@ -740,9 +825,18 @@ func (t *Tailer) pinNewer() error {
 			}
 		}
 		// When newest is not listed any more (deleted: it was the oldest),
-		// every file listed is newer, and the oldest of them is next, as
-		// in advance.
-		next, found, _ := successor(files, newest)
+		// the files the keeper holds that were closed after it come next;
+		// after those, every file listed is newer, and the oldest of them
+		// is next, as in advance.
+		next, found, located := successor(files, newest)
+		if !located && t.kept != nil {
+			if kept := t.takeKept(newest, true); len(kept) > 0 {
+				if newest, pinned = t.pinKept(kept, pinned); newest.live {
+					return nil
+				}
+				continue
+			}
+		}
 		if !found {
 			return nil
 		}
@@ -774,6 +868,22 @@ func (t *Tailer) pinNewer() error {
 			return nil
 		}
 	}
+}
+
+// pinKept adds files the keeper held to pins (they hold no more disk space
+// than they did), and returns the newest and the bytes now pinned. pinMu is
+// held.
+func (t *Tailer) pinKept(kept []*source, pinned int64) (*source, int64) {
+	for _, p := range kept {
+		pinned += p.size
+	}
+	t.pins = append(t.pins, kept...)
+	t.lastPin = time.Now()
+	newest := kept[len(kept)-1]
+	if newest.live {
+		t.pinLimited = false
+	}
+	return newest, pinned
 }
 
 // successor returns the file after cur in files (oldest first). located

@@ -3,6 +3,7 @@ package tail
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -22,6 +23,10 @@ import (
 // without it) or cannot watch a directory (watch limit reached), the
 // directory is polled: its tailers are woken every PollInterval. Every
 // tailer is also woken every Resync, against events the kernel dropped.
+//
+// When the process may use fanotify (CAP_SYS_ADMIN, Linux), the Watcher
+// also owns the keeper: one fanotify group that holds every log file
+// dockerd closes at a rotation until its tailer has moved past it.
 // eventBuffer is the fsnotify event channel's capacity. Every json-file
 // line written is an inotify event; with an unbuffered channel each costs a
 // goroutine hand-off, and a rotation's create event waits behind them.
@@ -39,6 +44,12 @@ type Watcher struct {
 	running bool
 	fsw     *fsnotify.Watcher // nil when not running or unavailable
 	dirs    map[string]*watchedDir
+
+	// keepMu guards keeper, which holds rotated files for the tailers that
+	// asked (nil while none does), and noKeeper: fanotify is unavailable.
+	keepMu   sync.Mutex
+	keeper   *keeper
+	noKeeper bool
 }
 
 type watchedDir struct {
@@ -76,7 +87,31 @@ func NewWatcher(log *slog.Logger, cfg WatcherConfig, m *Metrics) (*Watcher, erro
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Watcher{log: log, cfg: cfg, m: m, dirs: map[string]*watchedDir{}}, nil
+	w := &Watcher{log: log, cfg: cfg, m: m, dirs: map[string]*watchedDir{}}
+	if cfg.NoFanotify {
+		if cfg.RequireFanotify {
+			return nil, errors.New("fanotify both required and disabled")
+		}
+		return w, nil
+	}
+	// Said once, at start: whether a log that rotates faster than this
+	// process is scheduled can lose files.
+	n, err := newCloseNotifier()
+	switch {
+	case err != nil && cfg.RequireFanotify:
+		return nil, fmt.Errorf("holding rotated log files through fanotify (needs Linux and CAP_SYS_ADMIN): %w", err)
+	case err != nil:
+		w.noKeeper = true
+		log.Warn("cannot hold rotated log files through fanotify (needs Linux and CAP_SYS_ADMIN); "+
+			"a log that rotates faster than this process is scheduled may lose files", "err", err)
+	default:
+		if err := n.close(); err != nil {
+			log.Debug("closing fanotify", "err", err)
+		}
+		m.fanotify.Set(1)
+		log.Info("holding rotated log files through fanotify")
+	}
+	return w, nil
 }
 
 // Subscribe registers interest in dir. The caller must Close the
@@ -99,6 +134,58 @@ func (w *Watcher) subscribe(dir string, changed func() bool) *Subscription {
 	}
 	d.subs[s] = struct{}{}
 	return s
+}
+
+// keep starts holding the files that rotations take from the log whose live
+// file is path (see keeper), up to maxBytes. It returns nil when fanotify is
+// disabled or unavailable (needs CAP_SYS_ADMIN; NewWatcher said so): then
+// pinning alone holds rotated files. The caller calls unkeep.
+func (w *Watcher) keep(path string, maxBytes int64) *keptLog {
+	if w.cfg.NoFanotify {
+		return nil
+	}
+	w.keepMu.Lock()
+	defer w.keepMu.Unlock()
+	if w.noKeeper {
+		return nil
+	}
+	if w.keeper == nil {
+		n, err := newCloseNotifier()
+		if err != nil {
+			// Available at start, not now (out of descriptors?): this
+			// Tailer pins alone; the next one tries again.
+			w.log.Warn("cannot hold rotated log files through fanotify", "log", path, "err", err)
+			return nil
+		}
+		w.keeper = newKeeper(n, w.m, w.log)
+	}
+	l := w.keeper.add(path, maxBytes)
+	if l == nil && w.keeper.empty() {
+		w.keeper.close()
+		w.keeper = nil
+	}
+	return l
+}
+
+// drainKeeper empties fanotify's queue now and then: the other files
+// dockerd writes in the directories (config.v2.json at each health check)
+// queue events too, which would overflow it on a host where no log rotates.
+func (w *Watcher) drainKeeper() {
+	w.keepMu.Lock()
+	defer w.keepMu.Unlock()
+	if w.keeper != nil {
+		w.keeper.drain()
+	}
+}
+
+// unkeep releases what keep returned; the fanotify group goes with the last.
+func (w *Watcher) unkeep(l *keptLog) {
+	w.keepMu.Lock()
+	defer w.keepMu.Unlock()
+	if l.release() && w.keeper == l.k {
+		w.keeper.close()
+		w.keeper = nil
+	}
 }
 
 // Close ends the subscription. It is idempotent.
@@ -277,6 +364,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.wake(false)
 		case <-resync.C:
 			w.retryWatches()
+			w.drainKeeper()
 			w.wake(true)
 		}
 	}

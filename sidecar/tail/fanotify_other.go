@@ -1,0 +1,19 @@
+//go:build !linux
+
+package tail
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+// newCloseNotifier: only Linux has fanotify. Rotated files are then held
+// only by pinning (Tailer.pinNewer).
+func newCloseNotifier() (closeNotifier, error) {
+	return nil, fmt.Errorf("fanotify: %w", errors.ErrUnsupported)
+}
+
+func reopenFile(f *os.File) (*os.File, error) {
+	return nil, fmt.Errorf("reopening %s: %w", f.Name(), errors.ErrUnsupported)
+}
