@@ -22,6 +22,7 @@ var (
 	containerLines = flag.Int("container-lines", 500_000, "TestContainerThroughput: lines each container writes")
 	containerSize  = flag.Int("container-size", 250, "TestContainerThroughput: bytes per line")
 	containerRuns  = flag.Int("container-runs", 3, "TestContainerThroughput: runs of each driver, interleaved")
+	containerSet   = flag.String("container-plugin-set", "", "TestContainerThroughput: space-separated KEY=VALUE settings of the plugin (docker plugin set; the settable env of config.json), e.g. \"GOMAXPROCS=1\"")
 	containerPerf  = flag.String("container-perf", "", "TestContainerThroughput: after the measured runs, one more run of each driver with `perf record -g` on dockerd and the plugin, into DIR/<driver>-{dockerd,plugin}.perf.data")
 )
 
@@ -82,7 +83,8 @@ func TestContainerThroughput(t *testing.T) {
 	}
 	defer sink.Close()
 	const pluginName = "logferry-bench"
-	plugin := d.InstallPlugin(t, pluginName, "LOKI_URL="+sink.URL(), "METRICS_ADDR=off", "LOG_LEVEL=warn")
+	plugin := d.InstallPlugin(t, pluginName, append([]string{"LOKI_URL=" + sink.URL(), "METRICS_ADDR=off", "LOG_LEVEL=warn"},
+		strings.Fields(*containerSet)...)...)
 	pluginID := strings.TrimSpace(d.Docker(t, "plugin", "inspect", "-f", "{{.Id}}", plugin))
 	daemonPID, err := readPID(filepath.Join(d.Dir(), "dockerd.pid"))
 	if err != nil {
@@ -99,7 +101,8 @@ func TestContainerThroughput(t *testing.T) {
 		{name: "logferry no-file", args: []string{"--log-driver", plugin, "--log-opt", "no-file=true"}, loki: true},
 	}
 	lines, size := *containerLines, *containerSize
-	t.Logf("%d lines of %d bytes per container, %d runs per driver, dockerd pid %d, plugin pid %d", lines, size, *containerRuns, daemonPID, pluginPID)
+	t.Logf("%d lines of %d bytes per container, %d runs per driver, dockerd pid %d, plugin pid %d, plugin settings %q",
+		lines, size, *containerRuns, daemonPID, pluginPID, *containerSet)
 	results := make([][]containerRun, len(cases))
 	for run := 1; run <= *containerRuns; run++ {
 		for i, c := range cases {

@@ -17,14 +17,25 @@ import (
 // costs no more. Best effort: a kernel limit leaves the default.
 const fifoPipeSize = 1 << 20
 
-// fifoPause is how long a reader that emptied the pipe waits before it reads
-// again. dockerd writes one frame per write(2); reading each as it lands
-// costs the Go runtime a wake-up per line. Pausing lets a busy pipe fill
-// (about 100 KiB at the 25 MiB/s dockerd writes here, well within
+// fifoPause is how long a reader that emptied a pipe of fifoPipeSize waits
+// before it reads again (a smaller pipe, when the kernel would not grow it,
+// gets a pause in proportion, at least 1 ms, so the daemon does not fill it
+// meanwhile). dockerd writes one frame per write(2); reading each as it
+// lands costs the Go runtime a wake-up per line. Pausing lets a busy pipe
+// fill (about 100 KiB at the 25 MiB/s dockerd writes here, well within
 // fifoPipeSize), for at most this much latency. Measured behind a real
 // dockerd (scripts/bench-plugin container): plugin CPU per 500,000 lines
-// 1.3-1.7 s with 1 ms, 0.9-1.2 s with 4 ms.
+// 1.3-1.7 s with 1 ms, 0.9-1.2 s with 4 ms; 16 ms (0.9-1.3 s) did not
+// change the container's throughput measurably (BENCHMARKS.md) and lets
+// the daemon block sooner (once a stream writes more than the pipe holds
+// within one pause: 64 MiB/s at 16 ms, 256 MiB/s at 4 ms), so 4 ms stays.
 const fifoPause = 4 * time.Millisecond
+
+// pauseFor is the pause for a pipe of size bytes (see fifoPause).
+func pauseFor(size int) time.Duration {
+	d := time.Duration(int64(fifoPause) * int64(size) / fifoPipeSize)
+	return min(fifoPause, max(time.Millisecond, d))
+}
 
 // fifoReader reads a FIFO without leaving it registered with Go's netpoller
 // while data flows. With the netpoller's edge-triggered registration every
@@ -40,7 +51,8 @@ const fifoPause = 4 * time.Millisecond
 type fifoReader struct {
 	name   string
 	closed chan struct{}
-	pause  bool // the last read emptied the pipe: wait before the next
+	pause  bool          // the last read emptied the pipe: wait before the next
+	wait   time.Duration // how long (pauseFor the pipe's size)
 
 	mu      sync.Mutex
 	fd      int      // -1 after Close
@@ -61,8 +73,13 @@ func openFIFOReader(path string) (*fifoReader, error) {
 		unix.Close(fd)
 		return nil, &os.PathError{Op: "open", Path: path, Err: errors.New("not a FIFO")}
 	}
-	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, fifoPipeSize)
-	return &fifoReader{name: path, fd: fd, closed: make(chan struct{})}, nil
+	size, err := unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, fifoPipeSize)
+	if err != nil {
+		if size, err = unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0); err != nil {
+			size = 64 << 10 // Linux's default since 2.6.11
+		}
+	}
+	return &fifoReader{name: path, fd: fd, closed: make(chan struct{}), wait: pauseFor(size)}, nil
 }
 
 // Read returns what the pipe holds, up to len(p); io.EOF once no writer has
@@ -73,7 +90,7 @@ func (r *fifoReader) Read(p []byte) (int, error) {
 	}
 	if r.pause {
 		r.pause = false
-		t := time.NewTimer(fifoPause)
+		t := time.NewTimer(r.wait)
 		select {
 		case <-t.C:
 		case <-r.closed:

@@ -172,3 +172,15 @@ func TestFIFOReaderGrowsPipe(t *testing.T) {
 		t.Fatalf("pipe size %d, want %d", size, fifoPipeSize)
 	}
 }
+
+// The pause never lets the daemon fill a pipe the kernel would not grow.
+func TestFIFOPauseFollowsPipeSize(t *testing.T) {
+	for size, want := range map[int]time.Duration{
+		fifoPipeSize: fifoPause, 2 * fifoPipeSize: fifoPause, fifoPipeSize / 4: fifoPause / 4,
+		64 << 10: time.Millisecond, 4 << 10: time.Millisecond,
+	} {
+		if got := pauseFor(size); got != want {
+			t.Errorf("pauseFor(%d) = %v, want %v", size, got, want)
+		}
+	}
+}
