@@ -73,8 +73,8 @@ func (n *fanotify) read(closed func(f *os.File, path string)) (overflow bool, er
 			size := int(ev.Event_len)
 			if size < metaLen || size > len(b) || ev.Vers != unix.FANOTIFY_METADATA_VERSION {
 				// Not a layout this code knows: what follows cannot be
-				// parsed either. The descriptors of the rest leak until
-				// the group closes; this is not expected to happen.
+				// parsed either, and the descriptors the kernel opened for
+				// the rest stay open for good. Not expected to happen.
 				return overflow, fmt.Errorf("fanotify event version %d, length %d", ev.Vers, size)
 			}
 			b = b[size:]

@@ -1,6 +1,7 @@
 package tail
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"os"
@@ -43,7 +44,12 @@ type keeper struct {
 	mu   sync.Mutex
 	n    closeNotifier
 	dirs map[string]*keptDir
-	logs int
+	// byBase finds a closed file's log by its name alone
+	// (<container id>-json.log[.N], unique on the host): the kernel's path
+	// for it has symlinks resolved and, in a container, may name dockerd's
+	// mount rather than ours, so it need not start with the Tailer's path.
+	byBase map[string]*keptLog
+	logs   int
 }
 
 type keptDir struct {
@@ -73,7 +79,7 @@ type keptFile struct {
 }
 
 func newKeeper(n closeNotifier, m *Metrics, log *slog.Logger) *keeper {
-	return &keeper{log: log, m: m, n: n, dirs: map[string]*keptDir{}}
+	return &keeper{log: log, m: m, n: n, dirs: map[string]*keptDir{}, byBase: map[string]*keptLog{}}
 }
 
 // add starts keeping the files of the log whose live file is path. It
@@ -92,11 +98,17 @@ func (k *keeper) add(path string, maxBytes int64) *keptLog {
 		d = &keptDir{logs: map[string]*keptLog{}}
 		k.dirs[dir] = d
 	}
-	if d.logs[base] != nil {
-		return nil // another Tailer of the same log keeps its files
+	if k.byBase[base] != nil {
+		// Another Tailer of the same log (or of a log of the same name
+		// elsewhere) keeps its files.
+		if len(d.logs) == 0 {
+			k.unmarkLocked(dir)
+		}
+		return nil
 	}
 	l := &keptLog{k: k, dir: dir, base: base, maxBytes: maxBytes}
 	d.logs[base] = l
+	k.byBase[base] = l
 	k.logs++
 	return l
 }
@@ -122,13 +134,18 @@ func (l *keptLog) release() (empty bool) {
 	k.logs--
 	d := k.dirs[l.dir]
 	delete(d.logs, l.base)
+	delete(k.byBase, l.base)
 	if len(d.logs) == 0 {
-		if err := k.n.unmark(l.dir); err != nil {
-			k.log.Debug("unmarking a container directory", "dir", l.dir, "err", err)
-		}
-		delete(k.dirs, l.dir)
+		k.unmarkLocked(l.dir)
 	}
 	return k.logs == 0
+}
+
+func (k *keeper) unmarkLocked(dir string) {
+	if err := k.n.unmark(dir); err != nil {
+		k.log.Debug("unmarking a container directory", "dir", dir, "err", err)
+	}
+	delete(k.dirs, dir)
 }
 
 // close releases the notifier, and with it the events still queued.
@@ -140,7 +157,7 @@ func (k *keeper) close() {
 			l.dropLocked(len(l.files))
 		}
 	}
-	k.dirs = map[string]*keptDir{}
+	k.dirs, k.byBase = map[string]*keptDir{}, map[string]*keptLog{}
 	if err := k.n.close(); err != nil {
 		k.log.Debug("closing fanotify", "err", err)
 	}
@@ -167,18 +184,19 @@ func (k *keeper) drainLocked() {
 
 func (k *keeper) closedLocked(f *os.File, path string) {
 	path = strings.TrimSuffix(path, " (deleted)")
-	dir, name := filepath.Split(path)
-	var l *keptLog
-	if d := k.dirs[filepath.Clean(dir)]; d != nil {
-		for _, c := range d.logs {
-			if c.isLogFile(name) {
-				l = c
-				break
-			}
+	name := filepath.Base(path)
+	base := name
+	if i := strings.LastIndexByte(name, '.'); i > 0 {
+		if _, err := strconv.Atoi(name[i+1:]); err == nil {
+			base = name[:i] // <base>.N
 		}
 	}
+	l := k.byBase[base]
+	if l != nil && !l.isLogFile(name) {
+		l = nil
+	}
 	if l == nil {
-		f.Close() // config.v2.json, a .gz, another container's file...
+		f.Close() // config.v2.json, a .gz, a file of a log no Tailer follows...
 		return
 	}
 	fi, err := f.Stat()
@@ -273,6 +291,37 @@ func (l *keptLog) indexLocked(cur *source) int {
 		}
 	}
 	return -1
+}
+
+// holds reports whether l has an entry for f, a file listed in the log's
+// directory: the same inode, or for a compressed copy the same content.
+func (l *keptLog) holds(f logFile) bool {
+	k := l.k
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if l.released {
+		return false
+	}
+	k.drainLocked()
+	var p []byte
+	for _, kf := range l.files {
+		if !f.gz {
+			if f.sameFile(kf.dev, kf.ino) {
+				return true
+			}
+			continue
+		}
+		if p == nil {
+			var err error
+			if p, err = f.prefix(); err != nil {
+				return false
+			}
+		}
+		if kp, err := kf.prefix(); err == nil && bytes.Equal(kp, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func (kf keptFile) prefix() ([]byte, error) {

@@ -254,3 +254,95 @@ func TestWatcherFanotifySetting(t *testing.T) {
 		t.Error("fanotify both required and disabled was accepted")
 	}
 }
+
+// Files closed before the keeper began (a Tailer that started from a saved
+// position in an older file) are older than every file it holds: when the
+// current file was deleted, such a file still listed comes next, not the
+// keeper's (Tailer.keptFirst). The state is what open() leaves when a
+// rotation makes its first open of a newer file fail: no pins, the current
+// file deleted. Found in review; it failed before keptFirst.
+func TestKeeperAfterFilesFromBeforeIt(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprint("compress=", compress), func(t *testing.T) { testKeeperAfterFilesFromBeforeIt(t, compress) })
+	}
+}
+
+func testKeeperAfterFilesFromBeforeIt(t *testing.T, compress bool) {
+	needFanotify(t)
+	dw := newDockerWriter(t, t.TempDir())
+	dw.maxSize, dw.maxFiles, dw.compress = 4096, 5, compress
+	for dw.rotations < 4 { // .4 .3 .2 .1 live, all closed before the keeper
+		dw.line("stdout", numbered(dw.seq, 20))
+	}
+	files, ok, err := listFiles(dw.path)
+	if err != nil || !ok || len(files) != 5 {
+		t.Fatalf("listing: %v %v %d", err, ok, len(files))
+	}
+	src, _, _, err := openSource(files[0], 0) // the oldest, .4
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.close()
+	skippable := files[1] // .3: must be read right after .4
+	m := NewMetrics(nil)
+	w := manualWatcher(t, m)
+	tl, err := New(Config{Path: dw.path}, w, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl.kept = w.keep(dw.path, 1<<30)
+	if tl.kept == nil {
+		t.Fatal("no keeper")
+	}
+	defer w.unkeep(tl.kept)
+	// What open() leaves when its first openSource of a newer file failed.
+	tl.src, tl.anchor, tl.pins = src, src.snapshot(), nil
+	for dw.rotations < 5 { // .4 (src) deleted; the old live file closed: kept
+		dw.line("stdout", numbered(dw.seq, 20))
+	}
+	if err := tl.pinNewer(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, p := range tl.pins {
+			p.close()
+		}
+	}()
+	if len(tl.pins) == 0 {
+		t.Fatal("nothing pinned")
+	}
+	if p := tl.pins[0]; p.ino != skippable.ino {
+		t.Errorf("first file after the deleted .4: inode %d (%s), want %d (the old .3, still on disk); %d pins",
+			p.ino, p.path, skippable.ino, len(tl.pins))
+	}
+}
+
+// The kernel's path for a closed file has symlinks resolved (and, in a
+// container, may name dockerd's mount, not ours): the keeper finds the log
+// by the file's name, so a containers directory reached through a symlink
+// is kept too. Found in review; it kept nothing before.
+func TestKeeperThroughSymlinkedDir(t *testing.T) {
+	needFanotify(t)
+	base := t.TempDir()
+	dw := newDockerWriter(t, filepath.Join(base, "real"))
+	dw.maxSize, dw.maxFiles = 4096, 3
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(filepath.Join(base, "real"), link); err != nil {
+		t.Fatal(err)
+	}
+	rel, _ := filepath.Rel(filepath.Join(base, "real"), dw.path)
+	viaLink := filepath.Join(link, rel)
+	m := NewMetrics(nil)
+	w := manualWatcher(t, m)
+	l := w.keep(viaLink, 1<<30)
+	if l == nil {
+		t.Fatal("no keeper")
+	}
+	defer w.unkeep(l)
+	for dw.rotations < 3 {
+		dw.line("stdout", numbered(dw.seq, 20))
+	}
+	if got := l.count(); got != 3 {
+		t.Errorf("%d files kept after 3 rotations through a symlinked dir, want 3 (gauge fanotify=%v)", got, counter(m.fanotify))
+	}
+}

@@ -658,7 +658,7 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 			}
 			return false, nil // the next wake-up looks again
 		}
-		if !located && t.kept != nil {
+		if !located && t.kept != nil && t.keptFirst(files) {
 			t.pinMu.Lock()
 			if len(t.pins) == 0 {
 				t.pins = t.takeKept(old, true)
@@ -715,6 +715,16 @@ func (t *Tailer) nextPin(old *source) (bool, error) {
 		return false, nil
 	}
 	return true, t.moveTo(old, next, false)
+}
+
+// keptFirst says, for a current file that is no longer listed (deleted),
+// whether the files the keeper holds come before the listed ones: unless
+// the oldest listed file is a rotated one the keeper does not hold. That
+// one was closed before the keeper began (the Tailer started from a saved
+// position in an older file) or let go past its bound, so it is older than
+// everything the keeper holds, and comes next.
+func (t *Tailer) keptFirst(files []logFile) bool {
+	return len(files) == 0 || files[0].index == 0 || t.kept.holds(files[0])
 }
 
 // takeKept returns the files the keeper holds that were closed after cur,
@@ -829,7 +839,7 @@ func (t *Tailer) pinNewer() error {
 		// after those, every file listed is newer, and the oldest of them
 		// is next, as in advance.
 		next, found, located := successor(files, newest)
-		if !located && t.kept != nil {
+		if !located && t.kept != nil && t.keptFirst(files) {
 			if kept := t.takeKept(newest, true); len(kept) > 0 {
 				if newest, pinned = t.pinKept(kept, pinned); newest.live {
 					return nil
