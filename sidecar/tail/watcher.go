@@ -13,6 +13,14 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
+// eventBuffer is the fsnotify event channel's capacity. Every json-file
+// line written is an inotify event; with an unbuffered channel each costs a
+// goroutine hand-off, and a rotation's create event waits behind them.
+const eventBuffer = 4096
+
+// hotInterval is how often the hooks of logs that are rotating are called.
+const hotInterval = 5 * time.Millisecond
+
 // Watcher wakes tailers when something changes in their container's
 // directory. There is one per process: one inotify instance and one watch
 // per directory, however many tailers, instead of one per container.
@@ -27,14 +35,6 @@ import (
 // When the process may use fanotify (CAP_SYS_ADMIN, Linux), the Watcher
 // also owns the keeper: one fanotify group that holds every log file
 // dockerd closes at a rotation until its tailer has moved past it.
-// eventBuffer is the fsnotify event channel's capacity. Every json-file
-// line written is an inotify event; with an unbuffered channel each costs a
-// goroutine hand-off, and a rotation's create event waits behind them.
-const eventBuffer = 4096
-
-// hotInterval is how often the hooks of logs that are rotating are called.
-const hotInterval = 5 * time.Millisecond
-
 type Watcher struct {
 	log *slog.Logger
 	cfg WatcherConfig
