@@ -29,8 +29,7 @@ var _ FileSource = (*Files)(nil)
 // NewFileSource starts the host's watcher; Close stops it.
 func NewFileSource(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Files, error) {
 	m := tail.NewMetrics(reg)
-	wc := tail.WatcherConfig{PollInterval: cfg.PollInterval, NoFanotify: cfg.Fanotify == "off",
-		RequireFanotify: cfg.Fanotify == "on"}
+	wc := tail.WatcherConfig{PollInterval: cfg.PollInterval, Fanotify: tail.FanotifyMode(cfg.Fanotify)}
 	w, err := tail.NewWatcher(log, wc, m)
 	if err != nil {
 		return nil, err

@@ -121,6 +121,16 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// FanotifyMode is WatcherConfig.Fanotify: the sidecar's --fanotify.
+type FanotifyMode string
+
+// The fanotify modes.
+const (
+	FanotifyAuto FanotifyMode = "auto"
+	FanotifyOn   FanotifyMode = "on"
+	FanotifyOff  FanotifyMode = "off"
+)
+
 // WatcherConfig configures the Watcher.
 type WatcherConfig struct {
 	// PollInterval is how often tailers of a directory that fsnotify does
@@ -130,12 +140,10 @@ type WatcherConfig struct {
 	Resync time.Duration
 	// PollOnly disables fsnotify (file systems without inotify).
 	PollOnly bool
-	// NoFanotify stops tailers from holding rotated files through fanotify
-	// (see keeper), which is used when the process may (CAP_SYS_ADMIN).
-	NoFanotify bool
-	// RequireFanotify makes NewWatcher fail when fanotify is unavailable,
-	// instead of falling back to pinning alone.
-	RequireFanotify bool
+	// Fanotify says whether tailers hold rotated files through fanotify
+	// (see keeper), which needs CAP_SYS_ADMIN: FanotifyAuto (the zero
+	// value) when permitted, FanotifyOn or NewWatcher fails, FanotifyOff.
+	Fanotify FanotifyMode
 }
 
 func (c *WatcherConfig) setDefaults() {

@@ -38,17 +38,11 @@ func listFiles(path string) (files []logFile, consistent bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	prefix := base + "."
 	byIndex := map[int]logFile{}
 	for _, e := range entries {
 		name := e.Name()
-		rest, ok := strings.CutPrefix(name, prefix)
-		if !ok {
-			continue
-		}
-		num, gz := strings.CutSuffix(rest, ".gz")
-		n, err := strconv.Atoi(num)
-		if err != nil || n < 1 || strconv.Itoa(n) != num {
+		n, gz, ok := rotatedIndex(base, name)
+		if !ok || n == 0 {
 			continue
 		}
 		fi, err := e.Info()
@@ -110,6 +104,26 @@ func listFiles(path string) (files []logFile, consistent bool, err error) {
 		seen[k] = true
 	}
 	return files, consistent, nil
+}
+
+// rotatedIndex reads name as a file of the log whose live file is named
+// base: index 0 for base itself, n for <base>.n and <base>.n.gz (n >= 1,
+// written without leading zeros, as dockerd does). ok is false for any
+// other name.
+func rotatedIndex(base, name string) (index int, gz, ok bool) {
+	if name == base {
+		return 0, false, true
+	}
+	rest, ok := strings.CutPrefix(name, base+".")
+	if !ok {
+		return 0, false, false
+	}
+	num, gz := strings.CutSuffix(rest, ".gz")
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 1 || strconv.Itoa(n) != num {
+		return 0, false, false
+	}
+	return n, gz, true
 }
 
 // prefix returns the first positions.FingerprintSize bytes of f's

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -184,14 +183,12 @@ func (k *keeper) drainLocked() {
 
 func (k *keeper) closedLocked(f *os.File, path string) {
 	path = strings.TrimSuffix(path, " (deleted)")
+	// <base>, or <base>.N: its log is found by one of the two names.
 	name := filepath.Base(path)
-	base := name
-	if i := strings.LastIndexByte(name, '.'); i > 0 {
-		if _, err := strconv.Atoi(name[i+1:]); err == nil {
-			base = name[:i] // <base>.N
-		}
+	l := k.byBase[name]
+	if i := strings.LastIndexByte(name, '.'); l == nil && i > 0 {
+		l = k.byBase[name[:i]]
 	}
-	l := k.byBase[base]
 	if l != nil && !l.isLogFile(name) {
 		l = nil
 	}
@@ -242,15 +239,8 @@ func (k *keeper) closedLocked(f *os.File, path string) {
 // isLogFile reports whether name is the log's live file or a rotated one
 // (<base>.N; not <base>.N.gz, a copy whose original is reported too).
 func (l *keptLog) isLogFile(name string) bool {
-	if name == l.base {
-		return true
-	}
-	num, ok := strings.CutPrefix(name, l.base+".")
-	if !ok {
-		return false
-	}
-	n, err := strconv.Atoi(num)
-	return err == nil && n >= 1 && strconv.Itoa(n) == num
+	_, gz, ok := rotatedIndex(l.base, name)
+	return ok && !gz
 }
 
 // dropLocked closes the n oldest files.

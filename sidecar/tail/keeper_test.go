@@ -42,7 +42,7 @@ func TestKeeperHoldsFilesRotatedWhileNotScheduled(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := NewMetrics(nil)
-			w, err := NewWatcher(nil, WatcherConfig{PollInterval: time.Hour, Resync: time.Hour, NoFanotify: tc.noFanotify}, m)
+			w, err := NewWatcher(nil, WatcherConfig{PollInterval: time.Hour, Resync: time.Hour, Fanotify: map[bool]FanotifyMode{true: FanotifyOff}[tc.noFanotify]}, m)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -224,14 +224,14 @@ func (l *keptLog) count() int {
 }
 
 // fanotify=on refuses to start where it cannot be used; auto says which
-// is in force in the gauge; off and on together are a contradiction.
+// is in force in the gauge; an unknown mode is refused.
 func TestWatcherFanotifySetting(t *testing.T) {
 	n, probeErr := newCloseNotifier()
 	if probeErr == nil {
 		n.close()
 	}
 	m := NewMetrics(nil)
-	_, err := NewWatcher(nil, WatcherConfig{RequireFanotify: true}, m)
+	_, err := NewWatcher(nil, WatcherConfig{Fanotify: FanotifyOn}, m)
 	if (err == nil) != (probeErr == nil) {
 		t.Fatalf("required: %v, with fanotify available: %v", err, probeErr == nil)
 	}
@@ -243,15 +243,15 @@ func TestWatcherFanotifySetting(t *testing.T) {
 		t.Errorf("fanotify gauge %v, want %v", got, want)
 	}
 	m = NewMetrics(nil)
-	w, err := NewWatcher(nil, WatcherConfig{NoFanotify: true}, m)
+	w, err := NewWatcher(nil, WatcherConfig{Fanotify: FanotifyOff}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if counter(m.fanotify) != 0 || w.keep("/nonexistent/x-json.log", 1<<20) != nil {
-		t.Error("fanotify in force with NoFanotify")
+		t.Error("fanotify in force with FanotifyOff")
 	}
-	if _, err := NewWatcher(nil, WatcherConfig{NoFanotify: true, RequireFanotify: true}, m); err == nil {
-		t.Error("fanotify both required and disabled was accepted")
+	if _, err := NewWatcher(nil, WatcherConfig{Fanotify: "yes"}, m); err == nil {
+		t.Error("fanotify mode \"yes\" was accepted")
 	}
 }
 

@@ -625,12 +625,7 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 		return moved, err
 	}
 	if t.kept != nil {
-		t.pinMu.Lock()
-		if len(t.pins) == 0 {
-			t.pins = t.takeKept(old, false)
-		}
-		t.pinMu.Unlock()
-		if moved, err := t.nextPin(old); moved || err != nil {
+		if moved, err := t.nextKept(old, false); moved || err != nil {
 			return moved, err
 		}
 	}
@@ -659,12 +654,7 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 			return false, nil // the next wake-up looks again
 		}
 		if !located && t.kept != nil && t.keptFirst(files) {
-			t.pinMu.Lock()
-			if len(t.pins) == 0 {
-				t.pins = t.takeKept(old, true)
-			}
-			t.pinMu.Unlock()
-			if moved, err := t.nextPin(old); moved || err != nil {
+			if moved, err := t.nextKept(old, true); moved || err != nil {
 				return moved, err
 			}
 		}
@@ -715,6 +705,17 @@ func (t *Tailer) nextPin(old *source) (bool, error) {
 		return false, nil
 	}
 	return true, t.moveTo(old, next, false)
+}
+
+// nextKept moves from old to the first file the keeper holds after it
+// (see takeKept), unless the Watcher's hook pinned files meanwhile.
+func (t *Tailer) nextKept(old *source, orAll bool) (bool, error) {
+	t.pinMu.Lock()
+	if len(t.pins) == 0 {
+		t.pins = t.takeKept(old, orAll)
+	}
+	t.pinMu.Unlock()
+	return t.nextPin(old)
 }
 
 // keptFirst says, for a current file that is no longer listed (deleted),

@@ -88,17 +88,18 @@ func NewWatcher(log *slog.Logger, cfg WatcherConfig, m *Metrics) (*Watcher, erro
 		m = NewMetrics(nil)
 	}
 	w := &Watcher{log: log, cfg: cfg, m: m, dirs: map[string]*watchedDir{}}
-	if cfg.NoFanotify {
-		if cfg.RequireFanotify {
-			return nil, errors.New("fanotify both required and disabled")
-		}
+	switch cfg.Fanotify {
+	case "", FanotifyAuto, FanotifyOn:
+	case FanotifyOff:
 		return w, nil
+	default:
+		return nil, fmt.Errorf("fanotify mode %q: want auto, on or off", cfg.Fanotify)
 	}
 	// Said once, at start: whether a log that rotates faster than this
 	// process is scheduled can lose files.
 	n, err := newCloseNotifier()
 	switch {
-	case err != nil && cfg.RequireFanotify:
+	case err != nil && cfg.Fanotify == FanotifyOn:
 		return nil, fmt.Errorf("holding rotated log files through fanotify (needs Linux and CAP_SYS_ADMIN): %w", err)
 	case err != nil:
 		w.noKeeper = true
@@ -141,7 +142,7 @@ func (w *Watcher) subscribe(dir string, changed func() bool) *Subscription {
 // disabled or unavailable (needs CAP_SYS_ADMIN; NewWatcher said so): then
 // pinning alone holds rotated files. The caller calls unkeep.
 func (w *Watcher) keep(path string, maxBytes int64) *keptLog {
-	if w.cfg.NoFanotify {
+	if w.cfg.Fanotify == FanotifyOff {
 		return nil
 	}
 	w.keepMu.Lock()
