@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -377,37 +376,6 @@ func TestChaosOutage(t *testing.T) {
 			}
 		})
 	}
-}
-
-// metricWhere sums the samples of one metric family at addr whose labels
-// contain match (e.g. `status="429"`; "" matches every sample).
-func metricWhere(t *testing.T, addr, name, match string) float64 {
-	t.Helper()
-	resp, err := httpc.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("reading the metrics at %s: %v", addr, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, line := range strings.Split(string(body), "\n") {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
-			continue
-		}
-		labels, _, _ := strings.Cut(rest, "}")
-		if match != "" && !strings.Contains(labels, match) {
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum
 }
 
 // sidecarContainer runs one json-file container of gen for the sidecar.

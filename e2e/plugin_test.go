@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -106,32 +105,36 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 // metric sums the samples of one metric family on the plugin's /metrics.
 func (e *pluginEnv) metric(t *testing.T, name string) float64 {
 	t.Helper()
-	resp, err := httpc.Get("http://" + e.metrics + "/metrics")
+	return metricWhere(t, e.metrics, name, "")
+}
+
+// metricWhere sums the samples of one metric family at addr whose labels
+// contain match (e.g. `status="429"`; "" matches every sample).
+func metricWhere(t *testing.T, addr, name, match string) float64 {
+	t.Helper()
+	resp, err := httpc.Get("http://" + addr + "/metrics")
 	if err != nil {
-		t.Fatalf("reading the plugin's metrics: %v", err)
+		t.Fatalf("reading the metrics at %s: %v", addr, err)
 	}
 	defer resp.Body.Close()
-	sum, found := 0.0, false
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
-		rest := line[len(name):]
-		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
-			continue
-		}
-		fields := strings.Fields(line)
-		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-		if err == nil {
-			sum += v
-			found = true
-		}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !found {
-		return 0
+	sum := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		labels, _, _ := strings.Cut(rest, "}")
+		if match != "" && !strings.Contains(labels, match) {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
 	}
 	return sum
 }
