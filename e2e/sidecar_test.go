@@ -77,6 +77,16 @@ func (p *sidecarProc) start() {
 	p.out = &bytes.Buffer{}
 	p.cmd = exec.Command(p.bin, p.args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if f := os.Getenv("LF_E2E_SIDECAR_LOG"); f != "" {
+		// Debugging: the sidecar's output also goes to this file.
+		lf, err := os.OpenFile(f, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		p.t.Cleanup(func() { lf.Close() })
+		w := io.MultiWriter(p.out, lf)
+		p.cmd.Stdout, p.cmd.Stderr = w, w
+	}
 	// Setsid: a session of its own, as a deployed sidecar (its own service
 	// or container) and the test's dockerd (scripts/dockerd) have. With
 	// the kernel's autogroup scheduling, every session is one scheduling
@@ -334,6 +344,27 @@ func TestSidecar(t *testing.T) {
 		(&pluginEnv{d: d}).wait(t, id)
 		waitLoki(t, srv, name, gen.Lines)
 		checkStreams(t, srv, name, host, gen, start)
+	})
+
+	t.Run("local driver: short containers from their first line", func(t *testing.T) {
+		// The daemon stamps a container's first lines before it sets
+		// State.StartedAt (one container in three on an idle machine):
+		// a logs stream from StartedAt loses them.
+		start := time.Now().Add(-time.Minute)
+		var gens []loggen.Config
+		var ids []string
+		for i := range 8 {
+			gen := loggen.Config{ID: runID(fmt.Sprintf("first%d", i)), Lines: 200, Size: 100, StderrShare: 0.3}
+			gens = append(gens, gen)
+			ids = append(ids, d.Run(t, append([]string{"--name", "sc-" + gen.ID, "--log-driver", "local", image}, genArgs(gen)...)...))
+		}
+		for i, gen := range gens {
+			(&pluginEnv{d: d}).wait(t, ids[i])
+			if !waitLokiProgress(t, srv, "sc-"+gen.ID, gen.Lines, 30*time.Second) {
+				t.Errorf("container %d of %d: not every line arrived", i+1, len(gens))
+			}
+			checkStreams(t, srv, "sc-"+gen.ID, host, gen, start)
+		}
 	})
 
 	t.Run("the same labels from the sidecar and from the plugin", func(t *testing.T) {

@@ -126,11 +126,13 @@ func (c *Client) followOnce(ctx context.Context, id string, tty bool, r *resumer
 	if !complete {
 		log.Warn("resuming a logs stream past what is remembered of it; lines may repeat", "since", opts.Since)
 	}
+	log.Debug("logs request", "since", opts.Since, "repeats", len(repeat))
 	rc, err := c.api.ContainerLogs(ctx, id, opts)
 	if err != nil {
 		return 0, err
 	}
 	defer rc.Close()
+	defer func() { log.Debug("logs stream ended", "delivered", delivered, "err", err) }()
 
 	dec := dockerlog.NewLogStreamDecoder(rc, tty, 0)
 	defer func() {
