@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -367,6 +371,35 @@ func TestSidecar(t *testing.T) {
 		}
 	})
 
+	t.Run("docker restart while Loki is slow: every run shipped, by file and by the logs API", func(t *testing.T) {
+		// The die event finishes the container's shipper, which then waits
+		// for Loki to acknowledge the run's last lines; the start event of
+		// the next run arrives meanwhile and must not be lost. Loki,
+		// behind a gate that holds its answers, makes that wait outlast
+		// a restart.
+		for _, driver := range []string{"json-file", "local"} {
+			g := newGate(t, srv.URL())
+			gen := loggen.Config{ID: runID("restart"), Lines: 500, Size: 100, StderrShare: 0.3}
+			name := "sc-" + gen.ID
+			id := d.Run(t, append([]string{"--name", name, "--log-driver", driver, "--label", "logferry.loki-url=" + g.pushURL(),
+				image}, genArgs(gen, "-sleep-after", "10m")...)...)
+			waitLoki(t, srv, name, gen.Lines)
+			g.hold()
+			for run := uint64(2); run <= 3; run++ {
+				d.Docker(t, "restart", "-t", "5", id)
+				waitFor(t, time.Minute, fmt.Sprintf("run %d's lines in docker logs", run), func() bool {
+					out, errOut, err := d.DockerErr("logs", id)
+					return err == nil && uint64(strings.Count(out, "\n")+strings.Count(errOut, "\n")) >= run*gen.Lines
+				})
+			}
+			g.release()
+			if !waitLokiProgress(t, srv, name, 3*gen.Lines, 30*time.Second) {
+				t.Fatalf("%s: not every run of the container shipped", driver)
+			}
+			d.Docker(t, "rm", "-f", id)
+		}
+	})
+
 	t.Run("the same labels from the sidecar and from the plugin", func(t *testing.T) {
 		metrics := freeAddr(t)
 		driver := strings.TrimSuffix(d.InstallPlugin(t, "logferry", "LOKI_URL="+srv.PushURL(), "METRICS_ADDR="+metrics), ":latest")
@@ -495,4 +528,57 @@ func TestSidecarKeepsUpWithFastRotation(t *testing.T) {
 	// would have had to be scheduled in time.
 	t.Logf("rotations followed %v, files taken from fanotify %v",
 		sc.metric("logferry_sidecar_tail_rotations_total"), sc.metric("logferry_sidecar_tail_kept_taken_total"))
+}
+
+// gate forwards to a Loki and, while held, keeps every request waiting.
+type gate struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	ch  chan struct{} // closed: open
+}
+
+func newGate(t *testing.T, lokiURL string) *gate {
+	t.Helper()
+	u, err := url.Parse(lokiURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{ch: make(chan struct{})}
+	close(g.ch)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		ch := g.ch
+		g.mu.Unlock()
+		select {
+		case <-ch:
+		case <-r.Context().Done():
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { g.release(); g.srv.Close() })
+	return g
+}
+
+func (g *gate) pushURL() string { return g.srv.URL + lokitest.PushPath }
+
+func (g *gate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.ch:
+		g.ch = make(chan struct{})
+	default:
+	}
+}
+
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.ch:
+	default:
+		close(g.ch)
+	}
 }

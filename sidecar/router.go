@@ -44,6 +44,10 @@ type Router struct {
 	mu       sync.Mutex
 	shippers map[string]*shipper // by container id
 	routes   map[string]string   // route of every known running container
+	// again: containers that started again (docker restart, a rename)
+	// while their finished shipper still waited for Loki; each is shipped
+	// anew once that shipper is gone.
+	again    map[string]engine.Container
 	wg       sync.WaitGroup
 	posDirty chan struct{}
 	ready    atomic.Bool
@@ -61,7 +65,8 @@ func (r *Router) Ready() bool { return r.ready.Load() }
 func NewRouter(cfg Config, eng *engine.Client, pool *loki.Pool, pos *positions.Store, files FileSource,
 	host string, m *Metrics, log *slog.Logger) *Router {
 	r := &Router{cfg: cfg, eng: eng, pool: pool, pos: pos, files: files, host: host, log: log, m: m,
-		shippers: map[string]*shipper{}, routes: map[string]string{}, posDirty: make(chan struct{}, 1)}
+		shippers: map[string]*shipper{}, routes: map[string]string{}, again: map[string]engine.Container{},
+		posDirty: make(chan struct{}, 1)}
 	r.builder = func(o logopts.Options) (*labels.Builder, error) { return labels.NewBuilder(o.Labels, host) }
 	return r
 }
@@ -194,7 +199,10 @@ func (r *Router) start(ctx context.Context, c engine.Container) {
 	const fromOldest = true
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.shippers[c.ID]; ok {
+	if s, ok := r.shippers[c.ID]; ok {
+		if s.finishing() {
+			r.again[c.ID] = c
+		}
 		return
 	}
 	route := r.route(c)
@@ -230,6 +238,8 @@ func (r *Router) start(ctx context.Context, c engine.Container) {
 			delete(r.shippers, c.ID)
 			r.setRoute(c.ID, "")
 		}
+		next, again := r.again[c.ID]
+		delete(r.again, c.ID)
 		r.mu.Unlock()
 		s.m.forget()
 		if s.destroyed.Load() {
@@ -237,6 +247,9 @@ func (r *Router) start(ctx context.Context, c engine.Container) {
 			r.dirty()
 		}
 		log.Info("stopped shipping", "lines", s.lines)
+		if again && !s.destroyed.Load() && ctx.Err() == nil {
+			r.start(ctx, next)
+		}
 	}()
 	log.Info("shipping")
 }

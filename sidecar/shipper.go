@@ -140,6 +140,17 @@ func (s *shipper) finish() {
 	})
 }
 
+// finishing reports whether finish was called: the shipper reads no
+// further than the end of what is written now.
+func (s *shipper) finishing() bool {
+	select {
+	case <-s.finishCh:
+		return true
+	default:
+		return false
+	}
+}
+
 func (s *shipper) run(ctx context.Context) {
 	var err error
 	switch s.route {
