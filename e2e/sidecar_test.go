@@ -87,7 +87,9 @@ func (p *sidecarProc) start() {
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		p.t.Cleanup(func() { lf.Close() })
+		// Closed after the process ended (stop runs first: cleanups
+		// run last-registered first).
+		p.t.Cleanup(func() { p.stop(syscall.SIGTERM); lf.Close() })
 		w := io.MultiWriter(p.out, lf)
 		p.cmd.Stdout, p.cmd.Stderr = w, w
 	}
@@ -202,6 +204,33 @@ func waitLoki(t *testing.T, srv *lokitest.Server, name string, n uint64) {
 		all, err := srv.QueryAll(ctx, q, time.Now().Add(-time.Hour), time.Now().Add(time.Minute))
 		return err == nil && uint64(lokitest.Count(all)) >= n
 	})
+}
+
+// checkRuns checks that Loki has every line of gen exactly runs times (the
+// container ran gen that many times) and nothing else.
+func checkRuns(t *testing.T, srv *lokitest.Server, name string, gen loggen.Config, runs int, since time.Time) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	streams, err := srv.QueryAll(ctx, fmt.Sprintf(`{container_name=%q}`, name), since, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]int{}
+	for _, st := range streams {
+		for _, en := range st.Entries {
+			rec, err := loggen.Parse(en.Line)
+			if err != nil || rec.ID != gen.ID || rec.Seq < 1 || rec.Seq > gen.Lines {
+				t.Fatalf("unexpected line in Loki: %q (%v)", en.Line, err)
+			}
+			seen[rec.Seq]++
+		}
+	}
+	for seq := uint64(1); seq <= gen.Lines; seq++ {
+		if seen[seq] != runs {
+			t.Fatalf("line %d is in Loki %d times, want %d (one per run)", seq, seen[seq], runs)
+		}
+	}
 }
 
 // waitLokiProgress waits until Loki has n lines of the container, or until
@@ -371,16 +400,17 @@ func TestSidecar(t *testing.T) {
 		}
 	})
 
-	t.Run("docker restart while Loki is slow: every run shipped, by file and by the logs API", func(t *testing.T) {
+	t.Run("docker restart and stop while Loki is slow: every run shipped once, by file and by the logs API", func(t *testing.T) {
 		// The die event finishes the container's shipper, which then waits
 		// for Loki to acknowledge the run's last lines; the start event of
-		// the next run arrives meanwhile and must not be lost. Loki,
-		// behind a gate that holds its answers, makes that wait outlast
-		// a restart.
+		// the next run, and that run's die, arrive meanwhile and must not
+		// be lost. Loki, behind a gate that holds its answers, makes that
+		// wait outlast two restarts and a stop.
 		for _, driver := range []string{"json-file", "local"} {
 			g := newGate(t, srv.URL())
 			gen := loggen.Config{ID: runID("restart"), Lines: 500, Size: 100, StderrShare: 0.3}
 			name := "sc-" + gen.ID
+			start := time.Now().Add(-time.Minute)
 			id := d.Run(t, append([]string{"--name", name, "--log-driver", driver, "--label", "logferry.loki-url=" + g.pushURL(),
 				image}, genArgs(gen, "-sleep-after", "10m")...)...)
 			waitLoki(t, srv, name, gen.Lines)
@@ -392,10 +422,16 @@ func TestSidecar(t *testing.T) {
 					return err == nil && uint64(strings.Count(out, "\n")+strings.Count(errOut, "\n")) >= run*gen.Lines
 				})
 			}
+			d.Docker(t, "stop", "-t", "5", id)
 			g.release()
 			if !waitLokiProgress(t, srv, name, 3*gen.Lines, 30*time.Second) {
 				t.Fatalf("%s: not every run of the container shipped", driver)
 			}
+			checkRuns(t, srv, name, gen, 3, start)
+			// The stopped container's last shipper ends: its series go.
+			waitFor(t, time.Minute, "the stopped container's shipper to end", func() bool {
+				return metricWhere(t, sc.metrics, "logferry_sidecar_lines_read_total", fmt.Sprintf("container_name=%q", name)) == 0
+			})
 			d.Docker(t, "rm", "-f", id)
 		}
 	})

@@ -47,7 +47,7 @@ type Router struct {
 	// again: containers that started again (docker restart, a rename)
 	// while their finished shipper still waited for Loki; each is shipped
 	// anew once that shipper is gone.
-	again    map[string]engine.Container
+	again    map[string]*replay
 	wg       sync.WaitGroup
 	posDirty chan struct{}
 	ready    atomic.Bool
@@ -65,7 +65,7 @@ func (r *Router) Ready() bool { return r.ready.Load() }
 func NewRouter(cfg Config, eng *engine.Client, pool *loki.Pool, pos *positions.Store, files FileSource,
 	host string, m *Metrics, log *slog.Logger) *Router {
 	r := &Router{cfg: cfg, eng: eng, pool: pool, pos: pos, files: files, host: host, log: log, m: m,
-		shippers: map[string]*shipper{}, routes: map[string]string{}, again: map[string]engine.Container{},
+		shippers: map[string]*shipper{}, routes: map[string]string{}, again: map[string]*replay{},
 		posDirty: make(chan struct{}, 1)}
 	r.builder = func(o logopts.Options) (*labels.Builder, error) { return labels.NewBuilder(o.Labels, host) }
 	return r
@@ -196,31 +196,43 @@ func (r *Router) startNew(ctx context.Context, c engine.Container) { r.start(ctx
 // sidecar never shipped any of it, and every line it still has on disk is
 // owed to Loki (also when it was written while the sidecar was down).
 func (r *Router) start(ctx context.Context, c engine.Container) {
-	const fromOldest = true
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.startLocked(ctx, c)
+}
+
+// replay is a start of a container whose shipper was finishing; died: the
+// run it started has ended too.
+type replay struct {
+	c    engine.Container
+	died bool
+}
+
+// startLocked is start with r.mu held; it returns the new shipper, if any.
+func (r *Router) startLocked(ctx context.Context, c engine.Container) *shipper {
+	const fromOldest = true
 	if s, ok := r.shippers[c.ID]; ok {
 		if s.finishing() {
-			r.again[c.ID] = c
+			r.again[c.ID] = &replay{c: c}
 		}
-		return
+		return nil
 	}
 	route := r.route(c)
 	if old, ok := r.routes[c.ID]; ok && old == route && (route == RoutePlugin || route == RouteNone || route == RouteError) {
-		return
+		return nil
 	}
 	log := r.log.With("container", c.Name, "container_id", shortID(c.ID), "route", route)
 	if route == RoutePlugin || route == RouteNone {
 		r.setRoute(c.ID, route)
 		log.Info("not shipping: " + map[string]string{RoutePlugin: "the logferry plugin ships it", RouteNone: "log driver none"}[route])
-		return
+		return nil
 	}
 	s, err := r.newShipper(c, route, log)
 	if err != nil {
 		r.setRoute(c.ID, RouteError)
 		r.m.startErrors.Inc()
 		log.Error("not shipping this container", "err", err)
-		return
+		return nil
 	}
 	s.fromOldest = fromOldest
 	r.setRoute(c.ID, route)
@@ -233,25 +245,31 @@ func (r *Router) start(ctx context.Context, c engine.Container) {
 		defer cancel()
 		s.run(sctx)
 		r.pool.Release(s.disp)
-		r.mu.Lock()
-		if r.shippers[c.ID] == s {
-			delete(r.shippers, c.ID)
-			r.setRoute(c.ID, "")
-		}
-		next, again := r.again[c.ID]
-		delete(r.again, c.ID)
-		r.mu.Unlock()
-		s.m.forget()
 		if s.destroyed.Load() {
 			r.pos.Delete(c.ID)
 			r.dirty()
 		}
 		log.Info("stopped shipping", "lines", s.lines)
-		if again && !s.destroyed.Load() && ctx.Err() == nil {
-			r.start(ctx, next)
+		// Under r.mu: a new shipper of this name makes its series under
+		// it, and an event for the container waits until the next run's
+		// shipper (if any) is in place.
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		s.m.forget()
+		if r.shippers[c.ID] == s {
+			delete(r.shippers, c.ID)
+			r.setRoute(c.ID, "")
+		}
+		next := r.again[c.ID]
+		delete(r.again, c.ID)
+		if next != nil && !s.destroyed.Load() && ctx.Err() == nil {
+			if ns := r.startLocked(ctx, next.c); ns != nil && next.died {
+				ns.finish()
+			}
 		}
 	}()
 	log.Info("shipping")
+	return s
 }
 
 // setRoute keeps the routes gauge right. Called with r.mu held.
@@ -273,6 +291,9 @@ func (r *Router) finish(id string) {
 	s, ok := r.shippers[id]
 	if !ok {
 		r.setRoute(id, "")
+	}
+	if next := r.again[id]; next != nil {
+		next.died = true // the replayed shipper reads to the end and stops
 	}
 	r.mu.Unlock()
 	if ok {

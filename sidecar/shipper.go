@@ -75,6 +75,7 @@ type shipper struct {
 
 	cancel     context.CancelFunc
 	destroyed  atomic.Bool // the container is gone: keep no position
+	gaveUp     atomic.Bool // stopped waiting for Loki: keep no position
 	finishOnce sync.Once
 	finishCh   chan struct{}
 	lines      int64
@@ -95,7 +96,7 @@ var _ loki.Acker = (*shipper)(nil)
 // shutdown) and the line is to be read again at the next start.
 func (s *shipper) Ack(off int64, delivered bool) {
 	switch {
-	case s.destroyed.Load():
+	case s.destroyed.Load(), s.gaveUp.Load():
 	case !delivered && s.r.stopping.Load():
 	case s.route == RouteFile:
 		if p, ok := s.tail.Position(off); ok {
@@ -130,18 +131,23 @@ func (s *shipper) checkResolved() {
 	}
 }
 
-// finish asks the shipper to read to the end (the container died).
+// finish asks the shipper to read to the end (the container died). The
+// logs-API route ends by itself when the stream does and the container is
+// not running (a container running again is followed on).
 func (s *shipper) finish() {
 	s.finishOnce.Do(func() {
 		close(s.finishCh)
-		if s.tail != nil {
-			s.tail.Finish()
+		s.mu.Lock()
+		t := s.tail
+		s.mu.Unlock()
+		if t != nil {
+			t.Finish()
 		}
 	})
 }
 
-// finishing reports whether finish was called: the shipper reads no
-// further than the end of what is written now.
+// finishing reports whether finish was called: on the file route the
+// shipper then reads no further than the end of what is written now.
 func (s *shipper) finishing() bool {
 	select {
 	case <-s.finishCh:
@@ -180,6 +186,10 @@ func (s *shipper) run(ctx context.Context) {
 	case <-s.resolved:
 	case <-t.C:
 		s.log.Warn("Loki did not accept the last lines in time")
+		// Its late acknowledgements must not move the position under
+		// a shipper of the container's next run (which starts from the
+		// position saved now, so Loki may get those lines twice).
+		s.gaveUp.Store(true)
 	case <-ctx.Done():
 	}
 }
