@@ -112,6 +112,17 @@ func (e *pluginEnv) metric(t *testing.T, name string) float64 {
 // contain match (e.g. `status="429"`; "" matches every sample).
 func metricWhere(t *testing.T, addr, name, match string) float64 {
 	t.Helper()
+	sum := 0.0
+	for _, v := range metricSamples(t, addr, name, match) {
+		sum += v
+	}
+	return sum
+}
+
+// metricSamples returns the samples of one metric family at addr whose
+// labels contain match.
+func metricSamples(t *testing.T, addr, name, match string) []float64 {
+	t.Helper()
 	resp, err := httpc.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatalf("reading the metrics at %s: %v", addr, err)
@@ -121,7 +132,7 @@ func metricWhere(t *testing.T, addr, name, match string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := 0.0
+	var samples []float64
 	for _, line := range strings.Split(string(body), "\n") {
 		rest, ok := strings.CutPrefix(line, name)
 		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
@@ -133,10 +144,10 @@ func metricWhere(t *testing.T, addr, name, match string) float64 {
 		}
 		f := strings.Fields(line)
 		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			sum += v
+			samples = append(samples, v)
 		}
 	}
-	return sum
+	return samples
 }
 
 // waitDelivered waits until the plugin has no stream left: a stream ends only

@@ -430,7 +430,7 @@ func TestSidecar(t *testing.T) {
 			checkRuns(t, srv, name, gen, 3, start)
 			// The stopped container's last shipper ends: its series go.
 			waitFor(t, time.Minute, "the stopped container's shipper to end", func() bool {
-				return metricWhere(t, sc.metrics, "logferry_sidecar_lines_read_total", fmt.Sprintf("container_name=%q", name)) == 0
+				return len(metricSamples(t, sc.metrics, "logferry_sidecar_lines_read_total", fmt.Sprintf("container_name=%q", name))) == 0
 			})
 			d.Docker(t, "rm", "-f", id)
 		}

@@ -245,10 +245,6 @@ func (r *Router) startLocked(ctx context.Context, c engine.Container) *shipper {
 		defer cancel()
 		s.run(sctx)
 		r.pool.Release(s.disp)
-		if s.destroyed.Load() {
-			r.pos.Delete(c.ID)
-			r.dirty()
-		}
 		log.Info("stopped shipping", "lines", s.lines)
 		// Under r.mu: a new shipper of this name makes its series under
 		// it, and an event for the container waits until the next run's
@@ -260,9 +256,20 @@ func (r *Router) startLocked(ctx context.Context, c engine.Container) *shipper {
 			delete(r.shippers, c.ID)
 			r.setRoute(c.ID, "")
 		}
+		// Destroyed: the destroy event left the position to this shipper
+		// (it was registered until now).
+		if s.destroyed.Load() {
+			r.pos.Delete(c.ID)
+			r.dirty()
+		}
 		next := r.again[c.ID]
 		delete(r.again, c.ID)
 		if next != nil && !s.destroyed.Load() && ctx.Err() == nil {
+			// When this shipper stopped waiting for Loki (drain
+			// timeout), its late acknowledgements must not move the
+			// position under the next run's shipper, which starts from
+			// the position saved now (so Loki may get those lines twice).
+			s.gaveUp.Store(true)
 			if ns := r.startLocked(ctx, next.c); ns != nil && next.died {
 				ns.finish()
 			}

@@ -75,7 +75,7 @@ type shipper struct {
 
 	cancel     context.CancelFunc
 	destroyed  atomic.Bool // the container is gone: keep no position
-	gaveUp     atomic.Bool // stopped waiting for Loki: keep no position
+	gaveUp     atomic.Bool // a shipper of the next run took over: keep no position
 	finishOnce sync.Once
 	finishCh   chan struct{}
 	lines      int64
@@ -93,7 +93,8 @@ var _ loki.Acker = (*shipper)(nil)
 // Ack moves the saved position. A dropped line (delivered false) moves it
 // too: it was counted, and re-reading it would only drop it again; but not
 // once the sidecar is stopping, when drops are the shutdown's (reason
-// shutdown) and the line is to be read again at the next start.
+// shutdown) and the line is to be read again at the next start. Nor once
+// a shipper of the container's next run took over (gaveUp).
 func (s *shipper) Ack(off int64, delivered bool) {
 	switch {
 	case s.destroyed.Load(), s.gaveUp.Load():
@@ -186,10 +187,6 @@ func (s *shipper) run(ctx context.Context) {
 	case <-s.resolved:
 	case <-t.C:
 		s.log.Warn("Loki did not accept the last lines in time")
-		// Its late acknowledgements must not move the position under
-		// a shipper of the container's next run (which starts from the
-		// position saved now, so Loki may get those lines twice).
-		s.gaveUp.Store(true)
 	case <-ctx.Done():
 	}
 }
