@@ -369,6 +369,23 @@ func TestSidecar(t *testing.T) {
 		}
 	})
 
+	t.Run("a container removed while the sidecar is down: its position goes at the next start", func(t *testing.T) {
+		base := sc.metric("logferry_sidecar_positions")
+		gen := loggen.Config{ID: runID("gone"), Lines: 100, Size: 100}
+		name := "sc-" + gen.ID
+		id := d.Run(t, append([]string{"--name", name, image}, genArgs(gen)...)...)
+		waitLoki(t, srv, name, gen.Lines)
+		waitFor(t, time.Minute, "the container's position", func() bool {
+			return sc.metric("logferry_sidecar_positions") == base+1
+		})
+		sc.stop(syscall.SIGTERM)
+		d.Docker(t, "rm", "-f", id)
+		sc.start() // the gauge starts at the file's count, base+1
+		waitFor(t, time.Minute, "the removed container's position to go", func() bool {
+			return sc.metric("logferry_sidecar_positions") == base
+		})
+	})
+
 	t.Run("local driver via the logs API; plugin containers skipped", func(t *testing.T) {
 		gen := loggen.Config{ID: runID("api"), Lines: 5_000, Size: 150, StderrShare: 0.3, LongEvery: 1000, LongSize: 40 << 10}
 		name := "sc-" + gen.ID

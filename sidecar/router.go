@@ -74,6 +74,7 @@ func NewRouter(cfg Config, eng *engine.Client, pool *loki.Pool, pos *positions.S
 // Run discovers containers and follows events until ctx ends; then it
 // stops every shipper (saving positions) and returns.
 func (r *Router) Run(ctx context.Context) error {
+	r.m.positions.Set(float64(r.pos.Len()))
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -155,8 +156,38 @@ func (r *Router) resync(ctx context.Context) {
 	for _, id := range gone {
 		r.finish(id)
 	}
+	r.prune(ctx)
 	r.ready.Store(true)
 	r.log.Info("containers discovered", "running", len(list))
+}
+
+// prune deletes the positions of containers the daemon no longer has:
+// removed while the sidecar was not running (or its events subscription
+// was down), their destroy event never came. Only positions saved before
+// the daemon's list are looked at, so a container created since is kept.
+func (r *Router) prune(ctx context.Context) {
+	saved := r.pos.IDs()
+	if len(saved) == 0 {
+		return
+	}
+	exist, err := r.eng.Existing(ctx)
+	if err != nil {
+		r.log.Warn("not pruning positions", "err", err)
+		return
+	}
+	n := 0
+	r.mu.Lock()
+	for _, id := range saved {
+		if !exist[id] && r.shippers[id] == nil {
+			r.pos.Delete(id)
+			n++
+		}
+	}
+	r.mu.Unlock()
+	if n > 0 {
+		r.dirty()
+		r.log.Info("deleted the positions of removed containers", "count", n)
+	}
 }
 
 // route decides how a container's logs are read.

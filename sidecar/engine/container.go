@@ -66,6 +66,20 @@ func (c *Client) List(ctx context.Context) ([]Container, error) {
 	return out, nil
 }
 
+// Existing returns the ids of every container the daemon has, running or
+// not.
+func (c *Client) Existing(ctx context.Context) (map[string]bool, error) {
+	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return nil, fmt.Errorf("engine: list all containers: %w", err)
+	}
+	ids := make(map[string]bool, len(res.Items))
+	for _, s := range res.Items {
+		ids[s.ID] = true
+	}
+	return ids, nil
+}
+
 // Inspect returns the container with the id (or name). The error wraps
 // metadata.ErrNotFound when the daemon has no such container.
 func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {

@@ -182,6 +182,22 @@ func TestDaemonListInspect(t *testing.T) {
 	if stopped.Running || stopped.FinishedAt.Before(stopped.StartedAt) {
 		t.Errorf("stopped container: running %v, started %s, finished %s", stopped.Running, stopped.StartedAt, stopped.FinishedAt)
 	}
+
+	// Existing has stopped containers too, and not removed ones.
+	exist, err := c.Existing(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !exist[id] {
+		t.Errorf("Existing lacks the stopped container %s", id)
+	}
+	d.Docker(t, "rm", id)
+	if exist, err = c.Existing(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if exist[id] {
+		t.Errorf("Existing has the removed container %s", id)
+	}
 }
 
 // TestDaemonEvents: start, rename, die and destroy of a container arrive in
