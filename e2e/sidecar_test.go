@@ -22,6 +22,7 @@ import (
 	"github.com/logferry/logferry/internal/dockertest"
 	"github.com/logferry/logferry/internal/loggen"
 	"github.com/logferry/logferry/internal/lokitest"
+	"github.com/logferry/logferry/sidecar/positions"
 )
 
 // sidecarProc is a logferry-sidecar process run by the test against the
@@ -370,20 +371,30 @@ func TestSidecar(t *testing.T) {
 	})
 
 	t.Run("a container removed while the sidecar is down: its position goes at the next start", func(t *testing.T) {
-		base := sc.metric("logferry_sidecar_positions")
+		saved := func(id string) bool {
+			b, err := os.ReadFile(filepath.Join(stateDir, positions.FileName)) // replaced by rename: whole
+			if err != nil {
+				return false
+			}
+			m, err := positions.Parse(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, ok := m[id]
+			return ok
+		}
 		gen := loggen.Config{ID: runID("gone"), Lines: 100, Size: 100}
 		name := "sc-" + gen.ID
 		id := d.Run(t, append([]string{"--name", name, image}, genArgs(gen)...)...)
 		waitLoki(t, srv, name, gen.Lines)
-		waitFor(t, time.Minute, "the container's position", func() bool {
-			return sc.metric("logferry_sidecar_positions") == base+1
-		})
+		waitFor(t, time.Minute, "the container's position", func() bool { return saved(id) })
 		sc.stop(syscall.SIGTERM)
 		d.Docker(t, "rm", "-f", id)
-		sc.start() // the gauge starts at the file's count, base+1
-		waitFor(t, time.Minute, "the removed container's position to go", func() bool {
-			return sc.metric("logferry_sidecar_positions") == base
-		})
+		if !saved(id) {
+			t.Fatal("the position went with the sidecar stopped")
+		}
+		sc.start()
+		waitFor(t, time.Minute, "the removed container's position to go", func() bool { return !saved(id) })
 	})
 
 	t.Run("local driver via the logs API; plugin containers skipped", func(t *testing.T) {

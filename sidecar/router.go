@@ -172,18 +172,31 @@ func (r *Router) prune(ctx context.Context) {
 	}
 	exist, err := r.eng.Existing(ctx)
 	if err != nil {
-		r.log.Warn("not pruning positions", "err", err)
+		if ctx.Err() == nil {
+			r.log.Warn("not pruning positions", "err", err)
+		}
 		return
 	}
 	n := 0
+	var gone []*shipper
 	r.mu.Lock()
 	for _, id := range saved {
-		if !exist[id] && r.shippers[id] == nil {
+		switch s := r.shippers[id]; {
+		case exist[id]:
+		case s != nil:
+			// Still finishing: as a destroy event would, leave the
+			// delete to the shipper's end.
+			s.destroyed.Store(true)
+			gone = append(gone, s)
+		default:
 			r.pos.Delete(id)
 			n++
 		}
 	}
 	r.mu.Unlock()
+	for _, s := range gone {
+		s.finish()
+	}
 	if n > 0 {
 		r.dirty()
 		r.log.Info("deleted the positions of removed containers", "count", n)
