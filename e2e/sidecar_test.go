@@ -502,6 +502,10 @@ func TestSidecar(t *testing.T) {
 	})
 
 	t.Run("500 containers leave nothing behind", func(t *testing.T) {
+		// Detached: an attached `docker run --rm` of a container this
+		// short hung once for minutes in a local run (Docker 20.10's CLI,
+		// cause not found); the daemon removes each container itself.
+		const batch = "logferry-e2e-many=1"
 		run := func(n int) {
 			var wg sync.WaitGroup
 			sem := make(chan struct{}, 4)
@@ -511,13 +515,20 @@ func TestSidecar(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					defer func() { <-sem }()
-					_, stderr, err := d.DockerErr("run", "--rm", "--network", "none", "--label", dockertest.Label, image, "-id", "many", "-n", "3")
+					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+					defer cancel()
+					_, stderr, err := d.DockerCtx(ctx, "run", "-d", "--rm", "--network", "none", "--label", dockertest.Label,
+						"--label", batch, image, "-id", "many", "-n", "3")
 					if err != nil {
 						t.Errorf("docker run: %v %s", err, stderr)
 					}
 				}()
 			}
 			wg.Wait()
+			waitFor(t, 5*time.Minute, "every container of the batch to exit and be removed", func() bool {
+				out, _, err := d.DockerErr("ps", "-aq", "--filter", "label="+batch)
+				return err == nil && strings.TrimSpace(out) == ""
+			})
 		}
 		run(8)
 		settle := func() {
