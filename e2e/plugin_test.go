@@ -167,17 +167,25 @@ func (e *pluginEnv) wait(t *testing.T, id string) {
 	}
 }
 
+// containerStreams reads back every entry Loki has of the container name
+// since since.
+func containerStreams(t *testing.T, srv *lokitest.Server, name string, since time.Time) []lokitest.Stream {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	streams, err := srv.QueryAll(ctx, fmt.Sprintf(`{container_name=%q}`, name), since, time.Now().Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return streams
+}
+
 // checkLoki reads every entry of the container back and checks each of the
 // generator's lines arrived exactly once, whole, in order per stream, on
 // the stream the generator wrote it to, with the default labels.
 func (e *pluginEnv) checkLoki(t *testing.T, name string, gen loggen.Config, since time.Time) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	streams, err := e.loki.QueryAll(ctx, fmt.Sprintf(`{container_name=%q}`, name), since, time.Now().Add(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	streams := containerStreams(t, e.loki, name, since)
 	total := 0
 	for _, s := range streams {
 		source := s.Labels["source"]

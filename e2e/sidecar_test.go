@@ -149,12 +149,7 @@ func (p *sidecarProc) metric(name string) float64 {
 // per stream, with the default labels.
 func checkStreams(t *testing.T, srv *lokitest.Server, name, host string, gen loggen.Config, since time.Time) map[string]string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	streams, err := srv.QueryAll(ctx, fmt.Sprintf(`{container_name=%q}`, name), since, time.Now().Add(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	streams := containerStreams(t, srv, name, since)
 	total := 0
 	labelSets := map[string]string{}
 	for _, s := range streams {
@@ -211,12 +206,7 @@ func waitLoki(t *testing.T, srv *lokitest.Server, name string, n uint64) {
 // container ran gen that many times) and nothing else.
 func checkRuns(t *testing.T, srv *lokitest.Server, name string, gen loggen.Config, runs int, since time.Time) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	streams, err := srv.QueryAll(ctx, fmt.Sprintf(`{container_name=%q}`, name), since, time.Now().Add(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	streams := containerStreams(t, srv, name, since)
 	seen := map[uint64]int{}
 	for _, st := range streams {
 		for _, en := range st.Entries {
@@ -263,12 +253,7 @@ func waitLokiProgress(t *testing.T, srv *lokitest.Server, name string, n uint64,
 // the sidecar says about it.
 func explainMissing(t *testing.T, srv *lokitest.Server, sc *sidecarProc, name string, gen loggen.Config, since time.Time) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	streams, err := srv.QueryAll(ctx, fmt.Sprintf(`{container_name=%q}`, name), since, time.Now().Add(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
+	streams := containerStreams(t, srv, name, since)
 	seen := make([]int, gen.Lines+1)
 	for _, s := range streams {
 		for _, en := range s.Entries {
