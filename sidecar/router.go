@@ -109,20 +109,7 @@ func (r *Router) handle(ctx context.Context, ev engine.Event) {
 	case engine.ActionDie:
 		r.finish(ev.ID)
 	case engine.ActionDestroy:
-		// The position goes with the container, once its shipper (if
-		// any) is done with it.
-		r.mu.Lock()
-		s, ok := r.shippers[ev.ID]
-		if ok {
-			s.destroyed.Store(true)
-		}
-		r.mu.Unlock()
-		if ok {
-			s.finish()
-		} else {
-			r.pos.Delete(ev.ID)
-			r.dirty()
-		}
+		r.removed(ev.ID)
 	case engine.ActionRename:
 		// Labels carry the name: ship the rest under the new one.
 		r.finish(ev.ID)
@@ -161,7 +148,24 @@ func (r *Router) resync(ctx context.Context) {
 	r.log.Info("containers discovered", "running", len(list))
 }
 
-// prune deletes the positions of containers the daemon no longer has:
+// removed forgets a container the daemon no longer has: its position
+// goes, once its shipper (if any) is done with it.
+func (r *Router) removed(id string) {
+	r.mu.Lock()
+	s, ok := r.shippers[id]
+	if ok {
+		s.destroyed.Store(true)
+	}
+	r.mu.Unlock()
+	if ok {
+		s.finish()
+	} else {
+		r.pos.Delete(id)
+		r.dirty()
+	}
+}
+
+// prune forgets the containers with a position the daemon no longer has:
 // removed while the sidecar was not running (or its events subscription
 // was down), their destroy event never came. Only positions saved before
 // the daemon's list are looked at, so a container created since is kept.
@@ -178,28 +182,14 @@ func (r *Router) prune(ctx context.Context) {
 		return
 	}
 	n := 0
-	var gone []*shipper
-	r.mu.Lock()
 	for _, id := range saved {
-		switch s := r.shippers[id]; {
-		case exist[id]:
-		case s != nil:
-			// Still finishing: as a destroy event would, leave the
-			// delete to the shipper's end.
-			s.destroyed.Store(true)
-			gone = append(gone, s)
-		default:
-			r.pos.Delete(id)
+		if !exist[id] {
+			r.removed(id)
 			n++
 		}
 	}
-	r.mu.Unlock()
-	for _, s := range gone {
-		s.finish()
-	}
 	if n > 0 {
-		r.dirty()
-		r.log.Info("deleted the positions of removed containers", "count", n)
+		r.log.Info("forgot the positions of removed containers", "count", n)
 	}
 }
 
