@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/logferry/logferry/shared/series"
 )
 
 // Metrics are the plugin's own series; the dispatchers add theirs. Series
@@ -21,6 +23,9 @@ type Metrics struct {
 	entries     *prometheus.CounterVec
 	bytes       *prometheus.CounterVec
 	stopSeconds prometheus.Histogram
+	// byName deletes a name's series when the last stream of that name
+	// ends: a draining stream and a new container with its name share them.
+	byName *series.Set
 }
 
 // NewMetrics registers the plugin's series with reg.
@@ -70,6 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
 		}),
 	}
+	m.byName = series.NewSet("container_name", m.entries, m.bytes)
 	if reg != nil {
 		reg.MustRegister(m.streams, m.draining, m.started, m.reattached, m.replayed, m.startErrors, m.framesRead, m.corrupt,
 			m.truncated, m.invalidUTF8, m.copyErrors, m.entries, m.bytes, m.stopSeconds)
@@ -80,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // streamMetrics are one stream's view: per-source series resolved once.
 type streamMetrics struct {
 	*Metrics
-	name           string
+	held           *series.Handle
 	stdout, stderr sourceMetrics
 }
 
@@ -89,7 +95,7 @@ type sourceMetrics struct {
 }
 
 func (m *Metrics) forStream(containerName string) *streamMetrics {
-	sm := &streamMetrics{Metrics: m, name: containerName}
+	sm := &streamMetrics{Metrics: m, held: m.byName.Hold(containerName)} // before the series are resolved
 	sm.stdout = sourceMetrics{m.entries.WithLabelValues(containerName, "stdout"), m.bytes.WithLabelValues(containerName, "stdout")}
 	sm.stderr = sourceMetrics{m.entries.WithLabelValues(containerName, "stderr"), m.bytes.WithLabelValues(containerName, "stderr")}
 	return sm
@@ -102,9 +108,6 @@ func (sm *streamMetrics) source(s string) sourceMetrics {
 	return sm.stdout
 }
 
-// forget deletes the stream's per-container series.
-func (sm *streamMetrics) forget() {
-	l := prometheus.Labels{"container_name": sm.name}
-	sm.entries.DeletePartialMatch(l)
-	sm.bytes.DeletePartialMatch(l)
-}
+// forget lets go of the stream's per-container series: they are deleted
+// unless another stream of the same container name still counts into them.
+func (sm *streamMetrics) forget() { sm.held.Release() }

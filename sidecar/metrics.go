@@ -2,6 +2,8 @@ package sidecar
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/logferry/logferry/shared/series"
 )
 
 // Metrics are the sidecar's own series; the dispatchers and the tailer add
@@ -10,6 +12,7 @@ import (
 type Metrics struct {
 	containers     *prometheus.GaugeVec
 	startErrors    prometheus.Counter
+	labelRefused   *prometheus.CounterVec
 	positionsSaved prometheus.Counter
 	positions      prometheus.Gauge
 	truncated      prometheus.Counter
@@ -17,6 +20,9 @@ type Metrics struct {
 	blocked        prometheus.Counter
 	linesRead      *prometheus.CounterVec
 	bytesRead      *prometheus.CounterVec
+	// byName deletes a name's series when the last container of that name
+	// lets go: a draining container and a new one with its name share them.
+	byName *series.Set
 }
 
 // NewMetrics registers the sidecar's series with reg.
@@ -26,8 +32,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "logferry_sidecar_containers", Help: "Running containers by route: file, api, plugin (skipped), none (skipped), error (skipped).",
 		}, []string{"route"}),
 		startErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "logferry_sidecar_container_errors_total", Help: "Containers not shipped because of bad logferry.* labels or endpoint settings.",
+			Name: "logferry_sidecar_container_errors_total", Help: "Containers not shipped because their labels could not be built or their endpoint could not be set up.",
 		}),
+		labelRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_sidecar_label_refused_total",
+			Help: "Container logferry.* labels not applied (the container is shipped with the operator's setting), by option (unknown for a name that is no option) and reason.",
+		}, []string{"option", "reason"}),
 		positionsSaved: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_positions_saved_total", Help: "Writes of the positions file.",
 		}),
@@ -50,8 +60,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "logferry_sidecar_bytes_read_total", Help: "Line bytes read, per container and source.",
 		}, []string{"container_name", "source"}),
 	}
+	m.byName = series.NewSet("container_name", m.linesRead, m.bytesRead)
 	if reg != nil {
-		reg.MustRegister(m.containers, m.startErrors, m.positionsSaved, m.positions, m.truncated, m.invalidUTF8, m.blocked,
+		reg.MustRegister(m.containers, m.startErrors, m.labelRefused, m.positionsSaved, m.positions, m.truncated, m.invalidUTF8, m.blocked,
 			m.linesRead, m.bytesRead)
 	}
 	return m
@@ -59,14 +70,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // containerMetrics resolves a container's series once, not per line.
 type containerMetrics struct {
-	m                  *Metrics
-	name               string
+	held               *series.Handle
 	outLines, errLines prometheus.Counter
 	outBytes, errBytes prometheus.Counter
 }
 
 func (m *Metrics) forContainer(name string) *containerMetrics {
-	return &containerMetrics{m: m, name: name,
+	held := m.byName.Hold(name) // before the series are resolved
+	return &containerMetrics{held: held,
 		outLines: m.linesRead.WithLabelValues(name, "stdout"), errLines: m.linesRead.WithLabelValues(name, "stderr"),
 		outBytes: m.bytesRead.WithLabelValues(name, "stdout"), errBytes: m.bytesRead.WithLabelValues(name, "stderr")}
 }
@@ -85,8 +96,6 @@ func (c *containerMetrics) bytes(source string) prometheus.Counter {
 	return c.outBytes
 }
 
-func (c *containerMetrics) forget() {
-	l := prometheus.Labels{"container_name": c.name}
-	c.m.linesRead.DeletePartialMatch(l)
-	c.m.bytesRead.DeletePartialMatch(l)
-}
+// forget lets go of the container's series: they are deleted unless
+// another container of the same name still counts into them.
+func (c *containerMetrics) forget() { c.held.Release() }
