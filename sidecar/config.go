@@ -14,12 +14,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/logferry/logferry/shared/logopts"
+	"github.com/logferry/logferry/shared/loki"
 	"github.com/logferry/logferry/shared/spool"
 )
 
@@ -52,9 +54,19 @@ type Config struct {
 	// a disk spool under spool-dir (positions then advance once they are
 	// spooled), drop drops and counts them.
 	Overflow spool.Settings
-	// Options are log-opts for every container; a container overrides
-	// them with labels logferry.<option>.
+	// LabelOverrides (label-overrides) lets a container's
+	// logferry.<option> labels set the options that shape its own data
+	// (OverridableOptions); off by default, because an image's labels
+	// become its containers' labels. OverrideTenants
+	// (label-override-tenants) are the tenants such a label may choose.
+	LabelOverrides  bool
+	OverrideTenants []string
+	// Pprof (pprof) serves /debug/pprof/ on the listener; off by default.
+	Pprof bool
+	// Options are log-opts for every container (see ContainerOptions).
 	Options map[string]string
+	// Warnings are what LoadConfig found risky but valid, for the log.
+	Warnings []string
 }
 
 // Own keys and their defaults.
@@ -69,6 +81,10 @@ var ownKeys = map[string]string{
 	"host-label":     "",
 	"log-level":      "info",
 	"drain-timeout":  "5m",
+	"pprof":          "false",
+	// label-overrides: see Config.LabelOverrides.
+	"label-overrides":        "false",
+	"label-override-tenants": "",
 	// spool.SettingKeys; spool-dir's default is <state-dir>/spool.
 	"overflow":          spool.OverflowBlock,
 	"spool-dir":         "",
@@ -172,6 +188,20 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 	if err != nil || drain <= 0 {
 		return Config{}, fmt.Errorf("drain-timeout: %w: want a positive duration such as 5m", ErrConfig)
 	}
+	overrides, err := strconv.ParseBool(values["label-overrides"])
+	if err != nil {
+		return Config{}, fmt.Errorf("label-overrides: %w: want true or false", ErrConfig)
+	}
+	pprofOn, err := strconv.ParseBool(values["pprof"])
+	if err != nil {
+		return Config{}, fmt.Errorf("pprof: %w: want true or false", ErrConfig)
+	}
+	var tenants []string
+	for _, t := range strings.Split(values["label-override-tenants"], ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			tenants = append(tenants, t)
+		}
+	}
 	overflow, err := spool.ParseSettings(func(k string) string { return values[k] }, func(k string) string { return k },
 		filepath.Join(values["state-dir"], "spool"), spool.OverflowBlock, spool.OverflowSpool, spool.OverflowDrop)
 	if err != nil {
@@ -183,9 +213,17 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 		Fanotify:  values["fanotify"],
 		HostLabel: values["host-label"], LogLevel: values["log-level"], DrainTimeout: drain,
 		Overflow: overflow, Options: opts,
+		LabelOverrides: overrides, OverrideTenants: tenants, Pprof: pprofOn,
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
+	}
+	if set["loki-url"] && loki.URLHasPassword(*flagVals["loki-url"]) {
+		c.Warnings = append(c.Warnings, "--loki-url carries a password: every local user can read it in /proc/<pid>/cmdline; "+
+			"set it in the environment ("+envName("loki-url")+") or the --config file, or use --loki-bearer-token-file")
+	}
+	if len(c.OverrideTenants) > 0 && !c.LabelOverrides {
+		c.Warnings = append(c.Warnings, "label-override-tenants is set but label-overrides is off: no label can choose a tenant")
 	}
 	return c, nil
 }
@@ -254,30 +292,4 @@ func optionDefaults() logopts.Options {
 	o := logopts.Defaults()
 	o.Loki.QueueBytes = DefaultQueueBytes
 	return o
-}
-
-// ContainerOptions are the log options for one container: the sidecar's,
-// overridden by the container's logferry.<option> labels. An error names
-// the label.
-func (c Config) ContainerOptions(labels map[string]string) (logopts.Options, error) {
-	m := maps.Clone(c.Options)
-	if m == nil {
-		m = map[string]string{}
-	}
-	for k, v := range labels {
-		if key, ok := strings.CutPrefix(k, LabelPrefix); ok {
-			m[key] = v
-		}
-	}
-	o, err := logopts.Parse(optionDefaults(), m)
-	if err != nil {
-		return o, fmt.Errorf("container label %s...: %w", LabelPrefix, err)
-	}
-	if c.Overflow.Overflow == spool.OverflowBlock {
-		// Under block a batch is retried until Loki takes it: its lines
-		// are still in the json-file logs and reading waits meanwhile, so
-		// giving up would drop what nothing forces out.
-		o.Loki.Retries = 0
-	}
-	return o, nil
 }

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/logferry/logferry/shared/labels"
-	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/spool"
 )
 
@@ -63,22 +61,6 @@ func TestLoadConfigErrorsNameTheKey(t *testing.T) {
 	}
 }
 
-func TestContainerOptionsFromLabels(t *testing.T) {
-	cfg := Config{Options: map[string]string{"loki-url": testURL, "loki-tenant-id": "default"}}
-	o, err := cfg.ContainerOptions(map[string]string{"logferry.loki-tenant-id": "team-a", "com.example": "x"})
-	if err != nil || o.Loki.TenantID != "team-a" {
-		t.Fatalf("override: %+v, %v", o.Loki.TenantID, err)
-	}
-	_, err = cfg.ContainerOptions(map[string]string{"logferry.loki-batch-wait": "soon"})
-	if !errors.Is(err, logopts.ErrInvalidValue) || !strings.Contains(err.Error(), "loki-batch-wait") {
-		t.Fatalf("bad label: %v", err)
-	}
-	_, err = cfg.ContainerOptions(map[string]string{"logferry.loki-external-labels": "a={{.Nope}}"})
-	if !errors.Is(err, labels.ErrInvalidOption) {
-		t.Fatalf("bad template label: %v", err)
-	}
-}
-
 func TestDrainTimeout(t *testing.T) {
 	c, err := LoadConfig([]string{"--loki-url", testURL, "--drain-timeout", "30s"}, nil, io.Discard)
 	if err != nil || c.DrainTimeout != 30*time.Second {
@@ -103,11 +85,11 @@ func TestOverflowSettings(t *testing.T) {
 	if err != nil || c.Overflow.Overflow != spool.OverflowSpool || c.Overflow.Spool.Dir != "/sp" || c.Overflow.Spool.MaxBytes != 32<<20 {
 		t.Fatalf("spool: %+v, %v", c.Overflow, err)
 	}
-	if o, err := c.ContainerOptions(nil); err != nil || o.Loki.Retries != 10 {
+	if o, _, err := c.ContainerOptions(nil); err != nil || o.Loki.Retries != 10 {
 		t.Fatalf("spool keeps loki-retries: %d, %v", o.Loki.Retries, err)
 	}
 	c.Overflow.Overflow = spool.OverflowBlock
-	if o, err := c.ContainerOptions(nil); err != nil || o.Loki.Retries != 0 {
+	if o, _, err := c.ContainerOptions(nil); err != nil || o.Loki.Retries != 0 {
 		t.Fatalf("block retries until delivered: loki-retries %d, %v", o.Loki.Retries, err)
 	}
 	_, err = LoadConfig([]string{"--loki-url", testURL, "--overflow", "later"}, nil, io.Discard)

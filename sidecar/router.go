@@ -25,7 +25,7 @@ const (
 	RouteAPI    = "api"    // any other driver: the Engine's logs stream
 	RoutePlugin = "plugin" // logferry's plugin ships it: skipped
 	RouteNone   = "none"   // driver none: nothing to read
-	RouteError  = "error"  // bad logferry.* labels: skipped, see the log
+	RouteError  = "error"  // its label set or endpoint could not be set up: skipped, see the log
 )
 
 // Router discovers containers and owns one shipper per container it ships.
@@ -393,15 +393,28 @@ func (r *Router) savePositions(ctx context.Context) {
 
 // newShipper prepares what shipping c needs. Called with r.mu held.
 func (r *Router) newShipper(c engine.Container, route string, log *slog.Logger) (*shipper, error) {
-	opts, err := r.cfg.ContainerOptions(c.Labels)
+	opts, refused, err := r.cfg.ContainerOptions(c.Labels)
 	if err != nil {
 		return nil, err
 	}
-	b, err := r.builder(opts)
-	if err != nil {
-		return nil, err
+	for _, rf := range refused {
+		r.m.labelRefused.WithLabelValues(rf.Option, rf.Reason).Inc()
+		log.Warn("label not applied; shipping with the operator's setting", "label", LabelPrefix+rf.Option,
+			"reason", rf.Reason, "err", rf.Err)
 	}
-	set, err := b.Build(c.Container)
+	set, err := r.buildLabels(opts, c)
+	if err != nil && len(c.Labels) > 0 {
+		// The labels that were applied validate on their own but not with
+		// this container's metadata: ship with the operator's options.
+		operator, _, oerr := r.cfg.ContainerOptions(nil)
+		if oerr != nil {
+			return nil, oerr
+		}
+		r.m.labelRefused.WithLabelValues("all", "build_failed").Inc()
+		log.Warn("the container's logferry.* labels did not build its label set; shipping with the operator's options", "err", err)
+		opts = operator
+		set, err = r.buildLabels(opts, c)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -418,6 +431,14 @@ func (r *Router) newShipper(c engine.Container, route string, log *slog.Logger) 
 		m: r.m.forContainer(c.Name), finishCh: make(chan struct{}), resolved: make(chan struct{}),
 	}
 	return s, nil
+}
+
+func (r *Router) buildLabels(opts logopts.Options, c engine.Container) (labels.Set, error) {
+	b, err := r.builder(opts)
+	if err != nil {
+		return labels.Set{}, err
+	}
+	return b.Build(c.Container)
 }
 
 func shortID(id string) string {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -24,6 +25,7 @@ import (
 	"github.com/logferry/logferry/plugin"
 	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
+	"github.com/logferry/logferry/shared/obsserver"
 	"github.com/logferry/logferry/shared/spool"
 )
 
@@ -39,6 +41,7 @@ type env struct {
 	Socket       string
 	Retention    plugin.Retention
 	Overflow     spool.Settings // OVERFLOW, SPOOL_DIR, SPOOL_MAX_SIZE, SPOOL_FSYNC, SPOOL_FULL_POLICY
+	Pprof        bool           // PPROF: /debug/pprof/ on METRICS_ADDR
 }
 
 // shutdownFlush bounds how long a SIGTERM flushes before what is left is
@@ -64,6 +67,13 @@ func readEnv() (env, error) {
 			return e, fmt.Errorf("DRAIN_TIMEOUT: want a positive duration such as 5m, got %q", v)
 		}
 		e.DrainTimeout = d
+	}
+	if v := os.Getenv("PPROF"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return e, fmt.Errorf("PPROF: want true or false, got %q", v)
+		}
+		e.Pprof = b
 	}
 	e.Retention = plugin.Retention{MaxAge: plugin.DefaultRetentionAge, MaxTotal: plugin.DefaultRetentionTotal}
 	if v := os.Getenv("LOCAL_COPY_MAX_AGE"); v != "" {
@@ -122,6 +132,9 @@ func run() error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: e.LogLevel}))
+	if loki.URLHasPassword(e.LokiURL) {
+		log.Warn("LOKI_URL carries a password: anyone who can run docker plugin inspect reads it; prefer loki-bearer-token-file or a password in a file the operator mounts")
+	}
 	defaults := logopts.Defaults()
 	defaults.Loki.URL = e.LokiURL
 
@@ -170,7 +183,7 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("METRICS_ADDR %s: %w", e.MetricsAddr, err)
 		}
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		metricsSrv = obsserver.New(mux, obsserver.Options{Pprof: e.Pprof})
 		go func() { serveErr <- metricsSrv.Serve(mln) }()
 	}
 
@@ -190,7 +203,7 @@ func run() error {
 	case s := <-sig:
 		log.Info("shutting down", "signal", s.String())
 	case err := <-serveErr:
-		if err != nil && !errors.Is(err, http.ErrServerClosed) && !strings.Contains(err.Error(), "use of closed") {
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			log.Error("server failed", "err", err)
 		}
 	}

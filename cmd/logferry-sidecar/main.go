@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/logferry/logferry/shared/loki"
+	"github.com/logferry/logferry/shared/obsserver"
 	"github.com/logferry/logferry/sidecar"
 	"github.com/logferry/logferry/sidecar/engine"
 	"github.com/logferry/logferry/sidecar/positions"
@@ -45,6 +45,9 @@ func run() error {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -78,13 +81,11 @@ func run() error {
 	}
 	pool := loki.NewPool(loki.NewMetrics(reg), log, cfg.DrainTimeout, cfg.Overflow.PoolOptions(reg, log)...)
 	router := sidecar.NewRouter(cfg, eng, pool, pos, files, host, sidecar.NewMetrics(reg), log)
-	if opts, err := cfg.ContainerOptions(nil); err == nil {
+	if opts, _, err := cfg.ContainerOptions(nil); err == nil {
 		cfg.Overflow.ReplayLeftover(pool, opts.Loki, log)
 	}
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
 		if !router.Ready() {
@@ -97,11 +98,12 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := obsserver.New(mux, obsserver.Options{Pprof: cfg.Pprof})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("logferry sidecar starting", "docker_host", eng.Host(), "host", host, "listen", cfg.Listen,
-		"state_dir", cfg.StateDir, "containers_dir", cfg.ContainersDir)
+		"state_dir", cfg.StateDir, "containers_dir", cfg.ContainersDir, "pprof", cfg.Pprof,
+		"label_overrides", cfg.LabelOverrides, "label_override_tenants", cfg.OverrideTenants)
 
 	runErr := router.Run(ctx)
 	// Deliver what is queued within 8 s; positions only cover what Loki

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/logferry/logferry/shared/loki"
 )
@@ -25,12 +26,34 @@ type Endpoint struct {
 	Tenant string `json:"tenant"`
 }
 
-// EndpointDir is the directory, under base, of the spool of cfg's endpoint:
-// one spool per URL and tenant, named by a hash of them, so that
-// configurations that differ only in batching or retries share it.
+// EndpointDir is the directory, under base, of the spool of cfg's endpoint,
+// named by a hash of its whole transport configuration: the URL, the
+// tenant, the bearer token file, the TLS files and settings and the proxy.
+// Entries spooled under one credential or TLS identity are replayed with
+// the same one, never with another configuration's that happens to name the
+// same URL. Configurations that differ only in batching or retries share a
+// spool. One that sets no credential, TLS or proxy keeps the name of the
+// spools of earlier versions (URL and tenant only), so they are found again.
 func EndpointDir(base string, cfg loki.Config) string {
-	h := sha256.Sum256([]byte(cfg.URL + "\x00" + cfg.TenantID))
+	id := cfg.URL + "\x00" + cfg.TenantID
+	if t := transportKey(cfg); t != "" {
+		id += "\x00" + t
+	}
+	h := sha256.Sum256([]byte(id))
 	return filepath.Join(base, hex.EncodeToString(h[:8]))
+}
+
+// transportKey is what, besides URL and tenant, decides where and as whom
+// entries are sent; "" when none of it is set.
+func transportKey(c loki.Config) string {
+	parts := []string{c.BearerTokenFile, c.TLSCAFile, c.TLSCertFile, c.TLSKeyFile, c.TLSServerName, c.ProxyURL}
+	if c.TLSInsecureSkipVerify {
+		parts = append(parts, "insecure-skip-verify")
+	}
+	if strings.Join(parts, "") == "" {
+		return ""
+	}
+	return strings.Join(parts, "\x00")
 }
 
 // NewEndpointSpools returns a loki.SpoolSet that opens, under base, one

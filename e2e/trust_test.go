@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/logferry/logferry/internal/dockertest"
+	"github.com/logferry/logferry/internal/loggen"
+	"github.com/logferry/logferry/internal/lokitest"
+)
+
+// recorder is an HTTP server that counts requests and keeps the
+// Authorization headers it saw; with a target it forwards to it.
+type recorder struct {
+	srv *httptest.Server
+
+	mu    sync.Mutex
+	n     int
+	auths map[string]int
+}
+
+func newRecorder(t *testing.T, target string) *recorder {
+	t.Helper()
+	r := &recorder{auths: map[string]int{}}
+	var proxy http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	if target != "" {
+		u, err := url.Parse(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxy = httputil.NewSingleHostReverseProxy(u)
+	}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.n++
+		r.auths[req.Header.Get("Authorization")]++
+		r.mu.Unlock()
+		proxy.ServeHTTP(w, req)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *recorder) pushURL() string { return r.srv.URL + lokitest.PushPath }
+
+func (r *recorder) seen() (int, map[string]int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	auths := make(map[string]int, len(r.auths))
+	for k, v := range r.auths {
+		auths[k] = v
+	}
+	return r.n, auths
+}
+
+// TestTrustLabelsCannotRedirect runs the attack of issue 14 against the
+// sidecar with label overrides on: an image's labels name a foreign
+// endpoint, a host file as the bearer token, a tenant the operator did not
+// list and a template that would allocate 1.2 GiB. The foreign endpoint
+// gets nothing, no host file is sent, and the container's lines reach the
+// operator's Loki with the operator's token.
+func TestTrustLabelsCannotRedirect(t *testing.T) {
+	d := dockertest.Start(t)
+	srv := lokitest.Start(t)
+	image := d.EnsureTestImage(t)
+
+	dir := t.TempDir()
+	token := filepath.Join(dir, "operator-token")
+	secret := filepath.Join(dir, "host-secret")
+	if err := os.WriteFile(token, []byte("OPERATOR-SECRET-TOKEN\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secret, []byte("ROOT-ONLY-HOST-SECRET\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	operator := newRecorder(t, srv.URL())
+	foreign := newRecorder(t, "")
+	sc := startSidecar(t, d, operator.pushURL(), t.TempDir(), "--loki-bearer-token-file", token,
+		"--label-overrides=true", "--label-override-tenants=team-a")
+
+	gen := loggen.Config{ID: runID("trust"), Lines: 300, Size: 100, StderrShare: 0.3}
+	name := "sc-" + gen.ID
+	d.Run(t, append([]string{"--name", name, "--log-driver", "json-file",
+		"--label", "logferry.loki-url=" + foreign.pushURL(),
+		"--label", "logferry.loki-proxy-url=" + foreign.srv.URL,
+		"--label", "logferry.loki-bearer-token-file=" + secret,
+		"--label", "logferry.loki-tenant-id=someone-else",
+		"--label", "logferry.loki-external-labels=x={{pad .Name 300000000 0}}",
+		"--label", "logferry.no-such-option=1",
+		"--label", "logferry.loki-external-labels-typo=1",
+		image}, genArgs(gen)...)...)
+
+	waitLoki(t, srv, name, gen.Lines)
+	checkStreams(t, srv, name, hostLabel(t), gen, time.Now().Add(-time.Hour))
+
+	if n, _ := foreign.seen(); n != 0 {
+		t.Errorf("the foreign endpoint named by a label received %d requests", n)
+	}
+	n, auths := operator.seen()
+	if n == 0 || auths["Bearer OPERATOR-SECRET-TOKEN"] != n {
+		t.Errorf("the operator's endpoint saw %d requests with Authorization headers %v; want every one with the operator's token", n, auths)
+	}
+	for want, reason := range map[string]string{
+		"loki-url": "operator_only", "loki-proxy-url": "operator_only", "loki-bearer-token-file": "operator_only",
+		"loki-tenant-id": "tenant_not_allowed", "loki-external-labels": "invalid_value", "unknown": "unknown_option",
+	} {
+		match := fmt.Sprintf(`option=%q,reason=%q`, want, reason)
+		if got := metricWhere(t, sc.metrics, "logferry_sidecar_label_refused_total", match); got < 1 {
+			t.Errorf("logferry_sidecar_label_refused_total{%s} = %v, want at least 1", match, got)
+		}
+	}
+	if got := metricWhere(t, sc.metrics, "logferry_sidecar_label_refused_total", `option="unknown"`); got != 2 {
+		t.Errorf("refused unknown options counted %v times, want 2 (one per label)", got)
+	}
+	if got := sc.metric("logferry_sidecar_container_errors_total"); got != 0 {
+		t.Errorf("logferry_sidecar_container_errors_total = %v: a container with bad labels must still be shipped", got)
+	}
+
+	t.Run("pprof answers 404 unless enabled", func(t *testing.T) {
+		resp, err := httpc.Get("http://" + sc.metrics + "/debug/pprof/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("/debug/pprof/ answered %d, want 404", resp.StatusCode)
+		}
+	})
+}
+
+// hostLabel is the host label the sidecar gives: the Engine's host name,
+// which for the test's private dockerd is this machine's.
+func hostLabel(t *testing.T) string {
+	t.Helper()
+	h, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
