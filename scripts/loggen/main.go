@@ -37,6 +37,9 @@ type options struct {
 	cfg        loggen.Config
 	rate       float64
 	sleepAfter time.Duration
+	// invalidUTF8: after the numbered lines, one stdout line of this many
+	// 0xFF bytes (no valid UTF-8 at all), for tests of the line cap.
+	invalidUTF8 int
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -51,6 +54,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.IntVar(&o.cfg.LongSize, "long-size", loggen.DefaultLongSize, "size of a long line in bytes (Docker splits lines over 16 KiB)")
 	fs.BoolVar(&o.cfg.Unicode, "unicode", false, "pad with non-ASCII text (accents, CJK, emoji) and characters JSON escapes")
 	fs.StringVar(&o.cfg.ID, "id", "loggen", "run id written in every line, [A-Za-z0-9._-]")
+	fs.IntVar(&o.invalidUTF8, "invalid-utf8", 0, "after the lines, write one stdout line of this many 0xFF bytes (invalid UTF-8)")
 	fs.DurationVar(&o.sleepAfter, "sleep-after", 0, "stay alive this long after the last line (until SIGTERM)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -64,6 +68,9 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	}
 	if o.rate < 0 || o.rate != o.rate {
 		errs = append(errs, fmt.Errorf("-rate %v: must not be negative", o.rate))
+	}
+	if o.invalidUTF8 < 0 || o.invalidUTF8 > 64<<20 {
+		errs = append(errs, fmt.Errorf("-invalid-utf8 %d: want 0 to 64 MiB", o.invalidUTF8))
 	}
 	if o.sleepAfter < 0 {
 		errs = append(errs, fmt.Errorf("-sleep-after %v: must not be negative", o.sleepAfter))
@@ -120,6 +127,16 @@ func generate(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			return fmt.Errorf("writing line %d to %s: %w", seq, stream, err)
 		}
 		buf = line
+	}
+	if o.invalidUTF8 > 0 {
+		bad := make([]byte, o.invalidUTF8+1)
+		for i := range o.invalidUTF8 {
+			bad[i] = 0xff
+		}
+		bad[o.invalidUTF8] = '\n'
+		if _, err := stdout.Write(bad); err != nil {
+			return fmt.Errorf("writing the invalid UTF-8 line: %w", err)
+		}
 	}
 	return nil
 }

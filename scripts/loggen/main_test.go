@@ -188,3 +188,14 @@ func TestRunSleepAfterEndsOnSignal(t *testing.T) {
 		t.Fatal("run did not return within 10s of the signal")
 	}
 }
+
+func TestRunInvalidUTF8Line(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-n", "2", "-id", "x", "-invalid-utf8", "5"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout.String(), "\n"), "\n")
+	if len(lines) != 3 || lines[2] != "\xff\xff\xff\xff\xff" {
+		t.Fatalf("stdout lines %q: want 2 numbered lines and 5 bytes of 0xFF", lines)
+	}
+}
