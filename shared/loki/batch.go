@@ -51,16 +51,25 @@ type batch struct {
 	raw     []byte
 	body    []byte
 	acks    map[Acker]int64
+	// excluded are streams whose labels Loki could not parse: left out of
+	// the pushes, their entries are counted as dropped when the batch is.
+	excluded map[string]bool
 }
 
 func newBatch() *batch {
-	return &batch{index: make(map[string]int), acks: make(map[Acker]int64)}
+	return &batch{index: make(map[string]int), acks: make(map[Acker]int64), excluded: make(map[string]bool)}
 }
 
 func (b *batch) reset() {
 	clear(b.entries) // let the strings go
 	b.entries = b.entries[:0]
 	b.bytes = 0
+	b.clearRequest()
+	clear(b.acks)
+	clear(b.excluded)
+}
+
+func (b *batch) clearRequest() {
 	for i := range b.req.Streams {
 		s := &b.req.Streams[i]
 		clear(s.Entries)
@@ -68,7 +77,24 @@ func (b *batch) reset() {
 	}
 	b.req.Streams = b.req.Streams[:0]
 	clear(b.index)
-	clear(b.acks)
+}
+
+// pushed reports whether e goes into the batch's pushes.
+func (b *batch) pushed(e *Entry) bool { return len(b.excluded) == 0 || !b.excluded[e.Stream] }
+
+// streams returns the batch's streams that are pushed, in order of first
+// entry.
+func (b *batch) streams() []string {
+	var out []string
+	seen := map[string]bool{}
+	for i := range b.entries {
+		s := b.entries[i].Stream
+		if !seen[s] && !b.excluded[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (b *batch) add(e Entry) {
@@ -76,10 +102,15 @@ func (b *batch) add(e Entry) {
 	b.bytes += e.size()
 }
 
-// encode builds the snappy-compressed protobuf body of the batch.
+// encode builds the snappy-compressed protobuf body of the batch's pushed
+// entries. It may be called again after streams were excluded.
 func (b *batch) encode() ([]byte, error) {
+	b.clearRequest()
 	for i := range b.entries {
 		e := &b.entries[i]
+		if !b.pushed(e) {
+			continue
+		}
 		idx, ok := b.index[e.Stream]
 		if !ok {
 			idx = len(b.req.Streams)

@@ -32,7 +32,7 @@ type Config struct {
 	TLSServerName         string // loki-tls-server-name
 	TLSInsecureSkipVerify bool   // loki-tls-insecure-skip-verify
 	ProxyURL              string // loki-proxy-url
-	BearerTokenFile       string // loki-bearer-token-file (logferry's own)
+	BearerTokenFile       string // loki-bearer-token-file (logferry's own): read before every push, so a rotated token needs no restart
 
 	// QueueBytes bounds the line bytes held in memory waiting for Loki
 	// (loki-queue-size, logferry's own), besides the one batch in flight.

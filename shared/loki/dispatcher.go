@@ -258,7 +258,10 @@ func (d *Dispatcher) run(ctx context.Context) {
 }
 
 // send pushes b until Loki accepts it, refuses it, the retries run out or ctx
-// ends; it resolves the batch's acknowledgements either way.
+// ends; it resolves the batch's acknowledgements either way. What counts as
+// Loki's acknowledgement, and which failures are retried, is the client's
+// answer (client.answer); a 400 is an acknowledgement of what it does not
+// name (refusal.go).
 func (d *Dispatcher) send(ctx context.Context, b *batch) {
 	body, err := b.encode()
 	if err != nil {
@@ -268,15 +271,36 @@ func (d *Dispatcher) send(ctx context.Context, b *batch) {
 	}
 	for attempt := 0; ; attempt++ {
 		res := d.client.push(ctx, body)
-		d.m.pushDuration.WithLabelValues(res.status).Observe(res.duration.Seconds())
+		d.observe(res)
+		for res.kind == refusalLabels {
+			// Loki stored nothing: leave out the streams whose labels do
+			// not parse and push the rest at once.
+			if res = d.splitOffUnparsable(ctx, b); res.err != nil {
+				break
+			}
+			if len(b.streams()) == 0 {
+				d.delivered(b, 0, nil)
+				return
+			}
+			if body, err = b.encode(); err != nil {
+				d.log.Error("dropping batch that cannot be encoded", "entries", len(b.entries), "err", err)
+				d.drop(b, ReasonEncode)
+				return
+			}
+			res = d.client.push(ctx, body)
+			d.observe(res)
+		}
 		switch {
 		case res.err == nil:
-			d.sent(b)
-			d.m.entriesSent.Add(float64(len(b.entries)))
-			d.m.bytesSent.Add(float64(lineBytes(b)))
-			d.m.wireBytesSent.Add(float64(len(body)))
-			d.m.batchesSent.Inc()
-			b.resolve(true)
+			d.delivered(b, len(body), nil)
+			return
+		case res.kind == refusalPartial:
+			if res.truncated {
+				d.log.Warn("Loki's answer naming refused entries was cut; some may be counted as sent", "read", maxRefusalBody)
+			}
+			d.log.Warn("Loki refused entries of a batch and kept the rest; not sending it again", "status", res.status,
+				"entries", len(b.entries), "err", res.err)
+			d.delivered(b, len(body), res.refused)
 			return
 		case ctx.Err() != nil:
 			d.overflowOrDrop(b, ReasonShutdown)
@@ -303,7 +327,13 @@ func (d *Dispatcher) send(ctx context.Context, b *batch) {
 		}
 		d.m.retries.WithLabelValues(res.status).Inc()
 		wait := d.backoff(attempt, res.retryAfter)
-		d.log.Debug("push failed; retrying", "status", res.status, "attempt", attempt+1, "wait", wait, "err", res.err)
+		level := slog.LevelDebug
+		if res.failure == failRedirect || res.failure == failAuth || res.failure == failTokenFile || res.failure == failUnexpected {
+			// Not Loki being busy: the operator has something to fix.
+			level = slog.LevelWarn
+		}
+		d.log.Log(ctx, level, "push failed; retrying", "status", res.status, "reason", res.failure,
+			"attempt", attempt+1, "wait", wait, "err", res.err)
 		t := time.NewTimer(wait)
 	backoff:
 		for {
@@ -323,6 +353,128 @@ func (d *Dispatcher) send(ctx context.Context, b *batch) {
 	}
 }
 
+// observe counts one push's outcome.
+func (d *Dispatcher) observe(res pushResult) {
+	d.m.pushDuration.WithLabelValues(res.status).Observe(res.duration.Seconds())
+	if res.err != nil && res.failure != "" {
+		d.m.pushFailures.WithLabelValues(res.failure).Inc()
+	}
+}
+
+// splitOffUnparsable is told that Loki refused b whole because labels did
+// not parse. It excludes from b the streams whose labels Loki cannot parse,
+// asking Loki about each stream alone with a push that stores nothing
+// (client.probe). A failed probe is returned, to be handled like a failed
+// push.
+func (d *Dispatcher) splitOffUnparsable(ctx context.Context, b *batch) pushResult {
+	streams := b.streams()
+	var bad []string
+	if len(streams) == 1 {
+		bad = streams
+	} else {
+		for _, s := range streams {
+			res := d.client.probe(ctx, s)
+			d.observe(res)
+			switch {
+			case res.err == nil:
+			case res.kind == refusalLabels:
+				bad = append(bad, s)
+			default:
+				return res
+			}
+		}
+	}
+	if len(bad) == 0 {
+		return pushResult{status: "400", failure: failRefused, reason: "invalid_labels",
+			err: errors.New("Loki could not parse the labels of a batch whose every stream it parses alone")}
+	}
+	for _, s := range bad {
+		b.excluded[s] = true
+	}
+	d.log.Warn("Loki cannot parse the labels of streams; dropping their entries and sending the rest",
+		"streams", len(bad), "first", bad[0])
+	return pushResult{}
+}
+
+// delivered is told that Loki acknowledged b (wire: its request's size; 0
+// when nothing was left to push), but for refused and the excluded streams.
+// The producers are told delivered: Loki has what it took, and what it
+// refused is final (it would refuse it again) and counted as dropped.
+func (d *Dispatcher) delivered(b *batch, wire int, refused []refusal) {
+	d.sent(b)
+	dropped := 0
+	for _, r := range refusedCounts(b, refused) {
+		d.m.dropped.WithLabelValues(r.reason).Add(float64(r.count))
+		dropped += r.count
+	}
+	d.m.entriesSent.Add(float64(len(b.entries) - dropped))
+	d.m.bytesSent.Add(float64(lineBytes(b)))
+	if wire > 0 {
+		d.m.wireBytesSent.Add(float64(wire))
+		d.m.batchesSent.Inc()
+	}
+	b.resolve(true)
+}
+
+// refusedCounts turns what Loki refused of b into drop counts by reason, in
+// the order Loki named them: an error about one entry counts as many
+// entries as Loki says; an error about a stream counts that stream's
+// entries in b (or, when the text names no stream of b, as many as Loki
+// says). The excluded streams' entries count as invalid_labels. The total
+// never exceeds b's entries.
+func refusedCounts(b *batch, refused []refusal) []refusal {
+	perStream := map[string]int{}
+	excluded := 0
+	for i := range b.entries {
+		if b.pushed(&b.entries[i]) {
+			perStream[b.entries[i].Stream]++
+		} else {
+			excluded++
+		}
+	}
+	left := len(b.entries) - excluded
+	var out []refusal
+	add := func(reason string, n int) {
+		if n <= 0 {
+			return
+		}
+		for i := range out {
+			if out[i].reason == reason {
+				out[i].count += n
+				return
+			}
+		}
+		out = append(out, refusal{reason: reason, count: n})
+	}
+	add("invalid_labels", excluded)
+	counted := map[string]bool{}
+	for _, r := range refused {
+		n := r.count
+		if m, ok := perStream[r.stream]; ok && r.stream != "" {
+			n = m
+			if counted[r.stream] {
+				n = 0
+			}
+			counted[r.stream] = true
+		}
+		n = min(n, left)
+		left -= n
+		add(r.reason, n)
+	}
+	return out
+}
+
+// lineBytes is the line bytes of b's pushed entries.
+func lineBytes(b *batch) int {
+	n := 0
+	for i := range b.entries {
+		if b.pushed(&b.entries[i]) {
+			n += len(b.entries[i].Line)
+		}
+	}
+	return n
+}
+
 // backoff is exponential from MinBackoff with full jitter in its upper half,
 // capped at MaxBackoff. A Retry-After from Loki is honoured (up to
 // MaxBackoff) when it asks for longer.
@@ -337,14 +489,6 @@ func (d *Dispatcher) backoff(attempt int, retryAfter time.Duration) time.Duratio
 		b = min(retryAfter, d.cfg.MaxBackoff)
 	}
 	return b
-}
-
-func lineBytes(b *batch) int {
-	n := 0
-	for i := range b.entries {
-		n += len(b.entries[i].Line)
-	}
-	return n
 }
 
 func (d *Dispatcher) drop(b *batch, reason string) {

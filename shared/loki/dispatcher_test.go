@@ -108,7 +108,9 @@ func status(code int, header ...string) func(w http.ResponseWriter) {
 		}
 		w.WriteHeader(code)
 		if code == http.StatusBadRequest {
-			_, _ = io.WriteString(w, "entry with timestamp 2020-01-01 ignored, reason: 'entry too far behind, oldest acceptable timestamp is: 2024-01-01'")
+			// What Loki's ingester answers when it refused 3 entries.
+			_, _ = io.WriteString(w, "entry with timestamp 2020-01-01 00:00:00 +0000 UTC ignored, reason: 'entry too far behind, entry timestamp is: 2020-01-01T00:00:00Z, oldest acceptable timestamp is: 2024-01-01T00:00:00Z',\n"+
+				"user 'fake', total ignored: 3 out of 3 for stream: {a=\"b\"}\n")
 		}
 	}
 }
@@ -259,16 +261,26 @@ func TestDispatcherRetriesAndDrops(t *testing.T) {
 			wantRetries: map[string]float64{"500": 1, "503": 1},
 		},
 		{
-			name:        "400 is dropped with Loki's reason and not retried",
+			// Loki answered: the push is acknowledged, every entry named
+			// is counted with Loki's reason, nothing is sent again.
+			name:        "400 naming every entry is counted with Loki's reason and not retried",
 			answers:     []func(http.ResponseWriter){status(400)},
 			wantPushes:  1,
+			wantOK:      true,
 			wantDropped: map[string]float64{"too_far_behind": 3},
 		},
 		{
-			name:        "403 without a known text is dropped as unauthorized",
+			name:        "403 is retried",
 			answers:     []func(http.ResponseWriter){status(403)},
+			wantPushes:  2,
+			wantOK:      true,
+			wantRetries: map[string]float64{"403": 1},
+		},
+		{
+			name:        "404 is dropped with its status and not retried",
+			answers:     []func(http.ResponseWriter){status(404)},
 			wantPushes:  1,
-			wantDropped: map[string]float64{"unauthorized": 3},
+			wantDropped: map[string]float64{"not_found": 3},
 		},
 		{
 			name:        "retries run out",
@@ -619,14 +631,11 @@ func TestReasonFor(t *testing.T) {
 		msg    string
 		want   string
 	}{
-		{400, "entry for stream '{a=\"b\"}' has timestamp too old: 2020-01-01", "too_old"},
-		{400, "entry with timestamp x ignored, reason: 'entry too far behind, oldest acceptable ...'", "too_far_behind"},
-		{400, "Max entry size '256 KB' exceeded for stream ... line too long", "line_too_long"},
-		{400, "stream '{}' includes structured metadata, but this feature is disallowed", "structured_metadata"},
-		{400, "error parsing labels: 1:2: parse error", "invalid_labels"},
+		{400, "couldn't parse labels: 1:5: parse error: unexpected end of input", "invalid_labels"},
 		{400, "something new", "bad_request"},
+		{404, "404 page not found", "not_found"},
 		{413, "", "too_large"},
-		{418, "teapot", "http_4xx"},
+		{418, "teapot", "http_418"},
 	}
 	for _, tt := range tests {
 		if got := reasonFor(tt.status, tt.msg); got != tt.want {

@@ -29,6 +29,7 @@ type Metrics struct {
 	batchesSent     *prometheus.CounterVec
 	dropped         *prometheus.CounterVec
 	retries         *prometheus.CounterVec
+	pushFailures    *prometheus.CounterVec
 	pushDuration    *prometheus.HistogramVec
 	queueBytes      *prometheus.GaugeVec
 	queueEntries    *prometheus.GaugeVec
@@ -78,25 +79,31 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "logferry_loki_bytes_received_total", Help: "Line bytes handed to the Loki dispatcher.",
 		}, labels),
 		entriesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "logferry_loki_entries_sent_total", Help: "Entries Loki accepted (2xx).",
+			Name: "logferry_loki_entries_sent_total",
+			Help: "Entries Loki accepted: its push answered 200 or 204, or 400 naming other entries (those are counted as dropped).",
 		}, labels),
 		bytesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "logferry_loki_bytes_sent_total", Help: "Line bytes Loki accepted (2xx).",
+			Name: "logferry_loki_bytes_sent_total",
+			Help: "Line bytes of the pushes Loki accepted (200, 204, or 400 for some of their entries, whose bytes are included).",
 		}, labels),
 		wireBytesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "logferry_loki_request_bytes_sent_total", Help: "Compressed request body bytes of pushes Loki accepted.",
 		}, labels),
 		batchesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "logferry_loki_batches_sent_total", Help: "Pushes Loki accepted.",
+			Name: "logferry_loki_batches_sent_total", Help: "Pushes Loki accepted (200, 204, or 400 for some of their entries).",
 		}, labels),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "logferry_loki_entries_dropped_total", Help: "Entries not delivered, by reason.",
 		}, append(labels, "reason")),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "logferry_loki_retries_total", Help: "Pushes retried, by the status that caused it (HTTP code or network).",
+			Name: "logferry_loki_retries_total", Help: "Pushes retried, by the status that caused it (HTTP code, network, or token_file when loki-bearer-token-file could not be read).",
 		}, append(labels, "status")),
+		pushFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_loki_push_failures_total",
+			Help: "Pushes Loki did not acknowledge, by reason: network, token_file (loki-bearer-token-file unreadable), redirect (3xx, never followed), unauthorized (401, 403), unexpected_status (a 2xx but 200 and 204, or an unknown code), rate_limited (429), server_error (5xx), refused (another 4xx, or a 400 that names what Loki refused).",
+		}, append(labels, "reason")),
 		pushDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "logferry_loki_push_duration_seconds", Help: "Time of one push request, by outcome.",
+			Name: "logferry_loki_push_duration_seconds", Help: "Time of one push request, by outcome (HTTP code, network, token_file).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 		}, append(labels, "status")),
 		queueBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -108,7 +115,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.entriesReceived, m.bytesReceived, m.entriesSent, m.bytesSent, m.wireBytesSent,
-			m.batchesSent, m.dropped, m.retries, m.pushDuration, m.queueBytes, m.queueEntries)
+			m.batchesSent, m.dropped, m.retries, m.pushFailures, m.pushDuration, m.queueBytes, m.queueEntries)
 	}
 	return m
 }
@@ -118,7 +125,7 @@ type endpointMetrics struct {
 	entriesReceived, bytesReceived        prometheus.Counter
 	entriesSent, bytesSent, wireBytesSent prometheus.Counter
 	batchesSent                           prometheus.Counter
-	dropped, retries                      *prometheus.CounterVec
+	dropped, retries, pushFailures        *prometheus.CounterVec
 	pushDuration                          prometheus.ObserverVec
 	queueBytes, queueEntries              prometheus.Gauge
 }
@@ -135,6 +142,7 @@ func (m *Metrics) acquire(endpoint, tenant string) *endpointMetrics {
 		batchesSent:     m.batchesSent.With(l),
 		dropped:         m.dropped.MustCurryWith(l),
 		retries:         m.retries.MustCurryWith(l),
+		pushFailures:    m.pushFailures.MustCurryWith(l),
 		pushDuration:    m.pushDuration.MustCurryWith(l),
 		queueBytes:      m.queueBytes.With(l),
 		queueEntries:    m.queueEntries.With(l),
