@@ -27,8 +27,9 @@ type tailPoll = tail.WatcherConfig
 var _ FileSource = (*Files)(nil)
 
 // NewFileSource starts the host's watcher; Close stops it.
-func NewFileSource(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Files, error) {
-	m := tail.NewMetrics(reg)
+// Refused files are counted in sm's logferry_sidecar_files_refused_total.
+func NewFileSource(ctx context.Context, cfg Config, reg prometheus.Registerer, sm *Metrics, log *slog.Logger) (*Files, error) {
+	m := tail.NewMetricsWithRefusals(reg, sm.filesRefused)
 	wc := tail.WatcherConfig{PollInterval: cfg.PollInterval, Fanotify: tail.FanotifyMode(cfg.Fanotify)}
 	w, err := tail.NewWatcher(log, wc, m)
 	if err != nil {

@@ -13,6 +13,7 @@ type Metrics struct {
 	containers     *prometheus.GaugeVec
 	startErrors    prometheus.Counter
 	labelRefused   *prometheus.CounterVec
+	filesRefused   *prometheus.CounterVec
 	positionsSaved prometheus.Counter
 	positions      prometheus.Gauge
 	truncated      prometheus.Counter
@@ -38,6 +39,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "logferry_sidecar_label_refused_total",
 			Help: "Container logferry.* labels not applied (the container is shipped with the operator's setting), by option (unknown for a name that is no option) and reason.",
 		}, []string{"option", "reason"}),
+		filesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_sidecar_files_refused_total",
+			Help: "Log files not read from disk, by reason: outside_containers_dir (the Engine named another path; the container is read through the logs API), symlink, not_regular.",
+		}, []string{"reason"}),
 		positionsSaved: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_positions_saved_total", Help: "Writes of the positions file.",
 		}),
@@ -60,9 +65,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "logferry_sidecar_bytes_read_total", Help: "Line bytes read, per container and source.",
 		}, []string{"container_name", "source"}),
 	}
+	m.filesRefused.WithLabelValues(refusedOutside) // at 0 from the start; tail adds its reasons
 	m.byName = series.NewSet("container_name", m.linesRead, m.bytesRead)
 	if reg != nil {
-		reg.MustRegister(m.containers, m.startErrors, m.labelRefused, m.positionsSaved, m.positions, m.truncated, m.invalidUTF8, m.blocked,
+		reg.MustRegister(m.containers, m.startErrors, m.labelRefused, m.filesRefused, m.positionsSaved, m.positions, m.truncated, m.invalidUTF8, m.blocked,
 			m.linesRead, m.bytesRead)
 	}
 	return m

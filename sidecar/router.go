@@ -206,6 +206,14 @@ func (r *Router) route(c engine.Container) string {
 	case driver == "none":
 		return RouteNone
 	case driver == "json-file" && c.LogPath != "":
+		if err := checkLogPath(r.cfg.ContainersDir, c.ID, r.hostPath(c.LogPath)); err != nil {
+			// dockerd reads its own file for the logs API: that route
+			// trusts no path it was given.
+			r.m.filesRefused.WithLabelValues(refusedOutside).Inc()
+			r.log.Warn("not reading this container's log file, which is not <containers-dir>/<id>/<id>-json.log; shipping it through the Engine's logs API (is containers-dir the daemon's <data-root>/containers?)",
+				"container", c.Name, "container_id", shortID(c.ID), "err", err)
+			return RouteAPI
+		}
 		return RouteFile
 	default:
 		return RouteAPI

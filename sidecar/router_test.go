@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,13 +77,14 @@ func newTestRouter(t *testing.T, lg *slog.Logger) (*Router, *positions.Store, *f
 	pool := loki.NewPool(nil, nil, time.Second)
 	t.Cleanup(func() { pool.Close(context.Background()) })
 	ff := &fakeFiles{}
-	cfg := Config{DrainTimeout: time.Second, Options: map[string]string{"loki-url": srv.URL + "/loki/api/v1/push"}}
+	cfg := Config{DrainTimeout: time.Second, ContainersDir: "/nonexistent",
+		Options: map[string]string{"loki-url": srv.URL + "/loki/api/v1/push"}}
 	r := NewRouter(cfg, nil, pool, pos, ff, "h", NewMetrics(nil), lg)
 	return r, pos, ff
 }
 
 func ctr(id string) engine.Container {
-	return engine.Container{Container: metadata.Container{ID: id, Name: "c"}, LogDriver: "json-file", LogPath: "/nonexistent/" + id + "-json.log", Running: true}
+	return engine.Container{Container: metadata.Container{ID: id, Name: "c"}, LogDriver: "json-file", LogPath: "/nonexistent/" + id + "/" + id + "-json.log", Running: true}
 }
 
 // TestRouterDestroyWhileShipperEnds: a destroy handled after the shipper's
@@ -92,7 +94,7 @@ func TestRouterDestroyWhileShipperEnds(t *testing.T) {
 	h := gateHandler{slog.DiscardHandler, &sync.Once{}, make(chan struct{}), make(chan struct{})}
 	r, pos, _ := newTestRouter(t, slog.New(h))
 	ctx := context.Background()
-	id := "abc123abc123abc123"
+	id := strings.Repeat("abc123ab", 8)
 	if err := pos.Set(id, positions.Position{Offset: 5}); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +116,7 @@ func TestRouterReplayedRunThatDied(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		r, _, ff := newTestRouter(t, slog.New(slog.DiscardHandler))
 		ctx := context.Background()
-		id := "def456def456def456"
+		id := strings.Repeat("def456de", 8)
 		r.start(ctx, ctr(id))
 		// The fake tail ends at once after the die and Loki answers at
 		// once, so the events race the first shipper's end: over the

@@ -75,12 +75,13 @@ func run() error {
 	if bad := pos.Recovered(); bad != "" {
 		log.Warn("the positions file was corrupt and was moved aside; containers start over", "moved_to", bad)
 	}
-	files, err := sidecar.NewFileSource(ctx, cfg, reg, log)
+	metrics := sidecar.NewMetrics(reg)
+	files, err := sidecar.NewFileSource(ctx, cfg, reg, metrics, log)
 	if err != nil {
 		return err
 	}
 	pool := loki.NewPool(loki.NewMetrics(reg), log, cfg.DrainTimeout, cfg.Overflow.PoolOptions(reg, log)...)
-	router := sidecar.NewRouter(cfg, eng, pool, pos, files, host, sidecar.NewMetrics(reg), log)
+	router := sidecar.NewRouter(cfg, eng, pool, pos, files, host, metrics, log)
 	if opts, _, err := cfg.ContainerOptions(nil); err == nil {
 		cfg.Overflow.ReplayLeftover(pool, opts.Loki, log)
 	}

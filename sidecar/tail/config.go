@@ -43,7 +43,12 @@ var ErrConfig = errors.New("invalid tail configuration")
 // Config describes one container's json-file log.
 type Config struct {
 	// Path is the live log file, /var/lib/docker/containers/<id>/<id>-json.log.
-	// Rotated files are <Path>.1, <Path>.2, ... or <Path>.N.gz.
+	// Rotated files are <Path>.1, <Path>.2, ... or <Path>.N.gz. The directory
+	// above Path's (the containers directory) is trusted and may be reached
+	// through symlinks; Path's own directory and its files are read only
+	// when they are a directory and regular files, not symlinks (see
+	// ErrRefused). Whoever makes a Config checks that Path is the
+	// container's, under the containers directory the operator chose.
 	Path string
 	// Name labels the container's metric series and log records
 	// (default: the file's name without "-json.log").

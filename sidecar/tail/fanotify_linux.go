@@ -24,10 +24,13 @@ type fanotify struct {
 
 var _ closeNotifier = (*fanotify)(nil)
 
-// newCloseNotifier needs CAP_SYS_ADMIN (EPERM otherwise).
+// newCloseNotifier needs CAP_SYS_ADMIN (EPERM otherwise). The kernel opens
+// each event's file O_NONBLOCK: a FIFO closed in a marked directory would
+// otherwise block the read of the queue until it had a writer (the keeper
+// refuses it after fstat). Reads of regular files ignore the flag.
 func newCloseNotifier() (closeNotifier, error) {
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK,
-		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC|unix.O_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("fanotify_init: %w", err)
 	}
@@ -36,15 +39,20 @@ func newCloseNotifier() (closeNotifier, error) {
 
 const fanMask = unix.FAN_CLOSE_WRITE | unix.FAN_EVENT_ON_CHILD
 
+// fanMarkFlags mark the container directory itself, never what a symlink
+// there points to: a directory the log's files may not come from (see
+// openLogFile). What is above it is followed.
+const fanMarkFlags = unix.FAN_MARK_DONT_FOLLOW | unix.FAN_MARK_ONLYDIR
+
 func (n *fanotify) mark(dir string) error {
-	if err := unix.FanotifyMark(n.fd, unix.FAN_MARK_ADD, fanMask, unix.AT_FDCWD, dir); err != nil {
+	if err := unix.FanotifyMark(n.fd, unix.FAN_MARK_ADD|fanMarkFlags, fanMask, unix.AT_FDCWD, dir); err != nil {
 		return fmt.Errorf("fanotify_mark %s: %w", dir, err)
 	}
 	return nil
 }
 
 func (n *fanotify) unmark(dir string) error {
-	err := unix.FanotifyMark(n.fd, unix.FAN_MARK_REMOVE, fanMask, unix.AT_FDCWD, dir)
+	err := unix.FanotifyMark(n.fd, unix.FAN_MARK_REMOVE|fanMarkFlags, fanMask, unix.AT_FDCWD, dir)
 	if err != nil && !errors.Is(err, unix.ENOENT) {
 		// ENOENT: the directory is gone, and its mark with it.
 		return fmt.Errorf("fanotify_mark remove %s: %w", dir, err)
@@ -101,7 +109,9 @@ func (n *fanotify) close() error { return unix.Close(n.fd) }
 // own: the keeper keeps its descriptor while a Tailer reads the other.
 func reopenFile(f *os.File) (*os.File, error) {
 	// The magic link opens the file itself, not a path that may name
-	// another file by now.
+	// another file by now: the regular file the keeper checked (fstat),
+	// whatever is at its name. Being a link, it cannot be opened
+	// O_NOFOLLOW; it needs none.
 	g, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
 	if err != nil {
 		return nil, fmt.Errorf("reopening %s: %w", f.Name(), err)

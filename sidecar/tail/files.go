@@ -32,13 +32,18 @@ func (f logFile) sameFile(dev, ino uint64) bool { return ino != 0 && f.dev == de
 // the complete uncompressed file is listed. consistent is false when the
 // numbering has a gap or a file appears twice: a rotation is renaming files
 // right now, and a caller that depends on the order should look again.
-func listFiles(path string) (files []logFile, consistent bool, err error) {
+//
+// A name of the log that is not a regular file (lstat: a symlink, a FIFO...)
+// is not listed but passed to refuse when it is not nil; its number counts
+// as present, so that the files around it are read in order.
+func listFiles(path string, refuse func(path string, err error)) (files []logFile, consistent bool, err error) {
 	dir, base := filepath.Split(path)
 	entries, err := os.ReadDir(filepath.Clean(dir))
 	if err != nil {
 		return nil, false, err
 	}
 	byIndex := map[int]logFile{}
+	refused := map[int]bool{}
 	for _, e := range entries {
 		name := e.Name()
 		n, gz, ok := rotatedIndex(base, name)
@@ -46,8 +51,15 @@ func listFiles(path string) (files []logFile, consistent bool, err error) {
 			continue
 		}
 		fi, err := e.Info()
-		if err != nil || !fi.Mode().IsRegular() {
-			continue // renamed or removed since ReadDir, or not a log file
+		if err != nil {
+			continue // renamed or removed since ReadDir
+		}
+		if err := checkRegular(filepath.Join(dir, name), fi.Mode()); err != nil {
+			if refuse != nil {
+				refuse(filepath.Join(dir, name), err)
+			}
+			refused[n] = true
+			continue
 		}
 		f := logFile{path: filepath.Join(dir, name), index: n, gz: gz, size: fi.Size()}
 		f.dev, f.ino = fileID(fi)
@@ -56,9 +68,14 @@ func listFiles(path string) (files []logFile, consistent bool, err error) {
 		}
 		byIndex[n] = f
 	}
-	indexes := make([]int, 0, len(byIndex))
+	indexes := make([]int, 0, len(byIndex)+len(refused))
 	for n := range byIndex {
 		indexes = append(indexes, n)
+	}
+	for n := range refused {
+		if _, ok := byIndex[n]; !ok {
+			indexes = append(indexes, n)
+		}
 	}
 	slices.Sort(indexes)
 	consistent = true
@@ -68,12 +85,20 @@ func listFiles(path string) (files []logFile, consistent bool, err error) {
 		}
 	}
 	for _, n := range slices.Backward(indexes) {
-		files = append(files, byIndex[n])
+		if f, ok := byIndex[n]; ok {
+			files = append(files, f)
+		}
 	}
-	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
-		f := logFile{path: path, size: fi.Size()}
-		f.dev, f.ino = fileID(fi)
-		files = append(files, f)
+	if fi, err := os.Lstat(path); err == nil {
+		if err := checkRegular(path, fi.Mode()); err != nil {
+			if refuse != nil {
+				refuse(path, err)
+			}
+		} else {
+			f := logFile{path: path, size: fi.Size()}
+			f.dev, f.ino = fileID(fi)
+			files = append(files, f)
+		}
 	}
 	// A rotation between two of the stats above can make a listing that
 	// looks whole but misses a file: .2 stat'ed before it (the file about
@@ -82,7 +107,7 @@ func listFiles(path string) (files []logFile, consistent bool, err error) {
 	// stat'ing each name again and finding the same files proves that no
 	// rotation happened in between.
 	for _, f := range files {
-		fi, err := os.Stat(f.path)
+		fi, err := os.Lstat(f.path)
 		if err != nil {
 			consistent = false
 			break
@@ -129,7 +154,7 @@ func rotatedIndex(base, name string) (index int, gz, ok bool) {
 // prefix returns the first positions.FingerprintSize bytes of f's
 // uncompressed content (fewer when it is shorter).
 func (f logFile) prefix() ([]byte, error) {
-	fh, err := os.Open(f.path)
+	fh, err := openLogFile(f.path)
 	if err != nil {
 		return nil, err
 	}
@@ -189,9 +214,11 @@ type source struct {
 // openSource opens f for reading at offset, which must be a line start.
 // It reads from offset-1 instead, and sets expectNL, so that the caller can
 // check that a newline precedes offset. A position past the end of the
-// content returns atEnd with the source at offset 0.
+// content returns atEnd with the source at offset 0. A file that is not a
+// regular file in the log's directory is refused (ErrRefused, see
+// openLogFile).
 func openSource(f logFile, offset int64) (s *source, expectNL, pastEnd bool, err error) {
-	fh, err := os.Open(f.path)
+	fh, err := openLogFile(f.path)
 	if err != nil {
 		return nil, false, false, err
 	}

@@ -17,12 +17,14 @@ import (
 // directories, each with a descriptor the kernel opened for it when it was
 // closed (fanotify on Linux). Its methods are called under keeper.mu.
 type closeNotifier interface {
-	// mark and unmark start and stop reporting closes in dir.
+	// mark and unmark start and stop reporting closes in dir. mark fails
+	// when dir itself is a symlink (what is above it is followed).
 	mark(dir string) error
 	unmark(dir string) error
 	// read passes the files closed since the last call to closed, in close
-	// order, without blocking; closed owns f. overflow: the kernel dropped
-	// events since the last call.
+	// order, without blocking (neither on the queue nor on opening a FIFO
+	// for an event); closed owns f. overflow: the kernel dropped events
+	// since the last call.
 	read(closed func(f *os.File, path string)) (overflow bool, err error)
 	close() error
 }
@@ -61,10 +63,13 @@ type keptLog struct {
 	k         *keeper
 	dir, base string
 	maxBytes  int64
-	files     []keptFile // keeper.mu
-	bytes     int64      // keeper.mu
-	limited   bool       // keeper.mu: the bound was reached (warned once)
-	released  bool       // keeper.mu
+	// refuse is told of a closed file of the log that is not a regular
+	// file (nil: none is); called under keeper.mu.
+	refuse   func(path string, err error)
+	files    []keptFile // keeper.mu
+	bytes    int64      // keeper.mu
+	limited  bool       // keeper.mu: the bound was reached (warned once)
+	released bool       // keeper.mu
 }
 
 // keptFile is one closed file; f is open on it.
@@ -82,8 +87,9 @@ func newKeeper(n closeNotifier, m *Metrics, log *slog.Logger) *keeper {
 }
 
 // add starts keeping the files of the log whose live file is path. It
-// returns nil when its directory cannot be marked.
-func (k *keeper) add(path string, maxBytes int64) *keptLog {
+// returns nil when its directory cannot be marked. refuse, when not nil,
+// is told of the log's files that are refused.
+func (k *keeper) add(path string, maxBytes int64, refuse func(path string, err error)) *keptLog {
 	dir, base := filepath.Split(path)
 	dir = filepath.Clean(dir)
 	k.mu.Lock()
@@ -105,7 +111,7 @@ func (k *keeper) add(path string, maxBytes int64) *keptLog {
 		}
 		return nil
 	}
-	l := &keptLog{k: k, dir: dir, base: base, maxBytes: maxBytes}
+	l := &keptLog{k: k, dir: dir, base: base, maxBytes: maxBytes, refuse: refuse}
 	d.logs[base] = l
 	k.byBase[base] = l
 	k.logs++
@@ -196,9 +202,18 @@ func (k *keeper) closedLocked(f *os.File, path string) {
 		f.Close() // config.v2.json, a .gz, a file of a log no Tailer follows...
 		return
 	}
+	// The kernel opened what was closed, with nothing followed: only what
+	// it is (fstat) can make it unfit.
 	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
+	if err != nil {
 		f.Close()
+		return
+	}
+	if err := checkRegular(path, fi.Mode()); err != nil {
+		f.Close()
+		if l.refuse != nil {
+			l.refuse(path, err)
+		}
 		return
 	}
 	kf := keptFile{f: f, path: path, size: fi.Size()}

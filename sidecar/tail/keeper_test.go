@@ -149,7 +149,7 @@ func TestKeeperBound(t *testing.T) {
 	}
 	dw := newDockerWriter(t, t.TempDir())
 	dw.maxSize, dw.maxFiles = 4096, 3
-	l := w.keep(dw.path, 3*5000) // files of 4096 bytes and one line
+	l := w.keep(dw.path, 3*5000, nil) // files of 4096 bytes and one line
 	if l == nil {
 		t.Fatal("no keeper")
 	}
@@ -247,7 +247,7 @@ func TestWatcherFanotifySetting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counter(m.fanotify) != 0 || w.keep("/nonexistent/x-json.log", 1<<20) != nil {
+	if counter(m.fanotify) != 0 || w.keep("/nonexistent/x-json.log", 1<<20, nil) != nil {
 		t.Error("fanotify in force with FanotifyOff")
 	}
 	if _, err := NewWatcher(nil, WatcherConfig{Fanotify: "yes"}, m); err == nil {
@@ -274,7 +274,7 @@ func testKeeperAfterFilesFromBeforeIt(t *testing.T, compress bool) {
 	for dw.rotations < 4 { // .4 .3 .2 .1 live, all closed before the keeper
 		dw.line("stdout", numbered(dw.seq, 20))
 	}
-	files, ok, err := listFiles(dw.path)
+	files, ok, err := listFiles(dw.path, nil)
 	if err != nil || !ok || len(files) != 5 {
 		t.Fatalf("listing: %v %v %d", err, ok, len(files))
 	}
@@ -290,7 +290,7 @@ func testKeeperAfterFilesFromBeforeIt(t *testing.T, compress bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl.kept = w.keep(dw.path, 1<<30)
+	tl.kept = w.keep(dw.path, 1<<30, nil)
 	if tl.kept == nil {
 		t.Fatal("no keeper")
 	}
@@ -334,7 +334,7 @@ func TestKeeperThroughSymlinkedDir(t *testing.T) {
 	viaLink := filepath.Join(link, rel)
 	m := NewMetrics(nil)
 	w := manualWatcher(t, m)
-	l := w.keep(viaLink, 1<<30)
+	l := w.keep(viaLink, 1<<30, nil)
 	if l == nil {
 		t.Fatal("no keeper")
 	}

@@ -20,6 +20,13 @@ const (
 	reasonQueueOverflow = "queue_overflow" // the kernel dropped close events (count unknown)
 )
 
+// RefusalCounter counts the log files that tailers refuse to read, by
+// reason (RefusedSymlink, RefusedNotRegular). A *prometheus.CounterVec with
+// the one label "reason" is one.
+type RefusalCounter interface {
+	WithLabelValues(reason ...string) prometheus.Counter
+}
+
 // Metrics are the tailers' and the watcher's series: host-wide counters of
 // rare events, each also logged with its container. Lines and bytes per
 // container are the sidecar's (logferry_sidecar_lines_read_total), which
@@ -38,11 +45,29 @@ type Metrics struct {
 	pollFallbacks *prometheus.CounterVec
 	watchedDirs   *prometheus.GaugeVec
 	tailers       prometheus.Gauge
+	refused       RefusalCounter
 }
 
 // NewMetrics registers the series with reg; a nil reg registers nothing.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// Refused log files are counted in a counter that is not registered: see
+// NewMetricsWithRefusals.
+func NewMetrics(reg prometheus.Registerer) *Metrics { return NewMetricsWithRefusals(reg, nil) }
+
+// NewMetricsWithRefusals is NewMetrics, counting refused log files in
+// refused, which its owner registers: the sidecar's
+// logferry_sidecar_files_refused_total, which also counts the log paths it
+// refuses before any Tailer opens them. A nil refused is NewMetrics.
+func NewMetricsWithRefusals(reg prometheus.Registerer, refused RefusalCounter) *Metrics {
+	if refused == nil {
+		refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_sidecar_files_refused_total", Help: "Log files not read because they are not regular files in the container's directory, by reason.",
+		}, []string{"reason"})
+	}
+	for _, r := range []string{RefusedSymlink, RefusedNotRegular} {
+		refused.WithLabelValues(r) // the series exist from the start, at 0
+	}
 	m := &Metrics{
+		refused: refused,
 		rotations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_tail_rotations_total", Help: "Moves from a finished log file to the next one (rotations followed).",
 		}),

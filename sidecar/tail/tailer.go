@@ -135,6 +135,9 @@ type Tailer struct {
 	jl          dockerlog.JSONLine
 	joiner      *dockerlog.Joiner
 	pend        [4]pendingStart
+	// refusedMu guards refused, the files refused already (see refuse).
+	refusedMu sync.Mutex
+	refused   map[string]struct{}
 	// Test hooks: afterRead is called after each read with the offset
 	// reached, beforeWait before Run waits for a change.
 	afterRead  func(off int64)
@@ -178,6 +181,7 @@ func New(cfg Config, w *Watcher, m *Metrics, log *slog.Logger) (*Tailer, error) 
 		finish:  make(chan struct{}),
 		nextGen: 1, // token 0 is never valid
 		joiner:  dockerlog.NewJoiner(cfg.MaxLineSize),
+		refused: map[string]struct{}{},
 	}, nil
 }
 
@@ -256,6 +260,12 @@ func (t *Tailer) HoldRotated() {
 // block (that is backpressure: the file waits on disk) but should then also
 // watch ctx.
 //
+// A file of the log that is not a regular file in the container's
+// directory (a symlink there or at the directory, a FIFO...) is refused
+// (ErrRefused): logged and counted once, never opened for reading or read,
+// and passed over as if it were not there; a regular file that takes its
+// place later is read.
+//
 // Run returns nil after Finish, once everything is read; ctx.Err() when ctx
 // is done first; or an error reading the files. It may be called once.
 func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
@@ -272,7 +282,7 @@ func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
 		wake = sub.C()
 		// Also before anything is opened: every file closed from now on is
 		// held until this Tailer has moved past it.
-		kept := t.w.keep(t.cfg.Path, t.cfg.MaxPinnedBytes)
+		kept := t.w.keep(t.cfg.Path, t.cfg.MaxPinnedBytes, t.refuse)
 		t.pinMu.Lock()
 		t.kept = kept
 		t.pinMu.Unlock()
@@ -378,7 +388,7 @@ func (t *Tailer) closeSource() {
 // file's start (FromOldest), or the live file's start (or end, FromEnd).
 func (t *Tailer) open(ctx context.Context) error {
 	if t.cfg.Start == nil && !t.cfg.FromOldest {
-		fi, err := os.Stat(t.cfg.Path)
+		fi, err := os.Lstat(t.cfg.Path)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil // read it from its start once it appears
 		}
@@ -391,9 +401,9 @@ func (t *Tailer) open(ctx context.Context) error {
 		if t.cfg.FromEnd {
 			offset = fi.Size()
 		}
-		src, expectNL, _, err := openSource(f, offset)
-		if errors.Is(err, errChanged) || errors.Is(err, fs.ErrNotExist) {
-			return nil // rotated this instant: the next look finds the new file
+		src, expectNL, _, err := t.openFile(f, offset)
+		if unavailable(err) {
+			return nil // rotated this instant, or refused: the next look finds the new file
 		}
 		if err != nil {
 			return err
@@ -404,7 +414,7 @@ func (t *Tailer) open(ctx context.Context) error {
 
 	// From a saved position, or from the oldest file.
 	for attempt := 1; ; attempt++ {
-		files, consistent, err := listFiles(t.cfg.Path)
+		files, consistent, err := t.list()
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
@@ -424,14 +434,14 @@ func (t *Tailer) open(ctx context.Context) error {
 		var src *source
 		var expectNL, pastEnd bool
 		if len(files) > 0 {
-			src, expectNL, pastEnd, err = openSource(files[i], offset)
-			if (errors.Is(err, errChanged) || errors.Is(err, fs.ErrNotExist)) && attempt < listAttempts {
+			src, expectNL, pastEnd, err = t.openFile(files[i], offset)
+			if unavailable(err) && attempt < listAttempts {
 				if err := sleep(ctx, listRetry); err != nil {
 					return err
 				}
 				continue
 			}
-			if err != nil && !errors.Is(err, errChanged) && !errors.Is(err, fs.ErrNotExist) {
+			if err != nil && !unavailable(err) {
 				return err
 			}
 		}
@@ -453,7 +463,7 @@ func (t *Tailer) open(ctx context.Context) error {
 		// container may rotate them away before the first look for more.
 		var newer []*source
 		for _, f := range files[i+1:] {
-			p, _, _, err := openSource(f, 0)
+			p, _, _, err := t.openFile(f, 0)
 			if err != nil {
 				break // renamed or gone since: pinNewer takes over
 			}
@@ -525,7 +535,7 @@ func (t *Tailer) check(ctx context.Context) (bool, error) {
 		}
 		return t.advance(ctx)
 	}
-	fi, err := os.Stat(t.cfg.Path)
+	fi, err := os.Lstat(t.cfg.Path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
@@ -558,9 +568,32 @@ func sameFile(fi fs.FileInfo, src *source) bool {
 	return dev == src.dev && ino == src.ino
 }
 
+// list lists the log's files (see listFiles), refusing those that are not
+// regular files.
+func (t *Tailer) list() ([]logFile, bool, error) { return listFiles(t.cfg.Path, t.refuse) }
+
+// openFile is openSource, logging and counting a refused file.
+func (t *Tailer) openFile(f logFile, offset int64) (s *source, expectNL, pastEnd bool, err error) {
+	s, expectNL, pastEnd, err = openSource(f, offset)
+	switch {
+	case errors.Is(err, ErrRefused):
+		t.refuse(f.path, err)
+	case err == nil:
+		t.accepted(f.path)
+	}
+	return s, expectNL, pastEnd, err
+}
+
+// unavailable reports that a file cannot be read now but that the log
+// goes on: it was renamed or removed since it was listed, or it is refused
+// (what is at its name is not a regular file). The next look lists again.
+func unavailable(err error) bool {
+	return errors.Is(err, errChanged) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrRefused)
+}
+
 // openLive opens the live file once it exists, from its start.
 func (t *Tailer) openLive() (bool, error) {
-	fi, err := os.Stat(t.cfg.Path)
+	fi, err := os.Lstat(t.cfg.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -569,8 +602,8 @@ func (t *Tailer) openLive() (bool, error) {
 	}
 	f := logFile{path: t.cfg.Path, size: fi.Size()}
 	f.dev, f.ino = fileID(fi)
-	src, expectNL, _, err := openSource(f, 0)
-	if errors.Is(err, errChanged) || errors.Is(err, fs.ErrNotExist) {
+	src, expectNL, _, err := t.openFile(f, 0)
+	if unavailable(err) {
 		return false, nil
 	}
 	if err != nil {
@@ -631,7 +664,7 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 	}
 	for attempt := 1; ; attempt++ {
 		retry := func() (bool, error) { return false, sleep(ctx, listRetry*time.Duration(attempt)) }
-		files, consistent, err := listFiles(t.cfg.Path)
+		files, consistent, err := t.list()
 		if errors.Is(err, fs.ErrNotExist) {
 			return false, nil // the container's directory is gone
 		}
@@ -661,8 +694,10 @@ func (t *Tailer) advance(ctx context.Context) (bool, error) {
 		if !found {
 			return false, nil
 		}
-		src, expectNL, _, err := openSource(next, 0)
-		if errors.Is(err, errChanged) || errors.Is(err, fs.ErrNotExist) {
+		src, expectNL, _, err := t.openFile(next, 0)
+		if unavailable(err) {
+			// Renamed since listed, or refused: the next listing does
+			// not list a file that is not a regular one.
 			if attempt < listAttempts {
 				if _, err := retry(); err != nil {
 					return false, err
@@ -737,7 +772,7 @@ func (t *Tailer) keptFirst(files []logFile) bool {
 func (t *Tailer) takeKept(cur *source, orAll bool) []*source {
 	kept := t.kept.after(cur, orAll)
 	if n := len(kept); n > 0 {
-		if fi, err := os.Stat(t.cfg.Path); err == nil && sameFile(fi, kept[n-1]) {
+		if fi, err := os.Lstat(t.cfg.Path); err == nil && sameFile(fi, kept[n-1]) {
 			kept[n-1].live, kept[n-1].path = true, t.cfg.Path
 		}
 	}
@@ -788,7 +823,7 @@ func (t *Tailer) pinNewer() error {
 		newest = t.pins[n-1]
 	}
 	if newest.live {
-		fi, err := os.Stat(t.cfg.Path)
+		fi, err := os.Lstat(t.cfg.Path)
 		if err != nil || sameFile(fi, newest) {
 			return nil // no file newer than the live one we have
 		}
@@ -816,7 +851,7 @@ func (t *Tailer) pinNewer() error {
 	for attempt := 1; ; attempt++ {
 		var consistent bool
 		var err error
-		files, consistent, err = listFiles(t.cfg.Path)
+		files, consistent, err = t.list()
 		if err != nil {
 			return nil
 		}
@@ -860,9 +895,9 @@ func (t *Tailer) pinNewer() error {
 			}
 			return nil
 		}
-		src, _, _, err := openSource(next, 0)
-		if errors.Is(err, errChanged) || errors.Is(err, fs.ErrNotExist) {
-			return nil // renamed meanwhile: the next call lists again
+		src, _, _, err := t.openFile(next, 0)
+		if unavailable(err) {
+			return nil // renamed meanwhile, or refused: the next call lists again
 		}
 		if err != nil {
 			return err

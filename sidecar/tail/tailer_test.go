@@ -615,7 +615,7 @@ func TestTokens(t *testing.T) {
 }
 
 func oldest(t *testing.T, dw *dockerWriter) string {
-	files, _, err := listFiles(dw.path)
+	files, _, err := listFiles(dw.path, nil)
 	if err != nil || len(files) == 0 {
 		t.Fatal(err)
 	}

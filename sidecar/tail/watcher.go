@@ -138,10 +138,12 @@ func (w *Watcher) subscribe(dir string, changed func() bool) *Subscription {
 }
 
 // keep starts holding the files that rotations take from the log whose live
-// file is path (see keeper), up to maxBytes. It returns nil when fanotify is
-// disabled or unavailable (needs CAP_SYS_ADMIN; NewWatcher said so): then
-// pinning alone holds rotated files. The caller calls unkeep.
-func (w *Watcher) keep(path string, maxBytes int64) *keptLog {
+// file is path (see keeper), up to maxBytes; refuse (may be nil) is told of
+// those that are not regular files. It returns nil when fanotify is
+// disabled or unavailable (needs CAP_SYS_ADMIN; NewWatcher said so), or the
+// log's directory is a symlink: then pinning alone holds rotated files. The
+// caller calls unkeep.
+func (w *Watcher) keep(path string, maxBytes int64, refuse func(path string, err error)) *keptLog {
 	if w.cfg.Fanotify == FanotifyOff {
 		return nil
 	}
@@ -160,7 +162,7 @@ func (w *Watcher) keep(path string, maxBytes int64) *keptLog {
 		}
 		w.keeper = newKeeper(n, w.m, w.log)
 	}
-	l := w.keeper.add(path, maxBytes)
+	l := w.keeper.add(path, maxBytes, refuse)
 	if l == nil && w.keeper.empty() {
 		w.keeper.close()
 		w.keeper = nil
