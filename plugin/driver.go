@@ -160,6 +160,8 @@ func (d *Driver) buildStream(file string, info Info, reattach, fifoGone bool) (*
 		d.m.startErrors.WithLabelValues("labels").Inc()
 		return nil, fmt.Errorf("logferry: %w", err)
 	}
+	d.m.labelValuesTruncated.Add(float64(set.Cuts.ValuesTruncated))
+	d.m.labelsDropped.Add(float64(set.Cuts.LabelsDropped))
 	meta := make([]loki.LabelPairAdapter, 0, len(set.StructuredMetadata))
 	for _, p := range set.StructuredMetadata {
 		meta = append(meta, loki.LabelPairAdapter{Name: p.Name, Value: p.Value})

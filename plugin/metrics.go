@@ -23,6 +23,9 @@ type Metrics struct {
 	entries     *prometheus.CounterVec
 	bytes       *prometheus.CounterVec
 	stopSeconds prometheus.Histogram
+	// Loki's limits on labels (shared/labels): values cut, labels left out.
+	labelValuesTruncated prometheus.Counter
+	labelsDropped        prometheus.Counter
 	// byName deletes a name's series when the last stream of that name
 	// ends: a draining stream and a new container with its name share them.
 	byName *series.Set
@@ -70,6 +73,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "logferry_plugin_bytes_read_total", Help: "Line bytes read, per container and source.",
 		}, []string{"container_name", "source"}),
+		labelValuesTruncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_plugin_label_values_truncated_total", Help: "Label values cut to Loki's 2048-byte limit, at stream start.",
+		}),
+		labelsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_plugin_labels_dropped_total", Help: "Labels left out at stream start: past Loki's 15 per stream, or a name over 1024 bytes.",
+		}),
 		stopSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "logferry_plugin_stop_logging_seconds", Help: "Time StopLogging took to answer.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
@@ -78,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.byName = series.NewSet("container_name", m.entries, m.bytes)
 	if reg != nil {
 		reg.MustRegister(m.streams, m.draining, m.started, m.reattached, m.replayed, m.startErrors, m.framesRead, m.corrupt,
-			m.truncated, m.invalidUTF8, m.copyErrors, m.entries, m.bytes, m.stopSeconds)
+			m.truncated, m.invalidUTF8, m.copyErrors, m.entries, m.bytes, m.stopSeconds, m.labelValuesTruncated, m.labelsDropped)
 	}
 	return m
 }

@@ -10,17 +10,20 @@ import (
 // theirs. Per-container series are deleted when the container's shipper
 // stops.
 type Metrics struct {
-	containers     *prometheus.GaugeVec
-	startErrors    prometheus.Counter
-	labelRefused   *prometheus.CounterVec
-	filesRefused   *prometheus.CounterVec
-	positionsSaved prometheus.Counter
-	positions      prometheus.Gauge
-	truncated      prometheus.Counter
-	invalidUTF8    prometheus.Counter
-	blocked        prometheus.Counter
-	linesRead      *prometheus.CounterVec
-	bytesRead      *prometheus.CounterVec
+	containers   *prometheus.GaugeVec
+	startErrors  prometheus.Counter
+	labelRefused *prometheus.CounterVec
+	filesRefused *prometheus.CounterVec
+	// Loki's limits on labels (shared/labels): values cut, labels left out.
+	labelValuesTruncated prometheus.Counter
+	labelsDropped        prometheus.Counter
+	positionsSaved       prometheus.Counter
+	positions            prometheus.Gauge
+	truncated            prometheus.Counter
+	invalidUTF8          prometheus.Counter
+	blocked              prometheus.Counter
+	linesRead            *prometheus.CounterVec
+	bytesRead            *prometheus.CounterVec
 	// byName deletes a name's series when the last container of that name
 	// lets go: a draining container and a new one with its name share them.
 	byName *series.Set
@@ -43,6 +46,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "logferry_sidecar_files_refused_total",
 			Help: "Log files not read from disk, by reason: outside_containers_dir (the Engine named another path; the container is read through the logs API), symlink, not_regular.",
 		}, []string{"reason"}),
+		labelValuesTruncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_sidecar_label_values_truncated_total", Help: "Label values cut to Loki's 2048-byte limit, at container start.",
+		}),
+		labelsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_sidecar_labels_dropped_total", Help: "Labels left out at container start: past Loki's 15 per stream, or a name over 1024 bytes.",
+		}),
 		positionsSaved: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_positions_saved_total", Help: "Writes of the positions file.",
 		}),
@@ -68,7 +77,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.filesRefused.WithLabelValues(refusedOutside) // at 0 from the start; tail adds its reasons
 	m.byName = series.NewSet("container_name", m.linesRead, m.bytesRead)
 	if reg != nil {
-		reg.MustRegister(m.containers, m.startErrors, m.labelRefused, m.filesRefused, m.positionsSaved, m.positions, m.truncated, m.invalidUTF8, m.blocked,
+		reg.MustRegister(m.containers, m.startErrors, m.labelRefused, m.filesRefused, m.labelValuesTruncated, m.labelsDropped, m.positionsSaved, m.positions, m.truncated, m.invalidUTF8, m.blocked,
 			m.linesRead, m.bytesRead)
 	}
 	return m

@@ -121,3 +121,43 @@ func TestWarnsOfAPasswordOnTheCommandLine(t *testing.T) {
 		t.Fatalf("environment: warnings %q, %v", c.Warnings, err)
 	}
 }
+
+// FuzzContainerOptions: whatever labels an image carries, the container is
+// shipped (no error), to the operator's endpoint with the operator's
+// transport, and refusals name only known options or "unknown".
+func FuzzContainerOptions(f *testing.F) {
+	f.Add("logferry.loki-url", "http://127.0.0.1:1/x", "logferry.loki-external-labels", "a={{.Name}}")
+	f.Add("logferry.loki-external-labels", "x={{pad .Name 300000000 0}}", "logferry.max-line-size", "1g")
+	f.Add("logferry.loki-tenant-id", "team-a", "logferry.labels-regex", "(")
+	f.Add("logferry.\x00", "\xff", "logferry.env", "A,B")
+	tok := filepath.Join(f.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte("T"), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	cfg := Config{
+		Options:        map[string]string{"loki-url": testURL, "loki-bearer-token-file": tok, "max-line-size": "64k"},
+		LabelOverrides: true, OverrideTenants: []string{"team-a"},
+	}
+	want, _, err := cfg.ContainerOptions(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	known := append(logopts.Keys(), unknownOption)
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		o, refused, err := cfg.ContainerOptions(map[string]string{k1: v1, k2: v2})
+		if err != nil {
+			t.Fatalf("labels %q=%q %q=%q: the container would not be shipped: %v", k1, v1, k2, v2, err)
+		}
+		if o.Loki.Key() != want.Loki.Key() && o.Loki.TenantID != "team-a" {
+			t.Fatalf("labels changed the transport: %q", o.Loki.Key())
+		}
+		if o.MaxLineSize > want.MaxLineSize {
+			t.Fatalf("max-line-size %d above the operator's %d", o.MaxLineSize, want.MaxLineSize)
+		}
+		for _, r := range refused {
+			if !slices.Contains(known, r.Option) {
+				t.Fatalf("refusal names option %q, which is no option", r.Option)
+			}
+		}
+	})
+}

@@ -446,7 +446,13 @@ func (r *Router) buildLabels(opts logopts.Options, c engine.Container) (labels.S
 	if err != nil {
 		return labels.Set{}, err
 	}
-	return b.Build(c.Container)
+	set, err := b.Build(c.Container)
+	if err != nil {
+		return labels.Set{}, err
+	}
+	r.m.labelValuesTruncated.Add(float64(set.Cuts.ValuesTruncated))
+	r.m.labelsDropped.Add(float64(set.Cuts.LabelsDropped))
+	return set, nil
 }
 
 func shortID(id string) string {

@@ -1,5 +1,7 @@
 package dockerlog
 
+import "unicode/utf8"
+
 // DefaultMaxLine is the line length the Joiner cuts at when given none. It is
 // Loki's default max_line_size (256KB): a longer line would be rejected whole
 // by the server, so keeping more than that in memory buys nothing.
@@ -16,13 +18,17 @@ type Line struct {
 	// TimeNano is the time of the line's first chunk: Docker stamps every
 	// chunk of a split line with it, and it orders the line among others.
 	TimeNano int64
-	// Data is the line without a trailing newline, at most maxLine bytes.
-	// It aliases either the chunk passed to Push (a line that came whole) or
+	// Data is the line without a trailing newline. It is at most maxLine
+	// bytes long also once ValidUTF8 has replaced each of its invalid bytes
+	// with U+FFFD (three bytes): the limit applies to what is sent, which
+	// Loki checks against its max_line_size, not to what was read. It
+	// aliases either the chunk passed to Push (a line that came whole) or
 	// the Joiner's buffer: it is valid until the next Push or Flush and only
 	// while the caller keeps that chunk's memory unchanged.
 	Data []byte
-	// Truncated reports that the line was longer than maxLine: Data holds
-	// its first bytes (cut on a UTF-8 boundary) and the rest was discarded.
+	// Truncated reports that the line, repaired, was longer than maxLine:
+	// Data holds its first bytes (cut between two runes or invalid bytes,
+	// never inside a valid sequence) and the rest was discarded.
 	Truncated bool
 	// Chunks is how many pieces the line arrived in (1 for a whole line),
 	// including discarded ones.
@@ -37,6 +43,10 @@ type Line struct {
 // use; use one per container source.
 type Joiner struct {
 	maxLine int
+	// mayGrow is maxLine/3: only a line longer than that can pass maxLine
+	// once its invalid bytes become U+FFFD, so only such a line is
+	// checked; the usual line costs one comparison.
+	mayGrow int
 	pending [maxPendingStreams]pendingLine
 }
 
@@ -55,7 +65,7 @@ func NewJoiner(maxLine int) *Joiner {
 	if maxLine <= 0 {
 		maxLine = DefaultMaxLine
 	}
-	return &Joiner{maxLine: maxLine}
+	return &Joiner{maxLine: maxLine, mayGrow: maxLine / 3}
 }
 
 // Push adds one chunk of stream's current line; ends says whether it is the
@@ -75,8 +85,8 @@ func (j *Joiner) Push(stream string, timeNano int64, chunk []byte, ends bool) (L
 		// A line that came whole (the usual case) is returned without
 		// copying; so is a chunk that no free slot is left for.
 		l := Line{Stream: stream, TimeNano: timeNano, Data: chunk, Chunks: 1}
-		if len(chunk) > j.maxLine {
-			l.Data, l.Truncated = chunk[:cutPoint(nil, chunk, j.maxLine)], true
+		if len(chunk) > j.mayGrow {
+			l.Data, l.Truncated = j.fit(chunk)
 		}
 		return l, true
 	}
@@ -90,7 +100,7 @@ func (j *Joiner) Push(stream string, timeNano int64, chunk []byte, ends bool) (L
 	if !ends {
 		return Line{}, false
 	}
-	return p.take(), true
+	return j.take(p), true
 }
 
 // Flush emits the pending partial lines, for example when the stream they
@@ -99,7 +109,7 @@ func (j *Joiner) Push(stream string, timeNano int64, chunk []byte, ends bool) (L
 func (j *Joiner) Flush(fn func(Line)) {
 	for i := range j.pending {
 		if p := &j.pending[i]; p.active {
-			fn(p.take())
+			fn(j.take(p))
 		}
 	}
 }
@@ -133,7 +143,8 @@ func (j *Joiner) free() *pendingLine {
 	return nil
 }
 
-// appendChunk adds chunk to p.buf, cutting the line at maxLine. The buffer
+// appendChunk adds chunk to p.buf, cutting the line at maxLine bytes as
+// read (take cuts it further if its repair would pass maxLine). The buffer
 // grows by doubling but never past maxLine, so that one huge line cannot
 // leave more than maxLine behind.
 func (j *Joiner) appendChunk(p *pendingLine, chunk []byte) {
@@ -159,10 +170,50 @@ func (j *Joiner) appendChunk(p *pendingLine, chunk []byte) {
 }
 
 // take returns p's line and frees p; the buffer is kept for the next line.
-func (p *pendingLine) take() Line {
+func (j *Joiner) take(p *pendingLine) Line {
 	l := Line{Stream: p.stream, TimeNano: p.timeNano, Data: p.buf, Truncated: p.truncated, Chunks: p.chunks}
+	if len(l.Data) > j.mayGrow {
+		var cut bool
+		l.Data, cut = j.fit(l.Data)
+		l.Truncated = l.Truncated || cut
+	}
 	*p = pendingLine{buf: p.buf[:0]}
 	return l
+}
+
+// fit returns the longest prefix of data that is at most maxLine bytes
+// once ValidUTF8 has repaired it, and whether that is shorter than data.
+// The cut falls between two runes or invalid bytes: a valid sequence is
+// kept whole or left out whole, so the prefix decodes as it did inside
+// the whole line. Valid UTF-8 costs one utf8.Valid pass, and no line costs
+// more than its first maxLine bytes: repair never shortens, so nothing past
+// them can be kept.
+func (j *Joiner) fit(data []byte) ([]byte, bool) {
+	if utf8.Valid(data[:min(len(data), j.maxLine+utf8.UTFMax)]) {
+		if len(data) <= j.maxLine {
+			return data, false
+		}
+		return data[:cutPoint(nil, data, j.maxLine)], true
+	}
+	// ValidUTF8 keeps a valid rune and turns each byte that does not start
+	// one into the three bytes of U+FFFD; count the same way.
+	size := 0
+	for i := 0; i < len(data); {
+		n, grown := 1, 1
+		if c := data[i]; c >= utf8.RuneSelf {
+			var r rune
+			r, n = utf8.DecodeRune(data[i:])
+			if grown = n; r == utf8.RuneError && n == 1 {
+				grown = replacementLen
+			}
+		}
+		if size+grown > j.maxLine {
+			return data[:i], true
+		}
+		size += grown
+		i += n
+	}
+	return data, false
 }
 
 // cutPoint returns where to cut head+chunk, which is longer than limit, so

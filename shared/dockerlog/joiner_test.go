@@ -103,14 +103,16 @@ func TestJoiner(t *testing.T) {
 			want:    []wantLine{{"stdout", 1, "abcde", true, 2}},
 		},
 		{
-			name:    "invalid UTF-8 cut at maxLine",
+			// Each invalid byte becomes three once repaired: "a" and one
+			// of them make 4.
+			name:    "invalid UTF-8 cut where its repair reaches maxLine",
 			maxLine: 4,
 			pushes:  []push{{"stdout", 1, "a\x80\x80\x80\x80\x80", true}},
-			want:    []wantLine{{"stdout", 1, "a\x80\x80\x80", true, 1}},
+			want:    []wantLine{{"stdout", 1, "a\x80", true, 1}},
 		},
 		{
 			name:    "stray continuation bytes do not move the cut",
-			maxLine: 3,
+			maxLine: 5,
 			pushes:  []push{{"stdout", 1, "ab\x80\x80", true}},
 			want:    []wantLine{{"stdout", 1, "ab\x80", true, 1}},
 		},
@@ -149,6 +151,141 @@ func TestJoiner(t *testing.T) {
 			}
 			if n := j.Pending(); n != 0 {
 				t.Errorf("%d pending after Flush", n)
+			}
+		})
+	}
+}
+
+// TestJoinerCutAfterRepair checks that max-line-size bounds the line as it
+// is sent: callers replace each invalid byte with U+FFFD (ValidUTF8), three
+// bytes, after the Joiner, and Loki refuses (400) a line longer than its
+// max_line_size. Each line is checked as callers use it: Data repaired must
+// be valid, at most maxLine bytes, and the cut is reported once.
+func TestJoinerCutAfterRepair(t *testing.T) {
+	ff := func(n int) string { return strings.Repeat("\xff", n) }
+	tests := []struct {
+		name    string
+		maxLine int
+		pushes  []push
+		flush   bool // the line is still pending and comes out of Flush
+		want    wantLine
+	}{
+		{
+			name:    "invalid bytes exactly at the cap",
+			maxLine: 16,
+			pushes:  []push{{"stdout", 1, ff(16), true}},
+			want:    wantLine{"stdout", 1, ff(5), true, 1}, // 15 bytes repaired
+		},
+		{
+			name:   "invalid bytes at the default cap",
+			pushes: []push{{"stdout", 1, ff(DefaultMaxLine), true}},
+			want:   wantLine{"stdout", 1, ff(DefaultMaxLine / 3), true, 1},
+		},
+		{
+			name:    "a third of the cap is never cut",
+			maxLine: 15,
+			pushes:  []push{{"stdout", 1, ff(5), true}},
+			want:    wantLine{"stdout", 1, ff(5), false, 1},
+		},
+		{
+			name:    "invalid line that fits once repaired",
+			maxLine: 8,
+			pushes:  []push{{"stdout", 1, "a\xffb\xff", true}},
+			want:    wantLine{"stdout", 1, "a\xffb\xff", false, 1},
+		},
+		{
+			name:    "one byte over once repaired",
+			maxLine: 7,
+			pushes:  []push{{"stdout", 1, "a\xffb\xff", true}},
+			want:    wantLine{"stdout", 1, "a\xffb", true, 1},
+		},
+		{
+			name:    "a valid rune after an invalid byte is not split",
+			maxLine: 7,
+			pushes:  []push{{"stdout", 1, "ab\xff€", true}}, // 2+3, then € (3) would make 8
+			want:    wantLine{"stdout", 1, "ab\xff", true, 1},
+		},
+		{
+			name:    "valid runes around an invalid byte",
+			maxLine: 9,
+			pushes:  []push{{"stdout", 1, "€\xff€x", true}},
+			want:    wantLine{"stdout", 1, "€\xff€", true, 1},
+		},
+		{
+			name:    "truncated sequence counts per byte, like ValidUTF8",
+			maxLine: 6,
+			pushes:  []push{{"stdout", 1, "\xe2\x82\xe2\x82", true}}, // four invalid bytes
+			want:    wantLine{"stdout", 1, "\xe2\x82", true, 1},
+		},
+		{
+			name:    "joined chunks under the cap as read, over it repaired",
+			maxLine: 10,
+			pushes:  []push{{"stdout", 1, ff(2), false}, {"stderr", 2, "x", false}, {"stdout", 3, ff(2), true}},
+			want:    wantLine{"stdout", 1, ff(3), true, 2},
+		},
+		{
+			name:    "joined chunks cut as read, then again repaired",
+			maxLine: 6,
+			pushes:  []push{{"stdout", 1, "\xffab", false}, {"stdout", 2, "cdefgh", true}},
+			want:    wantLine{"stdout", 1, "\xffabc", true, 2},
+		},
+		{
+			name:    "a rune split across chunks is whole again and kept",
+			maxLine: 7,
+			pushes:  []push{{"stdout", 1, "\xffa\xe2", false}, {"stdout", 2, "\x82\xacz", true}},
+			want:    wantLine{"stdout", 1, "\xffa€", true, 2},
+		},
+		{
+			name:    "flushed partial line",
+			maxLine: 8,
+			pushes:  []push{{"stdout", 1, ff(4), false}},
+			flush:   true,
+			want:    wantLine{"stdout", 1, ff(2), true, 1},
+		},
+		{
+			name:    "chunk of a fifth stream passes through, cut",
+			maxLine: 6,
+			pushes: []push{
+				{"a", 1, "1", false}, {"b", 2, "2", false}, {"c", 3, "3", false}, {"d", 4, "4", false},
+				{"e", 5, ff(6), false},
+			},
+			want: wantLine{"e", 5, ff(2), true, 1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := NewJoiner(tt.maxLine)
+			limit := tt.maxLine
+			if limit <= 0 {
+				limit = DefaultMaxLine
+			}
+			var got []Line
+			keep := func(l Line) {
+				if l.Stream == tt.want.stream {
+					l.Data = bytes.Clone(l.Data)
+					got = append(got, l)
+				}
+			}
+			for _, p := range tt.pushes {
+				if l, ok := j.Push(p.stream, p.time, []byte(p.chunk), p.ends); ok {
+					keep(l)
+				}
+			}
+			if tt.flush {
+				j.Flush(keep)
+			} else {
+				j.Flush(func(Line) {})
+			}
+			if len(got) != 1 {
+				t.Fatalf("got %d lines of %s, want 1", len(got), tt.want.stream)
+			}
+			if w := lineOf(got[0]); w != tt.want {
+				t.Errorf("got  %q %d %q %v %d\nwant %q %d %q %v %d", w.stream, w.time, w.data, w.truncated, w.chunks,
+					tt.want.stream, tt.want.time, tt.want.data, tt.want.truncated, tt.want.chunks)
+			}
+			sent := ValidUTF8(string(got[0].Data))
+			if len(sent) > limit || !utf8.ValidString(sent) {
+				t.Errorf("sent %d bytes (valid %v), over the cap %d", len(sent), utf8.ValidString(sent), limit)
 			}
 		})
 	}
@@ -228,12 +365,14 @@ func FuzzJoiner(f *testing.F) {
 			if l.Stream != stream || l.TimeNano != m.time || l.Chunks != m.chunks {
 				t.Fatalf("got stream %q time %d chunks %d; want %q %d %d", l.Stream, l.TimeNano, l.Chunks, stream, m.time, m.chunks)
 			}
-			if l.Truncated != (len(m.full) > limit) || len(l.Data) > limit || !bytes.HasPrefix(m.full, l.Data) {
+			// The limit applies to the line once repaired, as it is sent.
+			sent, whole := ValidUTF8(string(l.Data)), ValidUTF8(string(m.full))
+			if l.Truncated != (len(whole) > limit) || len(sent) > limit || !bytes.HasPrefix(m.full, l.Data) {
 				t.Fatalf("got %q truncated=%v from %q (limit %d)", l.Data, l.Truncated, m.full, limit)
 			}
 			if l.Truncated {
-				if len(l.Data) < limit-3 {
-					t.Fatalf("cut %q at %d, more than 3 bytes before the limit %d", m.full, len(l.Data), limit)
+				if len(sent) < limit-3 {
+					t.Fatalf("cut %q at %d (%d repaired), more than 3 bytes before the limit %d", m.full, len(l.Data), len(sent), limit)
 				}
 				// On valid UTF-8 the cut is the last rune boundary.
 				if utf8.Valid(m.full) {
@@ -298,6 +437,68 @@ func FuzzJoiner(f *testing.F) {
 	})
 }
 
+// FuzzJoinerCut checks the cut on what is sent: any bytes, split into any
+// chunks, come out of the Joiner and ValidUTF8 (as the plugin and the
+// sidecar ship them) as valid UTF-8 of at most maxLine bytes, a prefix of
+// the line, reported truncated exactly when the repaired line was longer.
+func FuzzJoinerCut(f *testing.F) {
+	f.Add(uint16(16), uint8(0), []byte(strings.Repeat("\xff", 16)))
+	f.Add(uint16(7), uint8(3), []byte("ab\xff€\xff"))
+	f.Add(uint16(9), uint8(1), []byte("€\xff€x\xe2\x82"))
+	f.Add(uint16(12), uint8(2), []byte("\xf0\x9f\x98\x80\xf0\x9f\x98\xc0\x80"))
+	f.Add(uint16(0), uint8(5), []byte("plain ascii that fits"))
+	f.Fuzz(func(t *testing.T, maxLine uint16, chunk uint8, line []byte) {
+		limit := int(maxLine)
+		if limit == 0 {
+			limit = DefaultMaxLine
+		}
+		j := NewJoiner(int(maxLine))
+		// chunk 0: the line arrives whole; otherwise in chunks of that
+		// many bytes, a partial line Flush emits when chunk is odd.
+		var l Line
+		var ok bool
+		switch {
+		case chunk == 0:
+			l, ok = j.Push("stdout", 1, line, true)
+		default:
+			rest := line
+			for len(rest) > int(chunk) {
+				if _, done := j.Push("stdout", 1, rest[:chunk], false); done {
+					t.Fatal("line ended early")
+				}
+				rest = rest[chunk:]
+			}
+			if chunk%2 == 0 {
+				l, ok = j.Push("stdout", 1, rest, true)
+			} else {
+				j.Push("stdout", 1, rest, false)
+				j.Flush(func(fl Line) { l, ok = fl, true })
+			}
+		}
+		if !ok {
+			t.Fatal("no line")
+		}
+		sent := ValidUTF8(string(l.Data))
+		if !utf8.ValidString(sent) || len(sent) > limit {
+			t.Fatalf("sent %q: %d bytes, valid %v; limit %d", sent, len(sent), utf8.ValidString(sent), limit)
+		}
+		if !bytes.HasPrefix(line, l.Data) {
+			t.Fatalf("%q is not a prefix of %q", l.Data, line)
+		}
+		if whole := ValidUTF8(string(line)); l.Truncated != (len(whole) > limit) {
+			t.Fatalf("truncated=%v for %d bytes repaired, limit %d", l.Truncated, len(whole), limit)
+		}
+		if l.Truncated && len(sent) < limit-3 {
+			t.Fatalf("cut to %d bytes repaired, more than 3 before the limit %d", len(sent), limit)
+		}
+		// A valid sequence is never split: what was kept decodes as it did
+		// inside the whole line.
+		if want := ValidUTF8(string(line)); !strings.HasPrefix(want, sent) {
+			t.Fatalf("repaired cut %q is not a prefix of the repaired line %q", sent, want)
+		}
+	})
+}
+
 func BenchmarkJoiner(b *testing.B) {
 	// Mostly whole lines, one in eight split in three 16 KiB chunks on
 	// alternating streams, like a json-file with an occasional huge line.
@@ -316,6 +517,28 @@ func BenchmarkJoiner(b *testing.B) {
 		if l, ok := j.Push(SourceStderr, 10, chunk, true); !ok || len(l.Data) != 3*len(chunk) {
 			b.Fatal("bad join")
 		}
+	}
+}
+
+// BenchmarkJoinerNearCap pushes whole lines longer than a third of the cap,
+// the only ones the Joiner checks for growth once repaired: valid ones cost
+// a utf8.Valid pass, invalid ones a count of what their repair takes.
+func BenchmarkJoinerNearCap(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		line []byte
+	}{
+		{"valid", bytes.Repeat([]byte("x"), DefaultMaxLine*3/4)},
+		{"invalid", bytes.Repeat([]byte("x\xff"), DefaultMaxLine*3/8)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			j := NewJoiner(0)
+			b.SetBytes(int64(len(tc.line)))
+			b.ReportAllocs()
+			for b.Loop() {
+				j.Push(SourceStdout, 1, tc.line, true)
+			}
+		})
 	}
 }
 

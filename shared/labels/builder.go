@@ -74,6 +74,20 @@ type Pair struct {
 // which has no equivalent in the sidecar, so it would break "same labels
 // from both styles" and make a stream per container id.
 //
+// Loki's limits (see MaxLabelValueBytes and the others) are kept, so that
+// no stream makes Loki refuse a push: a value longer than
+// MaxLabelValueBytes is cut on a UTF-8 boundary, a label whose name is
+// longer than MaxLabelNameBytes (only a regex match can have one) is left
+// out, and of more than MaxLabelsPerStream-1 labels (source is the last)
+// the first ones in this order are kept: the default labels
+// (container_name, compose_*, swarm_*, host: at most 6), then those of
+// loki-external-labels in the order given, labels, env, labels-regex
+// matches and env-regex matches, each in sorted key order. A label set by
+// several of these keeps its value by precedence and its place by the
+// first. Validate refuses configurations whose own names do not fit, so
+// only containers with compose or swarm labels or many regex matches lose
+// labels. Set.Cuts counts both.
+//
 // Structured metadata: container_id, image_name, image_id (see the
 // Metadata* constants), each omitted when empty or when a label has the same
 // name (a user who made container_id a label keeps it as a label only).
@@ -94,25 +108,27 @@ func NewBuilder(cfg Config, host string) (*Builder, error) {
 }
 
 // Build returns c's labels and structured metadata. It fails only if a
-// loki-external-labels template fails to execute on c.
+// loki-external-labels template fails to execute on c. What it cut or left
+// out to keep Loki's limits is in the Set's Cuts.
 func (b *Builder) Build(c metadata.Container) (Set, error) {
-	ls := pairs(make([]Pair, 0, 8+len(b.cfg.external)))
-	ls.set(LabelContainerName, strings.TrimPrefix(c.Name, "/"))
+	var cuts Cuts
+	ls := candidates(make([]candidate, 0, 8+len(b.cfg.external)))
+	ls.add(LabelContainerName, strings.TrimPrefix(c.Name, "/"), rankDefault)
 
 	if len(b.cfg.external) > 0 {
 		tc := &tagContext{c: c, host: b.host}
 		for _, e := range b.cfg.external {
-			v, err := e.value(tc)
+			v, cut, err := e.value(tc)
 			if err != nil {
 				return Set{}, fmt.Errorf("%s: label %q: %w", OptExternalLabels, e.name, err)
 			}
-			ls.set(e.name, v)
+			ls.addCut(e.name, v, rankExternal, cut)
 		}
 	}
 
 	for _, k := range b.cfg.labels {
 		if v, ok := c.Labels[k]; ok {
-			ls.setSelected(k, v)
+			cuts.LabelsDropped += ls.addSelected(k, v, rankLabels)
 		}
 	}
 	if b.cfg.labelsRe != nil {
@@ -124,41 +140,43 @@ func (b *Builder) Build(c metadata.Container) (Set, error) {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			ls.setSelected(k, c.Labels[k])
+			cuts.LabelsDropped += ls.addSelected(k, c.Labels[k], rankLabelsRegex)
 		}
 	}
 	for _, k := range b.cfg.env {
 		if v, ok := c.LookupEnv(k); ok {
-			ls.setSelected(k, v)
+			cuts.LabelsDropped += ls.addSelected(k, v, rankEnv)
 		}
 	}
 	if b.cfg.envRe != nil {
-		var keys []string
+		// In key order; of a key set twice the later entry wins, as in
+		// Docker (see metadata.Container.LookupEnv). Sorting, not a lookup
+		// per key, keeps a long environment from costing its square.
+		var sel []Pair
 		for _, kv := range c.Env {
-			if k, _, ok := strings.Cut(kv, "="); ok && b.cfg.envRe.MatchString(k) && !slices.Contains(keys, k) {
-				keys = append(keys, k)
+			if k, v, ok := strings.Cut(kv, "="); ok && b.cfg.envRe.MatchString(k) {
+				sel = append(sel, Pair{k, v})
 			}
 		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			v, _ := c.LookupEnv(k)
-			ls.setSelected(k, v)
+		slices.SortStableFunc(sel, byName)
+		for i, p := range sel {
+			if i+1 < len(sel) && sel[i+1].Name == p.Name {
+				continue
+			}
+			cuts.LabelsDropped += ls.addSelected(p.Name, p.Value, rankEnvRegex)
 		}
 	}
 
-	ls.setIfNotEmpty(LabelComposeProject, c.ComposeProject())
-	ls.setIfNotEmpty(LabelComposeService, c.ComposeService())
-	ls.setIfNotEmpty(LabelSwarmStack, c.SwarmStack())
-	ls.setIfNotEmpty(LabelSwarmService, c.SwarmService())
-	ls.setIfNotEmpty(LabelHost, b.host)
+	ls.addIfNotEmpty(LabelComposeProject, c.ComposeProject())
+	ls.addIfNotEmpty(LabelComposeService, c.ComposeService())
+	ls.addIfNotEmpty(LabelSwarmStack, c.SwarmStack())
+	ls.addIfNotEmpty(LabelSwarmService, c.SwarmService())
+	ls.addIfNotEmpty(LabelHost, b.host)
 
-	labels := slices.DeleteFunc([]Pair(ls), func(p Pair) bool { return p.Value == "" })
-	for i := range labels {
-		labels[i].Value = sanitizeValue(labels[i].Value)
-	}
-	slices.SortFunc(labels, func(a, b Pair) int { return cmp.Compare(a.Name, b.Name) })
-
-	return newSet(labels, structuredMetadata(c, labels)), nil
+	labels, limited := ls.resolve()
+	cuts.ValuesTruncated += limited.ValuesTruncated
+	cuts.LabelsDropped += limited.LabelsDropped
+	return newSet(labels, structuredMetadata(c, labels), cuts), nil
 }
 
 func structuredMetadata(c metadata.Container, labels []Pair) []Pair {
@@ -183,32 +201,95 @@ func hasLabel(sorted []Pair, name string) bool {
 	return found
 }
 
-// pairs is a small label set under construction; a handful of labels makes
-// a linear search cheaper than a map.
-type pairs []Pair
+func byName(a, b Pair) int { return cmp.Compare(a.Name, b.Name) }
 
-func (ps *pairs) set(name, value string) {
-	for i := range *ps {
-		if (*ps)[i].Name == name {
-			(*ps)[i].Value = value
-			return
+// Ranks order what Build keeps when a container has more labels than Loki
+// takes; see Builder.
+const (
+	rankDefault int32 = iota
+	rankExternal
+	rankLabels
+	rankEnv
+	rankLabelsRegex
+	rankEnvRegex
+)
+
+// candidate is a label on its way into a Set.
+type candidate struct {
+	Pair
+	rank int32
+	seq  int32 // order of addition: precedence, and order within a rank
+	cut  bool  // a template's output was stopped at the value limit
+}
+
+// candidates are the labels of a Build in order of precedence: of two
+// with one name the later one's value wins.
+type candidates []candidate
+
+func (cs *candidates) addCut(name, value string, rank int32, cut bool) {
+	*cs = append(*cs, candidate{Pair: Pair{name, value}, rank: rank, seq: int32(len(*cs)), cut: cut})
+}
+
+func (cs *candidates) add(name, value string, rank int32) { cs.addCut(name, value, rank, false) }
+
+func (cs *candidates) addIfNotEmpty(name, value string) {
+	if value != "" {
+		cs.add(name, value, rankDefault)
+	}
+}
+
+// addSelected adds a label taken from a container label or environment
+// variable key. It returns 1 for a key whose sanitized name is longer than
+// Loki takes, which is left out, and 0 otherwise.
+func (cs *candidates) addSelected(key, value string, rank int32) int {
+	name := SanitizeLabelName(key)
+	switch {
+	case name == "" || name == LabelHost || name == LabelSource:
+	case len(name) > MaxLabelNameBytes:
+		return 1
+	default:
+		cs.add(name, value, rank)
+	}
+	return 0
+}
+
+// resolve returns the labels, sorted by name: for each name the value
+// added last, empty values omitted, at most MaxLabelsPerStream-1 of them
+// (see Builder for which), each value bounded by boundValue. It reorders
+// cs.
+func (cs candidates) resolve() ([]Pair, Cuts) {
+	var cuts Cuts
+	// By name, and within a name in order of addition: the last of a run
+	// has the value, the best rank and first addition are the run's.
+	slices.SortFunc(cs, func(a, b candidate) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.seq, b.seq))
+	})
+	kept := cs[:0]
+	for i := 0; i < len(cs); {
+		c := cs[i]
+		for i++; i < len(cs) && cs[i].Name == c.Name; i++ {
+			c.Value, c.cut = cs[i].Value, cs[i].cut
+			c.rank = min(c.rank, cs[i].rank)
+		}
+		if c.Value != "" {
+			kept = append(kept, c)
 		}
 	}
-	*ps = append(*ps, Pair{name, value})
-}
-
-func (ps *pairs) setIfNotEmpty(name, value string) {
-	if value != "" {
-		ps.set(name, value)
+	if room := MaxLabelsPerStream - 1; len(kept) > room {
+		slices.SortFunc(kept, func(a, b candidate) int {
+			return cmp.Or(cmp.Compare(a.rank, b.rank), cmp.Compare(a.seq, b.seq))
+		})
+		cuts.LabelsDropped = len(kept) - room
+		kept = kept[:room]
+		slices.SortFunc(kept, func(a, b candidate) int { return cmp.Compare(a.Name, b.Name) })
 	}
-}
-
-// setSelected sets a label taken from a container label or environment
-// variable key.
-func (ps *pairs) setSelected(key, value string) {
-	name := SanitizeLabelName(key)
-	if name == "" || name == LabelHost || name == LabelSource {
-		return
+	labels := make([]Pair, len(kept))
+	for i, c := range kept {
+		v, cut := boundValue(c.Value)
+		if cut || c.cut {
+			cuts.ValuesTruncated++
+		}
+		labels[i] = Pair{c.Name, v}
 	}
-	ps.set(name, value)
+	return labels, cuts
 }

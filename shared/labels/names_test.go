@@ -1,6 +1,11 @@
 package labels
 
-import "testing"
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+)
 
 func TestIsValidLabelName(t *testing.T) {
 	tests := []struct {
@@ -102,8 +107,8 @@ func TestTitle(t *testing.T) {
 		{"élan vital", "Élan Vital"},
 	}
 	for _, tt := range tests {
-		if got := title(tt.s); got != tt.want {
-			t.Errorf("title(%q) = %q, want %q", tt.s, got, tt.want)
+		if got, err := title(tt.s); got != tt.want || err != nil {
+			t.Errorf("title(%q) = %q, %v; want %q", tt.s, got, err, tt.want)
 		}
 	}
 }
@@ -113,14 +118,23 @@ func TestPad(t *testing.T) {
 		s              string
 		prefix, suffix int
 		want           string
+		wantErr        error
 	}{
-		{"", 2, 2, ""}, // Docker pads only non-empty values
-		{"a", 1, 2, " a  "},
-		{"a", -1, 0, "a"}, // Docker would panic
+		{s: "", prefix: 2, suffix: 2, want: ""}, // Docker pads only non-empty values
+		{s: "a", prefix: 1, suffix: 2, want: " a  "},
+		{s: "a", prefix: -1, want: "a"}, // Docker would panic
+		{s: "a", prefix: MaxLabelValueBytes, want: strings.Repeat(" ", MaxLabelValueBytes) + "a"},
+		{s: "a", prefix: MaxLabelValueBytes + 1, wantErr: ErrLimit},
+		{s: "a", prefix: MaxLabelValueBytes, suffix: 1, wantErr: ErrLimit},
+		{s: "", prefix: 1 << 30, wantErr: ErrLimit}, // refused even where Docker would pad nothing
+		{s: "a", prefix: math.MaxInt, suffix: math.MaxInt, wantErr: ErrLimit},
+		{s: "a", prefix: 1, suffix: math.MaxInt, wantErr: ErrLimit},
+		{s: strings.Repeat("x", maxTemplateString), prefix: 1, wantErr: ErrLimit},
 	}
 	for _, tt := range tests {
-		if got := pad(tt.s, tt.prefix, tt.suffix); got != tt.want {
-			t.Errorf("pad(%q, %d, %d) = %q, want %q", tt.s, tt.prefix, tt.suffix, got, tt.want)
+		got, err := pad(tt.s, tt.prefix, tt.suffix)
+		if got != tt.want || !errors.Is(err, tt.wantErr) || (err != nil) != (tt.wantErr != nil) {
+			t.Errorf("pad(%.10q, %d, %d) = %.10q, %v; want %.10q, %v", tt.s, tt.prefix, tt.suffix, got, err, tt.want, tt.wantErr)
 		}
 	}
 }

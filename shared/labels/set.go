@@ -18,14 +18,18 @@ type Set struct {
 	Labels []Pair
 	// StructuredMetadata is sorted by name, without empty values.
 	StructuredMetadata []Pair
+	// Cuts counts what Build cut or left out to keep Loki's limits; the
+	// caller adds them to its metrics once, when it builds the Set.
+	Cuts Cuts
 
 	stdout, stderr string
 }
 
-func newSet(labels, sm []Pair) Set {
+func newSet(labels, sm []Pair, cuts Cuts) Set {
 	return Set{
 		Labels:             labels,
 		StructuredMetadata: sm,
+		Cuts:               cuts,
 		stdout:             formatStream(labels, SourceStdout),
 		stderr:             formatStream(labels, SourceStderr),
 	}

@@ -94,7 +94,7 @@ func TestStreamFormat(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newSet(tt.labels, nil)
+			s := newSet(tt.labels, nil, Cuts{})
 			if got := s.Stream(tt.source); got != tt.want {
 				t.Errorf("Stream(%q) = %s, want %s", tt.source, got, tt.want)
 			}
