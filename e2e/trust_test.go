@@ -8,9 +8,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/logferry/logferry/internal/dockertest"
 	"github.com/logferry/logferry/internal/loggen"
@@ -145,4 +147,52 @@ func hostLabel(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// TestTrustLineCapAfterReplacement: a container writes a line of 64 KiB of
+// invalid bytes with max-line-size=64k. Each byte becomes U+FFFD (3 bytes),
+// and the cap applies to what is sent: the line reaches Loki, through the
+// plugin and through the sidecar, at most 64 KiB long and valid UTF-8, and
+// the numbered lines around it arrive too.
+func TestTrustLineCapAfterReplacement(t *testing.T) {
+	const lineCap = 64 << 10
+	e := setupPlugin(t)
+	sc := startSidecar(t, e.d, e.loki.PushURL(), t.TempDir(), "--max-line-size", "64k")
+	gen := loggen.Config{ID: runID("cap"), Lines: 20, Size: 100}
+	for _, driver := range []string{e.driver, "json-file"} {
+		name := fmt.Sprintf("cap-%s-%s", strings.ReplaceAll(driver, "/", "_"), gen.ID)
+		start := time.Now().Add(-time.Minute)
+		args := []string{"--name", name, "--log-driver", driver}
+		if driver == e.driver {
+			args = append(args, "--log-opt", "max-line-size=64k")
+		}
+		id := e.d.Run(t, append(append(args, e.image), genArgs(gen, "-invalid-utf8", fmt.Sprint(lineCap))...)...)
+		e.wait(t, id)
+		waitFor(t, 2*time.Minute, fmt.Sprintf("%s: %d lines in Loki", driver, gen.Lines+1), func() bool {
+			return lokitest.Count(containerStreams(t, e.loki, name, start)) >= int(gen.Lines)+1
+		})
+		var numbered, capped int
+		for _, s := range containerStreams(t, e.loki, name, start) {
+			for _, en := range s.Entries {
+				if _, err := loggen.Parse(en.Line); err == nil {
+					numbered++
+					continue
+				}
+				capped++
+				if len(en.Line) > lineCap || !utf8.ValidString(en.Line) || strings.Trim(en.Line, "\uFFFD") != "" {
+					t.Errorf("%s: the invalid line reached Loki as %d bytes (cap %d), valid UTF-8 %v, only U+FFFD %v",
+						driver, len(en.Line), lineCap, utf8.ValidString(en.Line), strings.Trim(en.Line, "\uFFFD") == "")
+				}
+			}
+		}
+		if numbered != int(gen.Lines) || capped != 1 {
+			t.Errorf("%s: %d numbered lines (want %d) and %d other lines (want 1)", driver, numbered, gen.Lines, capped)
+		}
+	}
+	if got := sc.metric("logferry_sidecar_lines_truncated_total"); got != 1 {
+		t.Errorf("the sidecar counted %v truncated lines, want 1", got)
+	}
+	if got := e.metric(t, "logferry_plugin_lines_truncated_total"); got != 1 {
+		t.Errorf("the plugin counted %v truncated lines, want 1", got)
+	}
 }
