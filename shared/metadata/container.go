@@ -1,12 +1,21 @@
-// Package metadata owns what logferry knows about a container (Container) and
-// the bounded, expiring Cache both capture styles read it from, so that the
-// plugin and the sidecar label a container from the same facts.
+// Package metadata owns what logferry knows about a container (Container),
+// so that the plugin and the sidecar label a container from the same facts.
+//
+// There is no cache: the plugin is handed a container's metadata in
+// StartLogging, and the sidecar inspects a container once per start
+// because it needs that moment's runtime state (running, log driver, log
+// path, start time) along with the metadata, which no cache could serve.
 package metadata
 
 import (
+	"errors"
 	"strings"
 	"time"
 )
+
+// ErrNotFound is wrapped by the sidecar's Engine client when no container
+// has the id; test for it with errors.Is.
+var ErrNotFound = errors.New("metadata: container not found")
 
 // Docker labels that compose and swarm put on the containers they create.
 const (
@@ -19,10 +28,6 @@ const (
 // Container is the metadata of one container, as the plugin learns it from
 // StartLogging's Info and the sidecar from the Engine API's inspect. Both
 // must fill it the same way: the label builder sees nothing else.
-//
-// A Container handed to a Cache (by Put or by a Loader) is shared by every
-// Get that returns it: nobody may modify its Labels map or Env slice after
-// that.
 type Container struct {
 	// ID is the full 64-character container id.
 	ID string

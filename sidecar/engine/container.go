@@ -97,18 +97,6 @@ func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 	return ct, nil
 }
 
-// Loader returns a metadata.Loader that fills the shared metadata Cache
-// through Inspect.
-func (c *Client) Loader() metadata.Loader {
-	return metadata.LoaderFunc(func(ctx context.Context, id string) (metadata.Container, error) {
-		ct, err := c.Inspect(ctx, id)
-		if err != nil {
-			return metadata.Container{}, err
-		}
-		return ct.Container, nil
-	})
-}
-
 // fromInspect fills a Container the way the daemon fills logger.Info for a
 // logging driver (Config.Image, the image id, Config.Labels, Config.Env),
 // so both capture styles label a container alike.

@@ -143,18 +143,7 @@ func TestDaemonListInspect(t *testing.T) {
 		t.Errorf("Inspect %+v differs from List %+v", byID, ct)
 	}
 
-	// The metadata cache loads through Inspect.
-	cache, err := metadata.New(metadata.DefaultConfig(), c.Loader())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m, err := cache.Get(ctx, id); err != nil || m.Name != name || m.ImageID != want.Image {
-		t.Errorf("cache Get = %+v, %v; want %s", m, err, name)
-	}
 	const missing = "0000000000000000000000000000000000000000000000000000000000000000"
-	if _, err := cache.Get(ctx, missing); !errors.Is(err, metadata.ErrNotFound) {
-		t.Errorf("cache Get of a missing container: %v, want metadata.ErrNotFound", err)
-	}
 	if _, err := c.Inspect(ctx, missing); !errors.Is(err, metadata.ErrNotFound) {
 		t.Errorf("Inspect of a missing container: %v, want metadata.ErrNotFound", err)
 	}
