@@ -255,6 +255,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// yamlValued are the options whose value is itself YAML: in the --config
+// file they may be written as YAML lists, not only as a string.
+var yamlValued = map[string]bool{"loki-relabel-config": true}
+
 func readConfigFile(path string) (map[string]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -273,6 +277,17 @@ func readConfigFile(path string) (map[string]string, error) {
 			out[k] = fmt.Sprint(v)
 		case nil:
 			out[k] = ""
+		case []any:
+			if !yamlValued[k] {
+				return nil, fmt.Errorf("%s: %s: %w: want a single value", path, k, ErrConfig)
+			}
+			// Written as YAML in the file, read as the YAML text the
+			// log-opt takes.
+			b, err := yaml.Marshal(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: %w: %v", path, k, ErrConfig, err)
+			}
+			out[k] = string(b)
 		default:
 			return nil, fmt.Errorf("%s: %s: %w: want a single value", path, k, ErrConfig)
 		}

@@ -33,7 +33,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		containers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "logferry_sidecar_containers", Help: "Running containers by route: file, api, plugin (skipped), none (skipped), error (skipped).",
+			Name: "logferry_sidecar_containers", Help: "Running containers by route: file, api, plugin (skipped), none (skipped), dropped (by loki-relabel-config, skipped), error (skipped).",
 		}, []string{"route"}),
 		startErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_container_errors_total", Help: "Containers not shipped because their labels could not be built or their endpoint could not be set up.",

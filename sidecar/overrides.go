@@ -29,6 +29,7 @@ var overridable = map[string]bool{
 	"env-regex":            true,
 	"max-line-size":        true,
 	"loki-tenant-id":       true,
+	"loki-relabel-config":  true,
 }
 
 // OverridableOptions returns the options a label may set, sorted.

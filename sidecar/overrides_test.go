@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/logferry/logferry/shared/labels"
@@ -160,4 +161,27 @@ func FuzzContainerOptions(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestRelabelConfigInTheConfigFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "sidecar.yaml")
+	yml := "loki-url: " + testURL + "\nloki-relabel-config:\n  - action: labeldrop\n    regex: host\n"
+	if err := os.WriteFile(file, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadConfig([]string{"--config", file}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _, err := c.ContainerOptions(nil)
+	if err != nil || o.Labels.RelabelConfig == "" {
+		t.Fatalf("relabel config %q, %v", o.Labels.RelabelConfig, err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("loki-url: "+testURL+"\nloki-relabel-config:\n  - action: explode\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadConfig([]string{"--config", bad}, nil, io.Discard); err == nil || !strings.Contains(err.Error(), "loki-relabel-config: rule 1") {
+		t.Fatalf("bad rule: %v", err)
+	}
 }

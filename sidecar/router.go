@@ -25,7 +25,9 @@ const (
 	RouteAPI    = "api"    // any other driver: the Engine's logs stream
 	RoutePlugin = "plugin" // logferry's plugin ships it: skipped
 	RouteNone   = "none"   // driver none: nothing to read
-	RouteError  = "error"  // its label set or endpoint could not be set up: skipped, see the log
+	// RouteDropped: loki-relabel-config dropped it; never read.
+	RouteDropped = "dropped"
+	RouteError   = "error" // its label set or endpoint could not be set up: skipped, see the log
 )
 
 // Router discovers containers and owns one shipper per container it ships.
@@ -270,6 +272,11 @@ func (r *Router) startLocked(ctx context.Context, c engine.Container) *shipper {
 		return nil
 	}
 	s, err := r.newShipper(c, route, log)
+	if errors.Is(err, errRelabelDropped) {
+		r.setRoute(c.ID, RouteDropped)
+		log.Info("not shipping: loki-relabel-config drops this container")
+		return nil
+	}
 	if err != nil {
 		r.setRoute(c.ID, RouteError)
 		r.m.startErrors.Inc()
@@ -426,6 +433,9 @@ func (r *Router) newShipper(c engine.Container, route string, log *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
+	if set.Dropped {
+		return nil, errRelabelDropped
+	}
 	meta := make([]loki.LabelPairAdapter, 0, len(set.StructuredMetadata))
 	for _, p := range set.StructuredMetadata {
 		meta = append(meta, loki.LabelPairAdapter{Name: p.Name, Value: p.Value})
@@ -454,6 +464,9 @@ func (r *Router) buildLabels(opts logopts.Options, c engine.Container) (labels.S
 	r.m.labelsDropped.Add(float64(set.Cuts.LabelsDropped))
 	return set, nil
 }
+
+// errRelabelDropped: the container's label set says not to ship it.
+var errRelabelDropped = errors.New("loki-relabel-config drops the container")
 
 func shortID(id string) string {
 	if len(id) > 12 {

@@ -88,6 +88,12 @@ type Pair struct {
 // only containers with compose or swarm labels or many regex matches lose
 // labels. Set.Cuts counts both.
 //
+// Last, loki-relabel-config's rules (Prometheus relabeling, as the Loki
+// driver applies them once per container) rewrite these labels; source and
+// structured metadata are not theirs. A rule that drops the container, or
+// rules that leave no label, make a Set with Dropped: its lines are not
+// shipped. Loki's limits are applied again to what the rules produce.
+//
 // Structured metadata: container_id, image_name, image_id (see the
 // Metadata* constants), each omitted when empty or when a label has the same
 // name (a user who made container_id a label keeps it as a label only).
@@ -176,6 +182,12 @@ func (b *Builder) Build(c metadata.Container) (Set, error) {
 	labels, limited := ls.resolve()
 	cuts.ValuesTruncated += limited.ValuesTruncated
 	cuts.LabelsDropped += limited.LabelsDropped
+	if len(b.cfg.relabel) > 0 {
+		var keep bool
+		if labels, keep = applyRelabel(b.cfg.relabel, labels, &cuts); !keep {
+			return Set{Dropped: true, Cuts: cuts}, nil
+		}
+	}
 	return newSet(labels, structuredMetadata(c, labels), cuts), nil
 }
 

@@ -1,6 +1,8 @@
 package labels
 
 import (
+	"github.com/prometheus/prometheus/model/relabel"
+
 	"errors"
 	"fmt"
 	"regexp"
@@ -52,6 +54,9 @@ type Config struct {
 	// EnvRegex selects environment variables by name, unanchored, like
 	// Docker's env-regex log-opt.
 	EnvRegex string
+	// RelabelConfig is the loki-relabel-config log-opt: a YAML list of
+	// Prometheus relabel rules, applied last (see Builder).
+	RelabelConfig string
 }
 
 // DefaultConfig returns the defaults: no labels beyond the default ones.
@@ -85,6 +90,7 @@ type compiled struct {
 	labelsRe *regexp.Regexp
 	env      []string
 	envRe    *regexp.Regexp
+	relabel  []*relabel.Config
 }
 
 // externalLabel is one name=value pair of loki-external-labels.
@@ -124,6 +130,9 @@ func compile(c Config) (*compiled, error) {
 		return nil, err
 	}
 	if out.envRe, err = compileRegex(OptEnvRegex, c.EnvRegex); err != nil {
+		return nil, err
+	}
+	if out.relabel, err = parseRelabel(c.RelabelConfig); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -21,6 +21,9 @@ type Set struct {
 	// Cuts counts what Build cut or left out to keep Loki's limits; the
 	// caller adds them to its metrics once, when it builds the Set.
 	Cuts Cuts
+	// Dropped: loki-relabel-config dropped the container (or left it no
+	// label). Its lines are not shipped; the Set has nothing else.
+	Dropped bool
 
 	stdout, stderr string
 }

@@ -92,6 +92,7 @@ var options = map[string]setter{
 	"labels-regex":                  func(o *Options, v string) error { o.Labels.LabelsRegex = v; return nil },
 	"env":                           func(o *Options, v string) error { o.Labels.Env = splitList(v); return nil },
 	"env-regex":                     func(o *Options, v string) error { o.Labels.EnvRegex = v; return nil },
+	"loki-relabel-config":           func(o *Options, v string) error { o.Labels.RelabelConfig = v; return nil },
 	"max-size":                      size64(func(o *Options) *int64 { return &o.File.MaxSize }),
 	"max-file":                      integer(func(o *Options) *int { return &o.File.MaxFile }),
 	"keep-file":                     boolean(func(o *Options) *bool { return &o.File.KeepFile }),
@@ -106,7 +107,6 @@ var options = map[string]setter{
 var refused = map[string]string{
 	"loki-pipeline-stages":     "log pipelines are not implemented; process lines in Loki or a collector",
 	"loki-pipeline-stage-file": "log pipelines are not implemented; process lines in Loki or a collector",
-	"loki-relabel-config":      "relabeling is not implemented; choose labels with loki-external-labels, labels, labels-regex, env, env-regex",
 	"tag":                      "use loki-external-labels, which takes the same templates",
 }
 
