@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"os"
 	"sync"
 	"time"
 
@@ -75,9 +73,16 @@ type Driver struct {
 	finalPos map[string]int64
 	// ackedChanged (capacity 1) wakes savePositions after an ack.
 	ackedChanged chan struct{}
-	wg           sync.WaitGroup // stream and position goroutines
-	ctx          context.Context
-	cancel       context.CancelFunc
+
+	// saveMu serialises the writes of the positions file and guards
+	// savedPos, the positions written last (positions.go). Lock order:
+	// saveMu, then mu.
+	saveMu   sync.Mutex
+	savedPos map[string]int64
+
+	wg     sync.WaitGroup // stream and position goroutines
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // NewDriver returns a Driver with no streams. store may be nil (no docker
@@ -287,92 +292,6 @@ func (d *Driver) ReadLogs(ctx context.Context, info Info, cfg ReadConfig) (io.Re
 	return d.store.Read(ctx, info.ContainerID, cfg)
 }
 
-// Restore re-attaches to the FIFOs recorded by an earlier process and
-// re-sends, from each container's local copy, the lines Loki had not yet
-// acknowledged. A record whose FIFO is gone (the container stopped while
-// the plugin was down) only re-sends, then is deleted.
-func (d *Driver) Restore() (int, error) {
-	records, loadErr := d.state.Load()
-	acked := d.state.LoadPositions()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	n := 0
-	var errs []error
-	for _, r := range records {
-		if _, ok := d.streams[r.File]; ok {
-			continue
-		}
-		st, err := os.Stat(r.File)
-		gone := err != nil || st.Mode()&os.ModeNamedPipe == 0
-		s, err := d.buildStream(r.File, r.Info, true, gone)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("re-attaching %s: %w", shortID(r.Info.ContainerID), err))
-			_ = d.state.Delete(r.File)
-			continue
-		}
-		s.started = r.Started
-		from := r.Started
-		if a, ok := acked[r.File]; ok {
-			from = max(from, a-d.cfg.ReplayMargin.Nanoseconds())
-			s.acked.Store(a)
-		}
-		if rp, ok := d.store.(replayer); ok && s.copy != nil && from > 0 {
-			s.replayFrom, s.replayer = from, rp
-		}
-		if gone {
-			s.log.Info("the container stopped while the plugin was down; re-sending its unacknowledged lines")
-		}
-		d.launch(s)
-		d.m.reattached.Inc()
-		n++
-	}
-	return n, errors.Join(loadErr, errors.Join(errs...))
-}
-
-// savePositions writes every stream's acknowledged time soon after Loki
-// accepts a batch (at most every positionsInterval), so that a restarted
-// plugin re-sends little that Loki already has: Loki stores such a
-// duplicate (its log queries hide it, metric queries count it).
-func (d *Driver) savePositions(ctx context.Context) {
-	var last map[string]int64
-	save := func() {
-		d.mu.Lock()
-		pos := make(map[string]int64, len(d.streams))
-		for f, s := range d.streams {
-			if a := s.acked.Load(); a > 0 {
-				pos[f] = a
-			}
-		}
-		d.mu.Unlock()
-		if maps.Equal(pos, last) {
-			return
-		}
-		if err := d.state.SavePositions(pos); err != nil {
-			d.log.Error("saving positions", "err", err)
-			return
-		}
-		last = pos
-	}
-	limit := time.NewTicker(positionsInterval)
-	defer limit.Stop()
-	for {
-		select {
-		case <-d.ackedChanged:
-		case <-ctx.Done():
-			return
-		}
-		save()
-		select {
-		case <-limit.C:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// positionsInterval bounds how often positions are written.
-const positionsInterval = 50 * time.Millisecond
-
 // Active returns the number of streams being read.
 func (d *Driver) Active() int {
 	d.mu.Lock()
@@ -400,20 +319,6 @@ func (d *Driver) Shutdown(ctx context.Context) {
 	d.savePositionsNow()
 	d.cancel()
 	d.wg.Wait()
-}
-
-// savePositionsNow writes the positions of every stream still registered.
-func (d *Driver) savePositionsNow() {
-	d.mu.Lock()
-	pos := maps.Clone(d.finalPos)
-	for f, s := range d.streams {
-		pos[f] = s.acked.Load()
-	}
-	d.mu.Unlock()
-	maps.DeleteFunc(pos, func(_ string, a int64) bool { return a <= 0 })
-	if err := d.state.SavePositions(pos); err != nil {
-		d.log.Error("saving positions", "err", err)
-	}
 }
 
 func shortID(id string) string {

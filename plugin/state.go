@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/logferry/logferry/shared/atomicfile"
 )
 
 // State records the open streams on disk. The daemon calls StartLogging once
@@ -26,12 +28,31 @@ type record struct {
 	Started int64 `json:"Started"`
 }
 
-// NewState uses dir (created if missing) for the records.
+// legacyTempPrefix named the temporary files of a record write before
+// package atomicfile did them.
+const legacyTempPrefix = ".record-"
+
+// NewState uses dir (created if missing) for the records. It removes the
+// temporary files of writes a crash interrupted, under the names of this
+// version and of earlier ones: here, before the plugin's socket is open, no
+// StartLogging can be writing one. A leftover that cannot be removed is
+// harmless (Load skips it) and, as before, does not stop the plugin.
 func NewState(dir string) (*State, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
+	removeTemps(dir)
 	return &State{dir: dir}, nil
+}
+
+// removeTemps removes, best effort, the temporary files of package
+// atomicfile and those of earlier versions in dir.
+func removeTemps(dir string) {
+	_ = atomicfile.RemoveTemps(dir)
+	legacy, _ := filepath.Glob(filepath.Join(dir, legacyTempPrefix+"*"))
+	for _, name := range legacy {
+		os.Remove(name)
+	}
 }
 
 func (s *State) path(file string) string {
@@ -46,59 +67,7 @@ func (s *State) Save(r record) error {
 	if err != nil {
 		return err
 	}
-	return s.write(s.path(r.File), b, true)
-}
-
-// write replaces path atomically; durable adds the fsyncs that make it
-// survive a machine crash, not only a process crash.
-func (s *State) write(path string, b []byte, durable bool) error {
-	tmp, err := os.CreateTemp(s.dir, ".record-*")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(b)
-	var serr error
-	if durable {
-		serr = tmp.Sync()
-	}
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if durable {
-		return syncDir(s.dir)
-	}
-	return nil
-}
-
-// positionsFile holds, per FIFO, the time of the last line Loki accepted.
-// It is rewritten every second without fsync: it has to survive the plugin
-// process, and a machine crash restarts the containers anyway.
-const positionsFile = "positions"
-
-// SavePositions replaces the saved positions.
-func (s *State) SavePositions(pos map[string]int64) error {
-	b, err := json.Marshal(pos)
-	if err != nil {
-		return err
-	}
-	return s.write(filepath.Join(s.dir, positionsFile), b, false)
-}
-
-// LoadPositions returns the saved positions; none when there are none or
-// the file is unreadable (then lines are re-sent from the stream's start).
-func (s *State) LoadPositions() map[string]int64 {
-	pos := map[string]int64{}
-	b, err := os.ReadFile(filepath.Join(s.dir, positionsFile))
-	if err == nil {
-		_ = json.Unmarshal(b, &pos)
-	}
-	return pos
+	return atomicfile.Write(s.path(r.File), b, atomicfile.Options{})
 }
 
 // Delete removes the record for file; a missing record is not an error.
@@ -121,12 +90,8 @@ func (s *State) Load() ([]record, error) {
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, ".record-") {
-			os.Remove(filepath.Join(s.dir, name)) // a save interrupted by a crash
-			continue
-		}
 		if !strings.HasSuffix(name, ".json") {
-			continue
+			continue // the positions file; temporary files (see NewState)
 		}
 		b, err := os.ReadFile(filepath.Join(s.dir, name))
 		var r record
@@ -144,13 +109,4 @@ func (s *State) Load() ([]record, error) {
 		out = append(out, r)
 	}
 	return out, errors.Join(errs...)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -56,8 +55,8 @@ type stream struct {
 	replayer   replayer
 
 	// acked is the time of the latest entry Loki accepted, in hand-over
-	// order: on restart everything in the local copy from a little before
-	// it is sent again (Loki drops exact duplicates).
+	// order: on restart the local copy is re-sent from the line after it
+	// (positions.go, restore.go).
 	acked   atomic.Int64
 	changed chan<- struct{} // told after acked moves
 
@@ -69,11 +68,6 @@ type stream struct {
 	handedAny  bool
 	resolved   chan struct{} // closed when the last entry is resolved
 	lastAcked  int64
-}
-
-// replayer reads back a container's local copy.
-type replayer interface {
-	Replay(ctx context.Context, containerID string, since, after int64, fn func(source string, timeNano int64, line []byte)) error
 }
 
 var _ loki.Acker = (*stream)(nil)
@@ -138,17 +132,7 @@ func recoverable(err error) bool {
 
 func (s *stream) run(ctx context.Context) {
 	defer close(s.done)
-	if s.replayFrom > 0 && s.replayer != nil {
-		n := 0
-		err := s.replayer.Replay(ctx, s.info.ContainerID, s.replayFrom, s.acked.Load(), func(source string, t int64, line []byte) {
-			line = bytes.TrimSuffix(line, []byte("\n"))
-			s.ship(source, t, line, false)
-			n++
-		})
-		s.m.replayed.Add(float64(n))
-		s.log.Info("re-sent lines from the local copy that Loki had not acknowledged", "lines", n,
-			"since", time.Unix(0, s.replayFrom).UTC().Format(time.RFC3339Nano), "err", err)
-	}
+	s.replay(ctx) // restore.go
 	if s.fifo != nil {
 		s.read()
 	}

@@ -13,14 +13,17 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/logferry/logferry/shared/atomicfile"
 )
 
 // FileName is the positions file's name inside the store's directory.
 const FileName = "positions"
 
-// tempPrefix names the temporary files of Flush; Open removes leftovers of a
-// Flush that a crash interrupted.
-const tempPrefix = ".positions-"
+// legacyTempPrefix named the temporary files of Flush before it used
+// package atomicfile; Open removes leftovers of a Flush that a crash
+// interrupted under either name.
+const legacyTempPrefix = ".positions-"
 
 // ErrInvalid is returned by Set for an id or a position that cannot be
 // stored.
@@ -31,15 +34,15 @@ type Options struct {
 	// ResetCorrupt makes Open move a corrupt positions file aside, to
 	// <file>.corrupt-<UTC time>, and start empty instead of failing. Every
 	// container then starts over from its oldest log file (or as the
-	// tailer's configuration says), so lines may be sent twice; Loki drops
-	// the exact duplicates.
+	// tailer's configuration says), so lines may be sent twice: Loki's log
+	// queries hide an exact duplicate, its metric queries count it.
 	ResetCorrupt bool
 }
 
 // Store holds every container's position in memory; Flush writes them all
 // to one file. It is safe for concurrent use.
 type Store struct {
-	dir, path string
+	path      string
 	recovered string
 
 	mu      sync.Mutex
@@ -57,7 +60,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("positions directory: %w", err)
 	}
-	s := &Store{dir: dir, path: filepath.Join(dir, FileName), m: map[string]Position{}}
+	s := &Store{path: filepath.Join(dir, FileName), m: map[string]Position{}}
 	if err := removeTemps(dir); err != nil {
 		return nil, err
 	}
@@ -80,24 +83,29 @@ func Open(dir string, opts Options) (*Store, error) {
 	if rerr := os.Rename(s.path, aside); rerr != nil {
 		return nil, fmt.Errorf("positions file %s: %w; moving it aside: %w", s.path, err, rerr)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return nil, fmt.Errorf("positions directory %s: %w", dir, err)
 	}
 	s.recovered = aside
 	return s, nil
 }
 
+// removeTemps removes the temporary files of Flushes a crash interrupted:
+// those of package atomicfile and those of earlier versions.
 func removeTemps(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("positions directory: %w", err)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), tempPrefix) {
+		if strings.HasPrefix(e.Name(), legacyTempPrefix) {
 			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("positions directory: removing an interrupted write: %w", err)
 			}
 		}
+	}
+	if err := atomicfile.RemoveTemps(dir); err != nil {
+		return fmt.Errorf("positions directory: removing an interrupted write: %w", err)
 	}
 	return nil
 }
@@ -192,39 +200,11 @@ func (s *Store) Flush() error {
 	b := Encode(s.m)
 	s.mu.Unlock()
 
-	if err := writeAtomic(s.dir, s.path, b); err != nil {
+	if err := atomicfile.Write(s.path, b, atomicfile.Options{}); err != nil {
 		return fmt.Errorf("positions file %s: %w", s.path, err)
 	}
 	s.mu.Lock()
 	s.flushed = version
 	s.mu.Unlock()
 	return nil
-}
-
-func writeAtomic(dir, path string, b []byte) error {
-	tmp, err := os.CreateTemp(dir, tempPrefix+"*.tmp")
-	if err != nil {
-		return err
-	}
-	_, werr := tmp.Write(b)
-	serr := tmp.Sync()
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

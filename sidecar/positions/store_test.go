@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/logferry/logferry/shared/atomicfile"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -158,7 +160,8 @@ func TestSetRejectsInvalid(t *testing.T) {
 }
 
 // A crash during Flush leaves a temporary file, torn or whole, beside the
-// old positions file: Open reads the old file and removes the leftover.
+// old positions file: Open reads the old file and removes the leftover,
+// whether an earlier version named it or package atomicfile did.
 func TestTornTempFileIgnored(t *testing.T) {
 	valid := Encode(map[string]Position{"c1": pos("old", 10)})
 	newer := Encode(map[string]Position{"c1": pos("new", 20)})
@@ -171,27 +174,33 @@ func TestTornTempFileIgnored(t *testing.T) {
 		{"whole but not renamed", newer},
 		{"garbage", []byte("\x00\xff garbage")},
 	}
+	temps := []struct{ name, file string }{
+		{"legacy", legacyTempPrefix + "123456.tmp"},
+		{"atomicfile", atomicfile.TempPrefix + FileName + "-123456.tmp"},
+	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, FileName), valid, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			tmp := filepath.Join(dir, tempPrefix+"123456.tmp")
-			if err := os.WriteFile(tmp, tc.temp, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			s, err := Open(dir, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got, _ := s.Get("c1"); got != pos("old", 10) {
-				t.Errorf("got %+v, want the old position", got)
-			}
-			if _, err := os.Stat(tmp); !os.IsNotExist(err) {
-				t.Errorf("leftover temp file not removed: %v", err)
-			}
-		})
+		for _, tn := range temps {
+			t.Run(tc.name+"/"+tn.name, func(t *testing.T) {
+				dir := t.TempDir()
+				if err := os.WriteFile(filepath.Join(dir, FileName), valid, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				tmp := filepath.Join(dir, tn.file)
+				if err := os.WriteFile(tmp, tc.temp, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				s, err := Open(dir, Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, _ := s.Get("c1"); got != pos("old", 10) {
+					t.Errorf("got %+v, want the old position", got)
+				}
+				if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+					t.Errorf("leftover temp file not removed: %v", err)
+				}
+			})
+		}
 	}
 }
 
