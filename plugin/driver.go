@@ -167,6 +167,10 @@ func (d *Driver) buildStream(file string, info Info, reattach, fifoGone bool) (*
 	}
 	d.m.labelValuesTruncated.Add(float64(set.Cuts.ValuesTruncated))
 	d.m.labelsDropped.Add(float64(set.Cuts.LabelsDropped))
+	if set.Dropped && !reattach {
+		d.log.Info("loki-relabel-config drops this container: its lines are kept for docker logs, not shipped",
+			"container", info.Container().Name, "container_id", shortID(info.ContainerID))
+	}
 	meta := make([]loki.LabelPairAdapter, 0, len(set.StructuredMetadata))
 	for _, p := range set.StructuredMetadata {
 		meta = append(meta, loki.LabelPairAdapter{Name: p.Name, Value: p.Value})

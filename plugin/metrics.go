@@ -26,6 +26,7 @@ type Metrics struct {
 	// Loki's limits on labels (shared/labels): values cut, labels left out.
 	labelValuesTruncated prometheus.Counter
 	labelsDropped        prometheus.Counter
+	relabelDropped       prometheus.Counter
 	// byName deletes a name's series when the last stream of that name
 	// ends: a draining stream and a new container with its name share them.
 	byName *series.Set
@@ -79,6 +80,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		labelsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_plugin_labels_dropped_total", Help: "Labels left out at stream start: past Loki's 15 per stream, or a name over 1024 bytes.",
 		}),
+		relabelDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_plugin_lines_relabel_dropped_total", Help: "Lines of containers that loki-relabel-config drops: kept for docker logs, not shipped.",
+		}),
 		stopSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "logferry_plugin_stop_logging_seconds", Help: "Time StopLogging took to answer.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
@@ -87,7 +91,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.byName = series.NewSet("container_name", m.entries, m.bytes)
 	if reg != nil {
 		reg.MustRegister(m.streams, m.draining, m.started, m.reattached, m.replayed, m.startErrors, m.framesRead, m.corrupt,
-			m.truncated, m.invalidUTF8, m.copyErrors, m.entries, m.bytes, m.stopSeconds, m.labelValuesTruncated, m.labelsDropped)
+			m.truncated, m.invalidUTF8, m.copyErrors, m.entries, m.bytes, m.stopSeconds, m.labelValuesTruncated, m.labelsDropped, m.relabelDropped)
 	}
 	return m
 }

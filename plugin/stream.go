@@ -220,6 +220,12 @@ func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
 			s.m.copyErrors.Inc()
 		}
 	}
+	if s.set.Dropped {
+		// loki-relabel-config drops this container: kept for docker
+		// logs, counted, not shipped.
+		s.m.relabelDropped.Inc()
+		return
+	}
 	// Handle never blocks; a full queue is counted by the dispatcher.
 	err := s.disp.Handle(loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta,
 		Acker: s, Offset: timeNano})
