@@ -63,6 +63,9 @@ type Config struct {
 	OverrideTenants []string
 	// Pprof (pprof) serves /debug/pprof/ on the listener; off by default.
 	Pprof bool
+	// Selection (include-*, exclude-*, selection-relabel-config) says
+	// which containers are shipped; see Selection.
+	Selection Selection
 	// Options are log-opts for every container (see ContainerOptions).
 	Options map[string]string
 	// Warnings are what LoadConfig found risky but valid, for the log.
@@ -82,6 +85,14 @@ var ownKeys = map[string]string{
 	"log-level":      "info",
 	"drain-timeout":  "5m",
 	"pprof":          "false",
+	// Selection: see Selection; lists are comma-separated.
+	"include-labels":           "",
+	"exclude-labels":           "",
+	"include-names":            "",
+	"exclude-names":            "",
+	"include-images":           "",
+	"exclude-images":           "",
+	"selection-relabel-config": "",
 	// label-overrides: see Config.LabelOverrides.
 	"label-overrides":        "false",
 	"label-override-tenants": "",
@@ -196,6 +207,10 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 	if err != nil {
 		return Config{}, fmt.Errorf("pprof: %w: want true or false", ErrConfig)
 	}
+	selection, err := parseSelection(values)
+	if err != nil {
+		return Config{}, err
+	}
 	var tenants []string
 	for _, t := range strings.Split(values["label-override-tenants"], ",") {
 		if t = strings.TrimSpace(t); t != "" {
@@ -213,7 +228,7 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 		Fanotify:  values["fanotify"],
 		HostLabel: values["host-label"], LogLevel: values["log-level"], DrainTimeout: drain,
 		Overflow: overflow, Options: opts,
-		LabelOverrides: overrides, OverrideTenants: tenants, Pprof: pprofOn,
+		LabelOverrides: overrides, OverrideTenants: tenants, Pprof: pprofOn, Selection: selection,
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -257,7 +272,7 @@ func (c Config) Validate() error {
 
 // yamlValued are the options whose value is itself YAML: in the --config
 // file they may be written as YAML lists, not only as a string.
-var yamlValued = map[string]bool{"loki-relabel-config": true}
+var yamlValued = map[string]bool{"loki-relabel-config": true, selectionRelabelKey: true}
 
 func readConfigFile(path string) (map[string]string, error) {
 	b, err := os.ReadFile(path)

@@ -58,29 +58,7 @@ func (f *Files) Open(path, name string, start *positions.Position, fromOldest bo
 	t, err := tail.New(tail.Config{Path: path, Name: name, Start: start, FromOldest: fromOldest, MaxLineSize: maxLine,
 		PollInterval: f.poll.PollInterval}, f.watcher, f.m, f.log)
 	if err != nil {
-		return nil, err
+		return nil, err // not a nil *tail.Tailer in a FileTail
 	}
-	return &fileTail{t: t}, nil
-}
-
-type fileTail struct{ t *tail.Tailer }
-
-func (ft *fileTail) Run(ctx context.Context, out func(TailLine) error) error {
-	return ft.t.Run(ctx, func(l tail.Line) error {
-		return out(TailLine{Stream: l.Stream, TimeNano: l.TimeNano, Data: l.Data, Token: l.Token, Truncated: l.Truncated})
-	})
-}
-
-func (ft *fileTail) Finish() { ft.t.Finish() }
-
-func (ft *fileTail) HoldRotated() { ft.t.HoldRotated() }
-
-// Position maps a token and lets the tail forget what came before it: the
-// acknowledgements that call this arrive in order.
-func (ft *fileTail) Position(token int64) (positions.Position, bool) {
-	p, ok := ft.t.Position(token)
-	if ok {
-		ft.t.Release(token)
-	}
-	return p, ok
+	return t, nil
 }

@@ -14,6 +14,7 @@ type Metrics struct {
 	startErrors  prometheus.Counter
 	labelRefused *prometheus.CounterVec
 	filesRefused *prometheus.CounterVec
+	excluded     *prometheus.GaugeVec
 	// Loki's limits on labels (shared/labels): values cut, labels left out.
 	labelValuesTruncated prometheus.Counter
 	labelsDropped        prometheus.Counter
@@ -33,7 +34,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		containers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "logferry_sidecar_containers", Help: "Running containers by route: file, api, plugin (skipped), none (skipped), dropped (by loki-relabel-config, skipped), error (skipped).",
+			Name: "logferry_sidecar_containers", Help: "Running containers by route: file, api, plugin (skipped), none (skipped), excluded (by the selection, never read), dropped (by loki-relabel-config, never read), error (skipped).",
 		}, []string{"route"}),
 		startErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_container_errors_total", Help: "Containers not shipped because their labels could not be built or their endpoint could not be set up.",
@@ -52,6 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		labelsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_labels_dropped_total", Help: "Labels left out at container start: past Loki's 15 per stream, or a name over 1024 bytes.",
 		}),
+		excluded: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "logferry_sidecar_containers_excluded",
+			Help: "Running containers the selection leaves out (never read), by reason: enable_false, exclude_labels, exclude_names, exclude_images, include_labels, include_names, include_images, selection_relabel.",
+		}, []string{"reason"}),
 		positionsSaved: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logferry_sidecar_positions_saved_total", Help: "Writes of the positions file.",
 		}),
@@ -77,7 +82,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.filesRefused.WithLabelValues(refusedOutside) // at 0 from the start; tail adds its reasons
 	m.byName = series.NewSet("container_name", m.linesRead, m.bytesRead)
 	if reg != nil {
-		reg.MustRegister(m.containers, m.startErrors, m.labelRefused, m.filesRefused, m.labelValuesTruncated, m.labelsDropped, m.positionsSaved, m.positions, m.truncated, m.invalidUTF8, m.blocked,
+		reg.MustRegister(m.containers, m.startErrors, m.labelRefused, m.filesRefused, m.excluded, m.labelValuesTruncated, m.labelsDropped, m.positionsSaved, m.positions, m.truncated, m.invalidUTF8, m.blocked,
 			m.linesRead, m.bytesRead)
 	}
 	return m

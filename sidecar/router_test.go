@@ -14,6 +14,7 @@ import (
 	"github.com/logferry/logferry/shared/metadata"
 	"github.com/logferry/logferry/sidecar/engine"
 	"github.com/logferry/logferry/sidecar/positions"
+	"github.com/logferry/logferry/sidecar/tail"
 )
 
 type fakeTail struct {
@@ -21,7 +22,7 @@ type fakeTail struct {
 	once sync.Once
 }
 
-func (t *fakeTail) Run(ctx context.Context, out func(TailLine) error) error {
+func (t *fakeTail) Run(ctx context.Context, out func(tail.Line) error) error {
 	select {
 	case <-t.fin:
 		return nil
@@ -31,6 +32,7 @@ func (t *fakeTail) Run(ctx context.Context, out func(TailLine) error) error {
 }
 func (t *fakeTail) Finish()                                   { t.once.Do(func() { close(t.fin) }) }
 func (t *fakeTail) Position(int64) (positions.Position, bool) { return positions.Position{}, false }
+func (t *fakeTail) Release(int64)                             {}
 func (t *fakeTail) HoldRotated()                              {}
 
 type fakeFiles struct {

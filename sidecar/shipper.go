@@ -16,33 +16,30 @@ import (
 	"github.com/logferry/logferry/shared/spool"
 	"github.com/logferry/logferry/sidecar/engine"
 	"github.com/logferry/logferry/sidecar/positions"
+	"github.com/logferry/logferry/sidecar/tail"
 )
 
-// TailLine is one complete line read from a json-file log.
-type TailLine struct {
-	Stream   string
-	TimeNano int64
-	Data     []byte // valid during the callback
-	// Token identifies the position right after this line; tokens only
-	// grow over a tail's life.
-	Token int64
-	// Truncated: Data was cut at max-line-size.
-	Truncated bool
-}
-
-// FileTail follows one container's json-file log across rotations.
+// FileTail follows one container's json-file log across rotations; a
+// *tail.Tailer is one.
 type FileTail interface {
 	// Run calls out for every line until ctx ends, or after Finish once
-	// everything written has been read. out may block (backpressure).
-	Run(ctx context.Context, out func(TailLine) error) error
+	// everything written has been read. out may block (backpressure). A
+	// line's Data is valid during the call; its Token identifies the
+	// position right after it, and tokens only grow over a tail's life.
+	Run(ctx context.Context, out func(tail.Line) error) error
 	// Finish asks Run to read to the end and return.
 	Finish()
 	// Position maps a token to the durable position after its line.
 	Position(token int64) (positions.Position, bool)
+	// Release lets the tail forget what came before token: the
+	// acknowledgements that map tokens arrive in order.
+	Release(token int64)
 	// HoldRotated keeps files that rotations create while out blocks from
 	// being deleted unread; call it from within out, while it waits.
 	HoldRotated()
 }
+
+var _ FileTail = (*tail.Tailer)(nil)
 
 // FileSource opens FileTails; one is shared by every container.
 type FileSource interface {
@@ -101,6 +98,7 @@ func (s *shipper) Ack(off int64, delivered bool) {
 	case !delivered && s.r.stopping.Load():
 	case s.route == RouteFile:
 		if p, ok := s.tail.Position(off); ok {
+			s.tail.Release(off)
 			if err := s.r.pos.Set(s.c.ID, p); err == nil {
 				s.r.dirty()
 			}
@@ -211,11 +209,8 @@ func (s *shipper) runFile(ctx context.Context) error {
 		t.Finish() // died before the tail was open
 	default:
 	}
-	return t.Run(ctx, func(l TailLine) error {
-		if l.Truncated {
-			s.r.m.truncated.Inc()
-		}
-		return s.ship(ctx, l.Stream, l.TimeNano, l.Data, l.Token)
+	return t.Run(ctx, func(l tail.Line) error {
+		return s.ship(ctx, l.Stream, l.TimeNano, l.Data, l.Truncated, l.Token)
 	})
 }
 
@@ -240,15 +235,12 @@ func (s *shipper) runAPI(ctx context.Context) error {
 			line = trimCR(line)
 		}
 		if l, ok := joiner.Push(m.Stream, m.TimeNano, line, !m.Partial); ok {
-			if l.Truncated {
-				s.r.m.truncated.Inc()
-			}
-			shipErr = s.ship(ctx, l.Stream, l.TimeNano, l.Data, l.TimeNano)
+			shipErr = s.ship(ctx, l.Stream, l.TimeNano, l.Data, l.Truncated, l.TimeNano)
 			return shipErr
 		}
 		return nil
 	})
-	joiner.Flush(func(l dockerlog.Line) { _ = s.ship(ctx, l.Stream, l.TimeNano, l.Data, l.TimeNano) })
+	joiner.Flush(func(l dockerlog.Line) { _ = s.ship(ctx, l.Stream, l.TimeNano, l.Data, l.Truncated, l.TimeNano) })
 	return err
 }
 
@@ -265,7 +257,14 @@ func trimCR(b []byte) []byte {
 // Under "spool" the dispatcher spools what the queue cannot hold, and ship
 // waits only while the spool refuses too; under "drop" the dispatcher drops
 // and counts the line at once.
-func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data []byte, token int64) error {
+//
+// Every line either route reads passes here once (whole, or flushed
+// incomplete when its stream ends): a line cut at max-line-size (truncated)
+// is counted here and nowhere else.
+func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data []byte, truncated bool, token int64) error {
+	if truncated {
+		s.r.m.truncated.Inc()
+	}
 	line := string(data)
 	if !utf8.ValidString(line) {
 		s.r.m.invalidUTF8.Inc()

@@ -88,6 +88,7 @@ func run() error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/containers", router.ContainersHandler())
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
 		if !router.Ready() {
 			http.Error(w, "discovering containers", http.StatusServiceUnavailable)

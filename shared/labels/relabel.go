@@ -29,29 +29,33 @@ const (
 // (action replace, regex (.*), separator ;, replacement $1) and its checks;
 // label names must be Loki's (legacy Prometheus names: [a-zA-Z_][a-zA-Z0-9_]*).
 // An error names the option and the rule's position.
-func parseRelabel(text string) ([]*relabel.Config, error) {
+func parseRelabel(text string) ([]*relabel.Config, error) { return ParseRelabel(OptRelabelConfig, text) }
+
+// ParseRelabel is parseRelabel for another option, named key in errors
+// (the sidecar's container selection rules).
+func ParseRelabel(key, text string) ([]*relabel.Config, error) {
 	if strings.TrimSpace(text) == "" {
 		return nil, nil
 	}
 	if len(text) > maxRelabelBytes {
-		return nil, overLimit(OptRelabelConfig, "%d bytes, more than %d", len(text), maxRelabelBytes)
+		return nil, overLimit(key, "%d bytes, more than %d", len(text), maxRelabelBytes)
 	}
 	var nodes []yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &nodes); err != nil {
-		return nil, fmt.Errorf("%s: %w: want a YAML list of relabel rules: %v", OptRelabelConfig, ErrInvalidOption, err)
+		return nil, fmt.Errorf("%s: %w: want a YAML list of relabel rules: %v", key, ErrInvalidOption, err)
 	}
 	if len(nodes) > maxRelabelRules {
-		return nil, overLimit(OptRelabelConfig, "%d rules, more than %d", len(nodes), maxRelabelRules)
+		return nil, overLimit(key, "%d rules, more than %d", len(nodes), maxRelabelRules)
 	}
 	rules := make([]*relabel.Config, 0, len(nodes))
 	for i := range nodes {
 		r := &relabel.Config{}
 		if err := nodes[i].Decode(r); err != nil {
-			return nil, fmt.Errorf("%s: rule %d (line %d): %w: %v", OptRelabelConfig, i+1, nodes[i].Line, ErrInvalidOption, err)
+			return nil, fmt.Errorf("%s: rule %d (line %d): %w: %v", key, i+1, nodes[i].Line, ErrInvalidOption, err)
 		}
 		r.NameValidationScheme = model.LegacyValidation
 		if err := r.Validate(model.LegacyValidation); err != nil {
-			return nil, fmt.Errorf("%s: rule %d (line %d, action %s): %w: %w", OptRelabelConfig, i+1, nodes[i].Line, r.Action, ErrInvalidOption, err)
+			return nil, fmt.Errorf("%s: rule %d (line %d, action %s): %w: %w", key, i+1, nodes[i].Line, r.Action, ErrInvalidOption, err)
 		}
 		rules = append(rules, r)
 	}

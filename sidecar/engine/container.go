@@ -32,6 +32,9 @@ type Container struct {
 	// LogPath is the json-file driver's file; the daemon reports "" for
 	// other drivers.
 	LogPath string
+	// NetworkMode is HostConfig.NetworkMode ("none", "host", "bridge",
+	// "container:<id>", a network's name), for container selection.
+	NetworkMode string
 	// TTY is Config.Tty: the logs stream is then raw, not multiplexed,
 	// and has only stdout.
 	TTY bool
@@ -126,6 +129,7 @@ func fromInspect(r container.InspectResponse) (Container, error) {
 	if hc := r.HostConfig; hc != nil {
 		ct.LogDriver = hc.LogConfig.Type
 		ct.LogOpts = hc.LogConfig.Config
+		ct.NetworkMode = string(hc.NetworkMode)
 	}
 	if st := r.State; st != nil {
 		ct.Running = st.Running

@@ -9,7 +9,7 @@ import (
 )
 
 // newCloseNotifier: only Linux has fanotify. Rotated files are then held
-// only by pinning (Tailer.pinNewer).
+// only by pinning (pinSet.pinNewer).
 func newCloseNotifier() (closeNotifier, error) {
 	return nil, fmt.Errorf("fanotify: %w", errors.ErrUnsupported)
 }

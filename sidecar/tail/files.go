@@ -5,14 +5,68 @@ import (
 	"compress/gzip"
 	"errors"
 	"io"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/logferry/logferry/sidecar/positions"
 )
+
+// logFiles is one container's log on disk, whose live file is path: it
+// lists and opens the log's files, and refuses (logs and counts once, see
+// refuse) those that are not regular files in the container's directory.
+// Safe for concurrent use: Run's goroutine, the pinner's and the keeper
+// (under keeper.mu) call it; mu is a leaf.
+type logFiles struct {
+	path string
+	m    *Metrics
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	refused map[string]struct{} // the paths refused already
+}
+
+func newLogFiles(path string, m *Metrics, log *slog.Logger) *logFiles {
+	return &logFiles{path: path, m: m, log: log, refused: map[string]struct{}{}}
+}
+
+// list lists the log's files (see listFiles).
+func (l *logFiles) list() ([]logFile, bool, error) { return listFiles(l.path, l.refuse) }
+
+// open is openSource, logging and counting a refused file.
+func (l *logFiles) open(f logFile, offset int64) (s *source, expectNL, pastEnd bool, err error) {
+	s, expectNL, pastEnd, err = openSource(f, offset)
+	switch {
+	case errors.Is(err, ErrRefused):
+		l.refuse(f.path, err)
+	case err == nil:
+		l.accepted(f.path)
+	}
+	return s, expectNL, pastEnd, err
+}
+
+// brokenGzip logs and counts a compressed file that does not decompress
+// (from err on, or from its start with a nil err); the rest of it is
+// skipped.
+func (l *logFiles) brokenGzip(src *source, err error) {
+	if err == nil {
+		err = src.brokenErr
+	}
+	l.m.skipped.WithLabelValues(reasonCorruptGzip).Inc()
+	l.log.Warn("compressed log file does not decompress, skipping the rest of it", "file", src.path, "err", err)
+}
+
+// unavailable reports that a file cannot be read now but that the log
+// goes on: it was renamed or removed since it was listed, or it is refused
+// (what is at its name is not a regular file). The next look lists again.
+func unavailable(err error) bool {
+	return errors.Is(err, errChanged) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrRefused)
+}
 
 // logFile is one file of a container's log as found on disk.
 type logFile struct {
@@ -204,7 +258,7 @@ type source struct {
 	// reads as empty.
 	broken    bool
 	brokenErr error
-	// size is the file's size when it was pinned (see Tailer.pinNewer).
+	// size is the file's size when it was pinned (see pinSet.pinNewer).
 	size int64
 	// corruptSeen limits warnings to one per file.
 	corruptSeen bool
@@ -338,15 +392,35 @@ func (s *source) rewritten() (bool, error) {
 	return !s.ident.MatchesContent(b), nil
 }
 
-// snapshot is a copy of s's identity for pinNewer, which runs on another
-// goroutine: it shares s's file only to read its first bytes (pread) when
-// the fingerprint must grow, and never for a compressed file.
+// snapshot is a copy of s's identity for the pin set, which also runs on
+// the pinner's goroutine: it shares s's file only to read its first bytes
+// (pread) when the fingerprint must grow, and never for a compressed file.
 func (s *source) snapshot() *source {
 	c := &source{path: s.path, live: s.live, dev: s.dev, ino: s.ino, ident: s.ident}
 	if s.zr == nil {
 		c.f = s.f
 	}
 	return c
+}
+
+// rewind makes an uncompressed file read again from its start, with a
+// fingerprint of its new content (it was truncated).
+func (s *source) rewind() error {
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	s.off, s.eof = 0, false
+	s.ident.FingerprintLen, s.ident.Fingerprint = 0, [16]byte{}
+	return s.refreshFingerprint()
+}
+
+// sameFile reports whether fi (from lstat) is src's file.
+func sameFile(fi fs.FileInfo, src *source) bool {
+	dev, ino := fileID(fi)
+	if ino == 0 && src.ino == 0 {
+		return true // cannot tell here; truncation checks still apply
+	}
+	return dev == src.dev && ino == src.ino
 }
 
 func (s *source) close() {

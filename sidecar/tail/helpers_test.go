@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/logferry/logferry/sidecar/positions"
 )
 
 // dockerChunk is where dockerd splits a long line.
@@ -248,7 +250,7 @@ func startRun(t *testing.T, tl *Tailer, gate chan struct{}) *run {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &run{t: t, tl: tl, lines: make(chan got, 1<<16), done: make(chan error, 1), stop: cancel, gate: gate,
 		idle: make(chan int64, 1<<10), holdReq: make(chan chan struct{})}
-	tl.afterRead = func(off int64) { r.readOff.Store(off) }
+	tl.rd.afterRead = func(off int64) { r.readOff.Store(off) }
 	tl.beforeWait = func() {
 		select {
 		case r.idle <- r.delivered.Load():
@@ -448,4 +450,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		<-tick.C
 	}
+}
+
+func identityOf(t *testing.T, path string) positions.Identity {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id positions.Identity
+	id.Dev, id.Inode = fileID(fi)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.SetFingerprint(b)
+	return id
 }

@@ -35,7 +35,7 @@ const maxKeptFiles = 256
 // keeper holds the container log files that dockerd closes at each
 // rotation, through a closeNotifier, so that a rotation that deletes a file
 // before any of this process's threads ran loses nothing: pinning
-// (Tailer.pinNewer) needs a thread to run between a file's creation and its
+// (pinSet.pinNewer) needs a thread to run between a file's creation and its
 // deletion, the kernel's reference does not. There is one per Watcher, made
 // when the first Tailer asks for one and closed with the last.
 type keeper struct {

@@ -258,7 +258,7 @@ func TestWatcherFanotifySetting(t *testing.T) {
 // Files closed before the keeper began (a Tailer that started from a saved
 // position in an older file) are older than every file it holds: when the
 // current file was deleted, such a file still listed comes next, not the
-// keeper's (Tailer.keptFirst). The state is what open() leaves when a
+// keeper's (pinSet.keptFirst). The state is what chain.start leaves when a
 // rotation makes its first open of a newer file fail: no pins, the current
 // file deleted. Found in review; it failed before keptFirst.
 func TestKeeperAfterFilesFromBeforeIt(t *testing.T) {
@@ -290,30 +290,32 @@ func testKeeperAfterFilesFromBeforeIt(t *testing.T, compress bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl.kept = w.keep(dw.path, 1<<30, nil)
-	if tl.kept == nil {
+	ps := tl.pins
+	ps.kept = w.keep(dw.path, 1<<30, nil)
+	if ps.kept == nil {
 		t.Fatal("no keeper")
 	}
-	defer w.unkeep(tl.kept)
-	// What open() leaves when its first openSource of a newer file failed.
-	tl.src, tl.anchor, tl.pins = src, src.snapshot(), nil
+	defer w.unkeep(ps.kept)
+	// What chain.start leaves when its first openSource of a newer file
+	// failed.
+	ps.start(src, nil)
 	for dw.rotations < 5 { // .4 (src) deleted; the old live file closed: kept
 		dw.line("stdout", numbered(dw.seq, 20))
 	}
-	if err := tl.pinNewer(); err != nil {
+	if err := ps.pinNewer(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		for _, p := range tl.pins {
+		for _, p := range ps.pins {
 			p.close()
 		}
 	}()
-	if len(tl.pins) == 0 {
+	if len(ps.pins) == 0 {
 		t.Fatal("nothing pinned")
 	}
-	if p := tl.pins[0]; p.ino != skippable.ino {
+	if p := ps.pins[0]; p.ino != skippable.ino {
 		t.Errorf("first file after the deleted .4: inode %d (%s), want %d (the old .3, still on disk); %d pins",
-			p.ino, p.path, skippable.ino, len(tl.pins))
+			p.ino, p.path, skippable.ino, len(ps.pins))
 	}
 }
 

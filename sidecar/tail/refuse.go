@@ -85,38 +85,38 @@ func describe(mode fs.FileMode) string {
 	}
 }
 
-// maxRefusals bounds the refused files a Tailer remembers, to warn once
-// about each; past it, it forgets them all and may warn again.
+// maxRefusals bounds the refused files one log's logFiles remembers, to
+// warn once about each; past it, it forgets them all and may warn again.
 const maxRefusals = 64
 
 // refuse logs and counts a refused file, once per path until a regular file
 // is opened there (accepted). Every look at the log meets the file again:
-// only the first says so. It is called from Run's goroutine, from the
-// Watcher's (pinNewer) and under keeper.mu: refusedMu is taken last and
-// nothing is called while it is held.
-func (t *Tailer) refuse(path string, err error) {
-	t.refusedMu.Lock()
-	_, seen := t.refused[path]
+// only the first says so. It is called from Run's goroutine, the pinner's
+// and under keeper.mu: l.mu is taken last and nothing is called while it is
+// held.
+func (l *logFiles) refuse(path string, err error) {
+	l.mu.Lock()
+	_, seen := l.refused[path]
 	if !seen {
-		if len(t.refused) >= maxRefusals {
-			clear(t.refused)
+		if len(l.refused) >= maxRefusals {
+			clear(l.refused)
 		}
-		t.refused[path] = struct{}{}
+		l.refused[path] = struct{}{}
 	}
-	t.refusedMu.Unlock()
+	l.mu.Unlock()
 	if seen {
 		return
 	}
 	reason := refusalReason(err)
-	t.m.refused.WithLabelValues(reason).Inc()
-	t.log.Warn("refusing to read a log file that is not a regular file in the container's directory",
-		"container_id", strings.TrimSuffix(filepath.Base(t.cfg.Path), "-json.log"), "file", path, "reason", reason, "err", err)
+	l.m.refused.WithLabelValues(reason).Inc()
+	l.log.Warn("refusing to read a log file that is not a regular file in the container's directory",
+		"container_id", strings.TrimSuffix(filepath.Base(l.path), "-json.log"), "file", path, "reason", reason, "err", err)
 }
 
 // accepted forgets that path was refused: a regular file is there now, and
 // what takes its place next is told again.
-func (t *Tailer) accepted(path string) {
-	t.refusedMu.Lock()
-	delete(t.refused, path)
-	t.refusedMu.Unlock()
+func (l *logFiles) accepted(path string) {
+	l.mu.Lock()
+	delete(l.refused, path)
+	l.mu.Unlock()
 }

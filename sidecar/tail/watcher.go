@@ -18,9 +18,6 @@ import (
 // goroutine hand-off, and a rotation's create event waits behind them.
 const eventBuffer = 4096
 
-// hotInterval is how often the hooks of logs that are rotating are called.
-const hotInterval = 5 * time.Millisecond
-
 // Watcher wakes tailers when something changes in their container's
 // directory. There is one per process: one inotify instance and one watch
 // per directory, however many tailers, instead of one per container.
@@ -62,12 +59,11 @@ type Subscription struct {
 	w   *Watcher
 	dir string
 	c   chan struct{}
-	// changed, when set, is called on the Watcher's goroutine when a file
-	// is created, renamed or removed in dir (a rotation), without w.mu; and
-	// then every hotInterval for as long as it returns true (the log keeps
-	// rotating), so that a rotation is seen within that time even when its
-	// event waits behind thousands of writes' events.
-	changed func() bool
+	// changed, when set, is called on the Watcher's goroutine, without
+	// w.mu, when a file is created, renamed or removed in dir (a rotation).
+	// It must only signal (see pinSet.signal): that goroutine wakes every
+	// tailer, and the subscriber does its own I/O.
+	changed func()
 }
 
 // C receives a value (capacity 1, never blocking the watcher) when the
@@ -121,7 +117,7 @@ func (w *Watcher) Subscribe(dir string) *Subscription { return w.subscribe(dir, 
 
 // subscribe is Subscribe with a hook for files created, renamed or removed
 // in dir (see Subscription.changed).
-func (w *Watcher) subscribe(dir string, changed func() bool) *Subscription {
+func (w *Watcher) subscribe(dir string, changed func()) *Subscription {
 	dir = filepath.Clean(dir)
 	s := &Subscription{w: w, dir: dir, c: make(chan struct{}, 1), changed: changed}
 	w.mu.Lock()
@@ -319,11 +315,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer poll.Stop()
 	resync := time.NewTicker(w.cfg.Resync)
 	defer resync.Stop()
-	hot := map[*Subscription]struct{}{}
-	hotTick := time.NewTicker(hotInterval)
-	hotTick.Stop()
-	defer hotTick.Stop()
-	var hotC <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -334,13 +325,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 				continue
 			}
 			for _, sub := range w.event(ev) {
-				if sub.changed() {
-					hot[sub] = struct{}{}
-				}
-			}
-			if len(hot) > 0 && hotC == nil {
-				hotTick.Reset(hotInterval)
-				hotC = hotTick.C
+				sub.changed()
 			}
 		case err, ok := <-errs:
 			if !ok {
@@ -353,16 +338,6 @@ func (w *Watcher) Run(ctx context.Context) error {
 				w.log.Warn("fsnotify error, waking every tailer", "err", err)
 			}
 			w.wake(true)
-		case <-hotC:
-			for sub := range hot {
-				if !sub.changed() {
-					delete(hot, sub)
-				}
-			}
-			if len(hot) == 0 {
-				hotTick.Stop()
-				hotC = nil
-			}
 		case <-poll.C:
 			w.wake(false)
 		case <-resync.C:
