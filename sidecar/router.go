@@ -1,12 +1,14 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,8 +28,9 @@ const (
 	RoutePlugin = "plugin" // logferry's plugin ships it: skipped
 	RouteNone   = "none"   // driver none: nothing to read
 	// RouteDropped: loki-relabel-config dropped it; never read.
-	RouteDropped = "dropped"
-	RouteError   = "error" // its label set or endpoint could not be set up: skipped, see the log
+	RouteExcluded = "excluded" // the selection leaves it out; never read
+	RouteDropped  = "dropped"
+	RouteError    = "error" // its label set or endpoint could not be set up: skipped, see the log
 )
 
 // Router discovers containers and owns one shipper per container it ships.
@@ -46,6 +49,10 @@ type Router struct {
 	mu       sync.Mutex
 	shippers map[string]*shipper // by container id
 	routes   map[string]string   // route of every known running container
+	// views: what the containers page shows of each container in routes;
+	// excluded: why, for those on RouteExcluded.
+	views    map[string]ContainerView
+	excluded map[string]string
 	// again: containers that started again (docker restart, a rename)
 	// while their finished shipper still waited for Loki; each is shipped
 	// anew once that shipper is gone.
@@ -68,6 +75,7 @@ func NewRouter(cfg Config, eng *engine.Client, pool *loki.Pool, pos *positions.S
 	host string, m *Metrics, log *slog.Logger) *Router {
 	r := &Router{cfg: cfg, eng: eng, pool: pool, pos: pos, files: files, host: host, log: log, m: m,
 		shippers: map[string]*shipper{}, routes: map[string]string{}, again: map[string]*replay{},
+		views: map[string]ContainerView{}, excluded: map[string]string{},
 		posDirty: make(chan struct{}, 1)}
 	r.builder = func(o logopts.Options) (*labels.Builder, error) { return labels.NewBuilder(o.Labels, host) }
 	return r
@@ -261,6 +269,14 @@ func (r *Router) startLocked(ctx context.Context, c engine.Container) *shipper {
 		}
 		return nil
 	}
+	r.views[c.ID] = ContainerView{ID: c.ID, Name: c.Name, Image: c.ImageName, Route: r.routes[c.ID]}
+	if why := r.cfg.Selection.Reason(c); why != "" {
+		if r.routes[c.ID] != RouteExcluded {
+			r.exclude(c.ID, why)
+			r.log.Info("not shipping: not selected", "container", c.Name, "container_id", shortID(c.ID), "reason", why)
+		}
+		return nil
+	}
 	route := r.route(c)
 	if old, ok := r.routes[c.ID]; ok && old == route && (route == RoutePlugin || route == RouteNone || route == RouteError) {
 		return nil
@@ -289,43 +305,50 @@ func (r *Router) startLocked(ctx context.Context, c engine.Container) *shipper {
 	sctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
 	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		defer cancel()
-		s.run(sctx)
-		r.pool.Release(s.disp)
-		log.Info("stopped shipping", "lines", s.lines)
-		// Under r.mu: a new shipper of this name makes its series under
-		// it, and an event for the container waits until the next run's
-		// shipper (if any) is in place.
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		s.m.forget()
-		if r.shippers[c.ID] == s {
-			delete(r.shippers, c.ID)
-			r.setRoute(c.ID, "")
-		}
-		// Destroyed: the destroy event left the position to this shipper
-		// (it was registered until now).
-		if s.destroyed.Load() {
-			r.pos.Delete(c.ID)
-			r.dirty()
-		}
-		next := r.again[c.ID]
-		delete(r.again, c.ID)
-		if next != nil && !s.destroyed.Load() && ctx.Err() == nil {
-			// When this shipper stopped waiting for Loki (drain
-			// timeout), its late acknowledgements must not move the
-			// position under the next run's shipper, which starts from
-			// the position saved now (so Loki may get those lines twice).
-			s.gaveUp.Store(true)
-			if ns := r.startLocked(ctx, next.c); ns != nil && next.died {
-				ns.finish()
-			}
-		}
-	}()
+	go r.supervise(ctx, sctx, s, c, log)
 	log.Info("shipping")
 	return s
+}
+
+// supervise runs s on its own context sctx (s.cancel ends it), then lets
+// its container go: the endpoint, the series, the shipper's entry, a
+// destroyed container's position; and ships the container's next run if
+// it started again meanwhile. ctx is the Router's. It holds one count of
+// r.wg, taken by its caller.
+func (r *Router) supervise(ctx, sctx context.Context, s *shipper, c engine.Container, log *slog.Logger) {
+	defer r.wg.Done()
+	defer s.cancel()
+	s.run(sctx)
+	r.pool.Release(s.disp)
+	log.Info("stopped shipping", "lines", s.lines)
+	// Under r.mu: a new shipper of this name makes its series under
+	// it, and an event for the container waits until the next run's
+	// shipper (if any) is in place.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s.m.forget()
+	if r.shippers[c.ID] == s {
+		delete(r.shippers, c.ID)
+		r.setRoute(c.ID, "")
+	}
+	// Destroyed: the destroy event left the position to this shipper
+	// (it was registered until now).
+	if s.destroyed.Load() {
+		r.pos.Delete(c.ID)
+		r.dirty()
+	}
+	next := r.again[c.ID]
+	delete(r.again, c.ID)
+	if next != nil && !s.destroyed.Load() && ctx.Err() == nil {
+		// When this shipper stopped waiting for Loki (drain
+		// timeout), its late acknowledgements must not move the
+		// position under the next run's shipper, which starts from
+		// the position saved now (so Loki may get those lines twice).
+		s.gaveUp.Store(true)
+		if ns := r.startLocked(ctx, next.c); ns != nil && next.died {
+			ns.finish()
+		}
+	}
 }
 
 // setRoute keeps the routes gauge right. Called with r.mu held.
@@ -333,11 +356,51 @@ func (r *Router) setRoute(id, route string) {
 	if old, ok := r.routes[id]; ok {
 		r.m.containers.WithLabelValues(old).Dec()
 		delete(r.routes, id)
+		if why, ok := r.excluded[id]; ok {
+			r.m.excluded.WithLabelValues(why).Dec()
+			delete(r.excluded, id)
+		}
 	}
-	if route != "" {
-		r.routes[id] = route
-		r.m.containers.WithLabelValues(route).Inc()
+	if route == "" {
+		delete(r.views, id)
+		return
 	}
+	r.routes[id] = route
+	r.m.containers.WithLabelValues(route).Inc()
+	if v, ok := r.views[id]; ok {
+		v.Route = route
+		r.views[id] = v
+	}
+}
+
+// exclude puts a container the selection leaves out on RouteExcluded.
+// Called with r.mu held.
+func (r *Router) exclude(id, why string) {
+	r.setRoute(id, RouteExcluded)
+	r.excluded[id] = why
+	r.m.excluded.WithLabelValues(why).Inc()
+}
+
+// ContainerView is what the containers page shows of one container.
+type ContainerView struct {
+	ID, Name, Image string
+	// Route is file or api (shipped), or why not: plugin, none,
+	// excluded (see Reason), dropped (loki-relabel-config), error.
+	Route  string
+	Reason string // for excluded: an Excluded* reason
+}
+
+// Containers returns every running container the sidecar knows, by name.
+func (r *Router) Containers() []ContainerView {
+	r.mu.Lock()
+	out := make([]ContainerView, 0, len(r.views))
+	for id, v := range r.views {
+		v.Reason = r.excluded[id]
+		out = append(out, v)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(out, func(a, b ContainerView) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
+	return out
 }
 
 // finish tells a container's shipper to read to the end and stop; without
