@@ -29,7 +29,9 @@ const (
 // (action replace, regex (.*), separator ;, replacement $1) and its checks;
 // label names must be Loki's (legacy Prometheus names: [a-zA-Z_][a-zA-Z0-9_]*).
 // An error names the option and the rule's position.
-func parseRelabel(text string) ([]*relabel.Config, error) { return ParseRelabel(OptRelabelConfig, text) }
+func parseRelabel(text string) ([]*relabel.Config, error) {
+	return ParseRelabel(OptRelabelConfig, text)
+}
 
 // ParseRelabel is parseRelabel for another option, named key in errors
 // (the sidecar's container selection rules).
