@@ -83,6 +83,21 @@ func OpenWriter(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY, 0)
 }
 
+// runDir makes a run's directory (see TempDir). done removes it, or when
+// *keep is true by then, leaves it and stores its path in *kept.
+func runDir(prefix string, keep *bool, kept *string) (dir string, done func(), err error) {
+	if dir, err = TempDir(prefix); err != nil {
+		return "", nil, err
+	}
+	return dir, func() {
+		if *keep {
+			*kept = dir
+		} else {
+			os.RemoveAll(dir)
+		}
+	}, nil
+}
+
 // TempDir makes a directory short enough for a unix socket path inside it.
 func TempDir(prefix string) (string, error) {
 	base := os.TempDir()

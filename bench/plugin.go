@@ -264,10 +264,14 @@ func parseMetrics(r io.Reader) (Samples, error) {
 
 // Diagnose returns the plugin's stream and dispatcher metrics, for an error
 // message about a run that went wrong.
-func (p *Plugin) Diagnose(ctx context.Context) string {
+func (p *Plugin) Diagnose(ctx context.Context) string { return diagnose(ctx, p.Metrics, p.PID()) }
+
+// diagnose returns a binary's logferry_ metrics, goroutines and RSS in one
+// line: metrics reads its /metrics, pid is its process.
+func diagnose(ctx context.Context, metrics func(context.Context) (Samples, error), pid int) string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	m, err := p.Metrics(ctx)
+	m, err := metrics(ctx)
 	if err != nil {
 		return "metrics: " + err.Error()
 	}
@@ -277,7 +281,7 @@ func (p *Plugin) Diagnose(ctx context.Context) string {
 			parts = append(parts, fmt.Sprintf("%s=%g", name, m[name]))
 		}
 	}
-	if mem, err := ReadProcMem(p.PID()); err == nil {
+	if mem, err := ReadProcMem(pid); err == nil {
 		parts = append(parts, fmt.Sprintf("rss=%.1fMiB", MiB(mem.RSS)))
 	}
 	parts = append(parts, fmt.Sprintf("go_goroutines=%g", m["go_goroutines"]))

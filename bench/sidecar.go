@@ -5,13 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -222,22 +220,4 @@ func (s *Sidecar) LogProblems(limit int) (lines []string, total int) {
 
 // Diagnose returns the sidecar's logferry_ metrics and RSS, for an error
 // message about a run that went wrong.
-func (s *Sidecar) Diagnose(ctx context.Context) string {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	m, err := s.Metrics(ctx)
-	if err != nil {
-		return "metrics: " + err.Error()
-	}
-	var parts []string
-	for _, name := range slices.Sorted(maps.Keys(m)) {
-		if strings.HasPrefix(name, "logferry_") && !strings.Contains(name, "_bucket") {
-			parts = append(parts, fmt.Sprintf("%s=%g", name, m[name]))
-		}
-	}
-	if mem, err := ReadProcMem(s.PID()); err == nil {
-		parts = append(parts, fmt.Sprintf("rss=%.1fMiB", MiB(mem.RSS)))
-	}
-	parts = append(parts, fmt.Sprintf("go_goroutines=%g", m["go_goroutines"]))
-	return strings.Join(parts, " ")
-}
+func (s *Sidecar) Diagnose(ctx context.Context) string { return diagnose(ctx, s.Metrics, s.PID()) }

@@ -213,18 +213,12 @@ func RunSidecarThroughput(ctx context.Context, cfg SidecarThroughputConfig) (res
 	defer cancel()
 	res.Lines, res.FileBytes, res.LineBytes = cfg.Log.Lines, cfg.Log.FileBytes, cfg.Log.LineBytes
 
-	dir, err := TempDir("lf-sc-")
+	keep := cfg.KeepDir // a failure below keeps the directory too
+	dir, done, err := runDir("lf-sc-", &keep, &res.Dir)
 	if err != nil {
 		return res, err
 	}
-	keep := cfg.KeepDir
-	defer func() {
-		if keep {
-			res.Dir = dir
-		} else {
-			os.RemoveAll(dir)
-		}
-	}()
+	defer done()
 	sink, err := NewSink()
 	if err != nil {
 		return res, err

@@ -128,18 +128,12 @@ func RunThroughput(ctx context.Context, cfg ThroughputConfig) (res ThroughputRes
 	}
 	res.Frames, res.FrameBytes, res.LineBytes = frames.Count, int64(len(frames.Buf)), frames.LineBytes
 
-	dir, err := TempDir("lf-bench-")
+	keep := cfg.KeepDir // a failure below keeps the directory too
+	dir, done, err := runDir("lf-bench-", &keep, &res.Dir)
 	if err != nil {
 		return res, err
 	}
-	keep := cfg.KeepDir
-	defer func() {
-		if keep {
-			res.Dir = dir
-		} else {
-			os.RemoveAll(dir)
-		}
-	}()
+	defer done()
 	sink, err := NewSink()
 	if err != nil {
 		return res, err
