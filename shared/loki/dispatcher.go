@@ -16,13 +16,54 @@ var ErrStopped = errors.New("dispatcher stopped")
 // overflow policy did not take the entry.
 var ErrQueueFull = errors.New("queue full")
 
-// Overflow takes entries the memory queue cannot hold, and batches Loki
-// would not take before the dispatcher gave up or stopped. A disk spool
-// implements it; without one those entries are dropped and counted.
-// Overflow must not block on the network; it returns an error when it did not
-// keep the entries, which are then counted as dropped.
-type Overflow interface {
-	Overflow(entries []Entry, reason string) error
+// spill is where the send path puts what neither the memory queue nor Loki
+// takes, and what it tells of every batch, so that what it spills keeps its
+// place in the order of each Acker's entries. A spooler (WithSpools) spills
+// to a disk spool and replays it; noSpool gives entries to the Overflow
+// policy (WithOverflow) or drops and counts them.
+//
+// Contract. admit is called by producers, concurrently; close by Stop and
+// StopNow (maybe both) once the sender goroutine has ended; every other
+// method by the sender only. A batch's calls come in this order: sending
+// after the sender took it from the queue; sent when Loki accepted it, or
+// failed after each push that failed; keep when the sender gives it up;
+// batchDone once it is resolved or let go. No method waits on the network;
+// admit and keep may wait on the disk. Ackers are told from the sender's
+// goroutine only, so each hears in order. The spill owns the entries it
+// was given; the batch stays the sender's.
+type spill interface {
+	// admit takes a live entry from Handle (overflow: it may be given to
+	// the overflow policy or dropped when it does not fit) or TryHandle
+	// (then ErrQueueFull, nothing counted). It returns ErrStopped after
+	// Stop began; wake asks for the sender.
+	admit(e Entry, overflow bool) (wake bool, err error)
+	// sending is told the batch the sender took and is about to push.
+	sending(b *batch)
+	// sent is told that Loki accepted b (refusing some entries for good,
+	// perhaps).
+	sent(b *batch)
+	// failed is told that a push of b failed and is to be retried. done:
+	// b's entries are resolved, let b go; trimmed: entries were taken out
+	// of b, encode it again.
+	failed(b *batch) (done, trimmed bool)
+	// mayGiveUp reports whether b, whose retries ran out, may be given up
+	// (keep); if not, the sender retries it.
+	mayGiveUp(b *batch) bool
+	// keep takes b, given up for reason: it resolves what it keeps as
+	// delivered, drops and counts what it cannot keep, and lets entries a
+	// spool holds already (Durable) go unresolved.
+	keep(b *batch, reason string)
+	// batchDone is told that b was resolved or let go.
+	batchDone(b *batch)
+	// resolve tells the Ackers of spilled entries that are due. The sender
+	// calls it after every wake.
+	resolve()
+	// ended reports whether the spill's own goroutine (if any) ended: a
+	// stopping sender waits for that before it ends.
+	ended() bool
+	// close waits for the spill's goroutine and releases what it holds;
+	// calls after the first do nothing.
+	close()
 }
 
 // Dispatcher ships entries to one Loki endpoint. One Dispatcher serves every
@@ -31,36 +72,27 @@ type Overflow interface {
 // owned by the Dispatcher, turns into batches and pushes one at a time, so
 // the entries of one Acker are resolved in order.
 type Dispatcher struct {
-	cfg      Config
-	client   *client
-	log      *slog.Logger
-	metrics  *Metrics
-	m        *endpointMetrics
-	overflow Overflow
-	spools   *SpoolSet // WithSpools
-	sp       *spooler  // nil without a spool
-	spOnce   sync.Once
+	cfg     Config
+	client  *client
+	log     *slog.Logger
+	metrics *Metrics
+	m       *endpointMetrics
+	queue   *memQueue
+	spill   spill // built by New from the options: a spooler or noSpool
 
-	mu       sync.Mutex
-	queue    entryRing
-	queued   int // bytes in queue
-	oldest   time.Time
-	stopping bool
+	// Set by the options, read by New.
+	overflow Overflow  // WithOverflow
+	spools   *SpoolSet // WithSpools
 
 	wake     chan struct{} // cap 1: something changed for the sender
 	flushReq chan struct{} // closed by Stop: send everything now
 	cancel   context.CancelFunc
 	done     chan struct{}
 	stopOnce sync.Once
-
-	now func() time.Time
 }
 
 // Option changes a Dispatcher at construction.
 type Option func(*Dispatcher)
-
-// WithOverflow sets the overflow policy (default: drop and count).
-func WithOverflow(o Overflow) Option { return func(d *Dispatcher) { d.overflow = o } }
 
 // New validates cfg and starts a Dispatcher. metrics may be shared by many
 // dispatchers; log gets the endpoint added.
@@ -89,19 +121,23 @@ func New(cfg Config, metrics *Metrics, log *slog.Logger, opts ...Option) (*Dispa
 		flushReq: make(chan struct{}),
 		cancel:   cancel,
 		done:     make(chan struct{}),
-		now:      time.Now,
 	}
+	d.queue = newMemQueue(cfg, d.m)
 	for _, o := range opts {
 		o(d)
 	}
 	if d.spools != nil {
-		if err := d.openSpool(); err != nil {
+		sp, err := newSpooler(d)
+		if err != nil {
 			cancel()
 			c.close()
 			metrics.release(cfg.Endpoint(), cfg.TenantID)
 			return nil, err
 		}
-		go d.replay(ctx)
+		d.spill = sp
+		go sp.r.run(ctx)
+	} else {
+		d.spill = noSpool{queue: d.queue, m: d.m, overflow: d.overflow}
 	}
 	go d.run(ctx)
 	return d, nil
@@ -125,86 +161,21 @@ func (d *Dispatcher) TryHandle(e Entry) error {
 }
 
 func (d *Dispatcher) handle(e Entry, overflow bool) error {
-	size := e.size()
-	d.mu.Lock()
-	if d.stopping {
-		d.mu.Unlock()
+	wake, err := d.spill.admit(e, overflow)
+	if errors.Is(err, ErrStopped) {
 		d.m.dropped.WithLabelValues(ReasonStopped).Inc()
-		return ErrStopped
 	}
-	if d.sp != nil {
-		if handled, err := d.handleSpooling(e, size, overflow); handled {
-			return err
-		}
-		d.sp.liveIn++
+	if wake {
+		d.wakeSender()
 	}
-	if d.queued+size > d.cfg.QueueBytes && !overflow {
-		d.mu.Unlock()
-		return ErrQueueFull
-	}
-	d.m.entriesReceived.Inc()
-	d.m.bytesReceived.Add(float64(len(e.Line)))
-	if d.queued+size > d.cfg.QueueBytes {
-		d.mu.Unlock()
-		if d.overflow != nil && d.overflow.Overflow([]Entry{e}, ReasonQueueFull) == nil {
-			return nil
-		}
-		d.m.dropped.WithLabelValues(ReasonQueueFull).Inc()
-		return ErrQueueFull
-	}
-	if d.queue.len() == 0 {
-		d.oldest = d.now()
-	}
-	d.queue.push(e)
-	d.queued += size
-	full := d.queued >= d.cfg.BatchSize
-	first := d.queue.len() == 1
-	d.m.queueBytes.Set(float64(d.queued))
-	d.m.queueEntries.Set(float64(d.queue.len()))
-	d.mu.Unlock()
-	if full || first {
-		select {
-		case d.wake <- struct{}{}:
-		default:
-		}
-	}
-	return nil
+	return err
 }
 
-// take moves up to BatchSize bytes of the oldest entries into b. It reports
-// whether the queue still holds entries.
-func (d *Dispatcher) take(b *batch) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for d.queue.len() > 0 {
-		e := d.queue.peek()
-		if len(b.entries) > 0 && b.bytes+e.size() > d.cfg.BatchSize {
-			break
-		}
-		d.queued -= e.size()
-		b.add(*e)
-		d.queue.pop()
+func (d *Dispatcher) wakeSender() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
 	}
-	d.oldest = d.now()
-	d.m.queueBytes.Set(float64(d.queued))
-	d.m.queueEntries.Set(float64(d.queue.len()))
-	d.spaceFreed()
-	return d.queue.len() > 0
-}
-
-// ready reports whether a batch should be sent now, and if not, how long to
-// wait for the oldest entry's batch-wait to expire.
-func (d *Dispatcher) ready(flushing bool) (bool, time.Duration) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.queue.len() == 0 {
-		return false, -1
-	}
-	if flushing || d.queued >= d.cfg.BatchSize {
-		return true, 0
-	}
-	wait := d.cfg.BatchWait - d.now().Sub(d.oldest)
-	return wait <= 0, wait
 }
 
 func (d *Dispatcher) run(ctx context.Context) {
@@ -215,10 +186,10 @@ func (d *Dispatcher) run(ctx context.Context) {
 	flushing := false
 	flushReq := d.flushReq
 	for {
-		d.resolveSpooled()
-		send, wait := d.ready(flushing)
+		d.spill.resolve()
+		send, wait := d.queue.ready(flushing)
 		if !send {
-			if flushing && d.replayEnded() {
+			if flushing && d.spill.ended() {
 				// Stop was called and the queue is empty: done.
 				return
 			}
@@ -240,10 +211,10 @@ func (d *Dispatcher) run(ctx context.Context) {
 			timer.Stop()
 			continue
 		}
-		d.take(b)
-		d.sending(b)
+		d.queue.take(b)
+		d.spill.sending(b)
 		d.send(ctx, b)
-		d.batchDone(b)
+		d.spill.batchDone(b)
 		b.reset()
 		if ctx.Err() != nil {
 			d.abandon(b, ReasonShutdown)
@@ -303,7 +274,7 @@ func (d *Dispatcher) send(ctx context.Context, b *batch) {
 			d.delivered(b, len(body), res.refused)
 			return
 		case ctx.Err() != nil:
-			d.overflowOrDrop(b, ReasonShutdown)
+			d.spill.keep(b, ReasonShutdown)
 			return
 		case !res.retryable:
 			d.log.Warn("Loki refused a batch; dropping it", "status", res.status, "reason", res.reason,
@@ -311,12 +282,12 @@ func (d *Dispatcher) send(ctx context.Context, b *batch) {
 			d.drop(b, res.reason)
 			return
 		}
-		if d.cfg.Retries > 0 && attempt >= d.cfg.Retries && d.mayGiveUp(b) {
+		if d.cfg.Retries > 0 && attempt >= d.cfg.Retries && d.spill.mayGiveUp(b) {
 			d.log.Warn("giving up on a batch after retries", "retries", attempt, "entries", len(b.entries), "err", res.err)
-			d.overflowOrDrop(b, ReasonRetriesExhausted)
+			d.spill.keep(b, ReasonRetriesExhausted)
 			return
 		}
-		if done, trimmed := d.spooledInFlight(b); done {
+		if done, trimmed := d.spill.failed(b); done {
 			return // durable now: the replay sends it
 		} else if trimmed {
 			if body, err = b.encode(); err != nil {
@@ -340,12 +311,12 @@ func (d *Dispatcher) send(ctx context.Context, b *batch) {
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				d.overflowOrDrop(b, ReasonShutdown)
+				d.spill.keep(b, ReasonShutdown)
 				return
 			case <-d.wake:
 				// Entries spooled meanwhile may be resolved now; the
 				// queue is looked at again after this batch.
-				d.resolveSpooled()
+				d.spill.resolve()
 			case <-t.C:
 				break backoff
 			}
@@ -401,7 +372,7 @@ func (d *Dispatcher) splitOffUnparsable(ctx context.Context, b *batch) pushResul
 // The producers are told delivered: Loki has what it took, and what it
 // refused is final (it would refuse it again) and counted as dropped.
 func (d *Dispatcher) delivered(b *batch, wire int, refused []refusal) {
-	d.sent(b)
+	d.spill.sent(b)
 	dropped := 0
 	for _, r := range refusedCounts(b, refused) {
 		d.m.dropped.WithLabelValues(r.reason).Add(float64(r.count))
@@ -491,32 +462,22 @@ func (d *Dispatcher) backoff(attempt int, retryAfter time.Duration) time.Duratio
 	return b
 }
 
-func (d *Dispatcher) drop(b *batch, reason string) {
-	d.m.dropped.WithLabelValues(reason).Add(float64(len(b.entries)))
+func (d *Dispatcher) drop(b *batch, reason string) { dropBatch(d.m, b, reason) }
+
+// dropBatch counts b's entries as dropped for reason and resolves them.
+func dropBatch(m *endpointMetrics, b *batch, reason string) {
+	m.dropped.WithLabelValues(reason).Add(float64(len(b.entries)))
 	b.resolve(false)
 }
 
-func (d *Dispatcher) overflowOrDrop(b *batch, reason string) {
-	if d.sp != nil {
-		d.spoolBatch(b, reason)
-		return
-	}
-	if d.overflow != nil && len(b.entries) > 0 && d.overflow.Overflow(b.entries, reason) == nil {
-		// The overflow keeps them: for the producer they are resolved.
-		b.resolve(true)
-		return
-	}
-	d.drop(b, reason)
-}
-
-// abandon hands what is left in the queue to the overflow policy or drops it.
+// abandon hands what is left in the queue to the spill.
 func (d *Dispatcher) abandon(b *batch, reason string) {
 	for {
 		b.reset()
-		more := d.take(b)
+		more := d.queue.take(b)
 		if len(b.entries) > 0 {
-			d.overflowOrDrop(b, reason)
-			d.batchDone(b)
+			d.spill.keep(b, reason)
+			d.spill.batchDone(b)
 		}
 		if !more {
 			return
@@ -558,9 +519,7 @@ func (d *Dispatcher) Done() <-chan struct{} { return d.done }
 
 func (d *Dispatcher) beginStop() {
 	d.stopOnce.Do(func() {
-		d.mu.Lock()
-		d.stopping = true
-		d.mu.Unlock()
+		d.queue.close()
 		close(d.flushReq)
 	})
 }
@@ -568,25 +527,7 @@ func (d *Dispatcher) beginStop() {
 func (d *Dispatcher) finish() {
 	d.cancel()
 	d.client.close()
-	if d.sp != nil {
-		d.spOnce.Do(func() {
-			<-d.sp.done
-			d.closeSpool()
-		})
-	}
-}
-
-// replayEnded reports whether the spool's replayer (if any) has ended.
-func (d *Dispatcher) replayEnded() bool {
-	if d.sp == nil {
-		return true
-	}
-	select {
-	case <-d.sp.done:
-		return true
-	default:
-		return false
-	}
+	d.spill.close()
 }
 
 // Release deletes this dispatcher's metric series if no other dispatcher

@@ -558,47 +558,6 @@ func TestStopFlushesWithoutWaitingForTheBatch(t *testing.T) {
 	d.Release()
 }
 
-func TestBasicAuthAndBearerNeverLeak(t *testing.T) {
-	var gotUser, gotPass, gotAuth string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotUser, gotPass, _ = r.BasicAuth()
-		w.WriteHeader(http.StatusInternalServerError)
-	}))
-	defer srv.Close()
-	reg := prometheus.NewRegistry()
-	cfg := testConfig(strings.Replace(srv.URL, "http://", "http://alice:s3cret@", 1) + "/loki/api/v1/push")
-	cfg.Retries = 1
-	var logs strings.Builder
-	d, err := New(cfg, NewMetrics(reg), slogTo(&logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := newRecorder()
-	_ = d.Handle(Entry{Stream: `{a="b"}`, TimeNano: 1, Line: "x", Acker: rec, Offset: 1})
-	rec.waitAck(t, 1)
-	if gotUser != "alice" || gotPass != "s3cret" {
-		t.Fatalf("basic auth %q/%q", gotUser, gotPass)
-	}
-	_ = gotAuth
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range families {
-		if strings.Contains(f.String(), "s3cret") {
-			t.Fatalf("metric %s leaks the password", f.GetName())
-		}
-	}
-	d.StopNow()
-	d.Release()
-	if strings.Contains(logs.String(), "s3cret") {
-		t.Fatalf("logs leak the password: %s", logs.String())
-	}
-	if !strings.Contains(logs.String(), "giving up") {
-		t.Fatalf("no log of the dropped batch: %s", logs.String())
-	}
-}
-
 func TestBackoff(t *testing.T) {
 	d := &Dispatcher{cfg: Config{MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second}}
 	for attempt := 0; attempt < 10; attempt++ {
@@ -622,24 +581,5 @@ func TestBackoff(t *testing.T) {
 	}
 	if got := parseRetryAfter("soon", now); got != 0 {
 		t.Fatalf("garbage Retry-After: %v", got)
-	}
-}
-
-func TestReasonFor(t *testing.T) {
-	tests := []struct {
-		status int
-		msg    string
-		want   string
-	}{
-		{400, "couldn't parse labels: 1:5: parse error: unexpected end of input", "invalid_labels"},
-		{400, "something new", "bad_request"},
-		{404, "404 page not found", "not_found"},
-		{413, "", "too_large"},
-		{418, "teapot", "http_418"},
-	}
-	for _, tt := range tests {
-		if got := reasonFor(tt.status, tt.msg); got != tt.want {
-			t.Errorf("reasonFor(%d, %q) = %q, want %q", tt.status, tt.msg, got, tt.want)
-		}
 	}
 }

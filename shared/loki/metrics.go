@@ -14,6 +14,10 @@ const (
 	ReasonShutdown         = "shutdown"
 	ReasonStopped          = "dispatcher_stopped"
 	ReasonEncode           = "encode_error"
+	// ReasonSpoolError counts entries the dispatcher meant to spool and
+	// the spool did not take (full under its refuse policy, a write error,
+	// closed).
+	ReasonSpoolError = "spool_error"
 )
 
 // Metrics are the dispatchers' Prometheus series. One Metrics serves every
@@ -130,6 +134,12 @@ type endpointMetrics struct {
 	queueBytes, queueEntries              prometheus.Gauge
 }
 
+// received counts e as handed to the dispatcher.
+func (m *endpointMetrics) received(e *Entry) {
+	m.entriesReceived.Inc()
+	m.bytesReceived.Add(float64(len(e.Line)))
+}
+
 func (m *Metrics) acquire(endpoint, tenant string) *endpointMetrics {
 	m.users.add(endpoint, tenant)
 	l := prometheus.Labels{"endpoint": endpoint, "tenant": tenant}
@@ -159,4 +169,62 @@ func (m *Metrics) release(endpoint, tenant string) {
 		m.queueBytes.DeletePartialMatch(l)
 		m.queueEntries.DeletePartialMatch(l)
 	})
+}
+
+// SpoolMetrics are the spooling dispatchers' series, kept apart from Metrics
+// so that dispatchers without a spool export none of them.
+type SpoolMetrics struct {
+	spooled  *prometheus.CounterVec
+	replayed *prometheus.CounterVec
+	mode     *prometheus.GaugeVec
+
+	users endpointUsers
+}
+
+func (m *SpoolMetrics) acquire(endpoint, tenant string) spoolEndpointMetrics {
+	m.users.add(endpoint, tenant)
+	l := prometheus.Labels{"endpoint": endpoint, "tenant": tenant}
+	return spoolEndpointMetrics{
+		spooled:  m.spooled.MustCurryWith(l),
+		replayed: m.replayed.With(l),
+		mode:     m.mode.With(l),
+	}
+}
+
+// release deletes the pair's spooling gauge when its last dispatcher is
+// gone; the counters stay, as Metrics keeps its counters (a scrape after the
+// last container of an endpoint stopped still sees what was spooled).
+func (m *SpoolMetrics) release(endpoint, tenant string) {
+	m.users.done(endpoint, tenant, func(l prometheus.Labels) { m.mode.DeletePartialMatch(l) })
+}
+
+// NewSpoolMetrics creates the series and registers them with reg (nil: not
+// registered).
+func NewSpoolMetrics(reg prometheus.Registerer) *SpoolMetrics {
+	labels := []string{"endpoint", "tenant"}
+	m := &SpoolMetrics{
+		spooled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_loki_entries_spooled_total",
+			Help: "Entries the dispatcher wrote to its spool, by reason (spooling: behind spooled entries, queue_full, retries_exhausted, shutdown).",
+		}, append(labels, "reason")),
+		replayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logferry_loki_entries_replayed_total", Help: "Entries the dispatcher read back from its spool and queued for Loki.",
+		}, labels),
+		mode: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "logferry_loki_spooling", Help: "1 while new entries go to the spool behind spooled ones, else 0.",
+		}, labels),
+	}
+	if reg != nil {
+		reg.MustRegister(m.spooled, m.replayed, m.mode)
+	}
+	return m
+}
+
+// ReasonSpooling labels entries spooled because older ones were.
+const ReasonSpooling = "spooling"
+
+type spoolEndpointMetrics struct {
+	spooled  *prometheus.CounterVec
+	replayed prometheus.Counter
+	mode     prometheus.Gauge
 }

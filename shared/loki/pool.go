@@ -12,6 +12,10 @@ import (
 // with endpoints, not with containers. A dispatcher whose last user released
 // it keeps flushing in the background, owned by the Pool, until it has
 // delivered its queue or DrainTimeout passes.
+//
+// Lock order: Pool.mu, then SpoolSet.mu: Acquire creates a dispatcher under
+// mu, and a spooling one joins its spool (SpoolSet.acquire). Stopping
+// dispatchers, which leave their spool, happens outside mu.
 type Pool struct {
 	metrics      *Metrics
 	log          *slog.Logger

@@ -30,6 +30,15 @@ func (r *entryRing) push(e Entry) {
 // peek returns the oldest entry; the ring must not be empty.
 func (r *entryRing) peek() *Entry { return &r.buf[r.head] }
 
+// at returns the i-th oldest entry; i must be below len.
+func (r *entryRing) at(i int) *Entry {
+	i += r.head
+	if i >= len(r.buf) {
+		i -= len(r.buf)
+	}
+	return &r.buf[i]
+}
+
 // pop removes the oldest entry; the ring must not be empty.
 func (r *entryRing) pop() {
 	r.buf[r.head] = Entry{}

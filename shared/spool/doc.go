@@ -4,12 +4,14 @@
 //
 // # On disk
 //
-// The directory holds segment files, a state file and a lock file:
+// The directory holds segment files, a state file, a lock file and, for
+// NewEndpointSpools, the endpoint's file:
 //
 //	00000000000000000000.seg   segments, named by their base position
 //	00000000000008388736.seg   (20 decimal digits, so names sort like bases)
 //	ack                        the acknowledged position
 //	lock                       flock(2)ed while a Spool has the directory open
+//	endpoint.json              whose spool it is (NewEndpointSpools only)
 //
 // A position is a byte offset in the concatenation of every segment ever
 // written: a segment's records start at its base, and the next segment's
@@ -46,9 +48,12 @@
 //
 // The ack file is 20 bytes: "LFAK", uint32 version 1, int64 position, and a
 // CRC-32C of the first 16 bytes, all little-endian. It is replaced
-// atomically (write ack.tmp, fsync, rename, fsync the directory). Segments
-// whose end is at or before the acknowledged position are deleted; the one
-// being written waits until it is closed or its space is needed.
+// atomically by package atomicfile (write a temporary file beside it, fsync,
+// rename, fsync the directory); Open removes the temporary files a crash
+// left, atomicfile's (".atomic-ack-*.tmp") and the "ack.tmp" of earlier
+// versions. Segments whose end is at or before the acknowledged position
+// are deleted; the one being written waits until it is closed or its space
+// is needed.
 //
 // Writes go to one active segment at a time; a Spool never appends to a
 // segment it found when it opened the directory, so a torn tail left by a

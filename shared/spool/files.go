@@ -1,12 +1,8 @@
 package spool
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,17 +12,8 @@ import (
 
 const (
 	segmentExt   = ".seg"
-	ackFileName  = "ack"
-	ackTempName  = "ack.tmp"
 	lockFileName = "lock"
-	ackFileSize  = 20
-	ackVersion   = 1
 )
-
-var ackMagic = [4]byte{'L', 'F', 'A', 'K'}
-
-// errCorruptAck is wrapped when the ack file does not check.
-var errCorruptAck = errors.New("corrupt ack file")
 
 // segment is one segment file.
 type segment struct {
@@ -92,79 +79,6 @@ func compareInt64(a, b int64) int {
 		return 1
 	}
 	return 0
-}
-
-// readAck returns the acknowledged position in dir's ack file: 0 when there
-// is none, and an error wrapping errCorruptAck when it does not check.
-func readAck(dir string) (int64, error) {
-	path := filepath.Join(dir, ackFileName)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("spool ack file %s: %w", path, err)
-	}
-	if len(b) != ackFileSize || [4]byte(b[0:4]) != ackMagic ||
-		binary.LittleEndian.Uint32(b[4:8]) != ackVersion ||
-		binary.LittleEndian.Uint32(b[16:20]) != crc32.Checksum(b[0:16], castagnoli) {
-		return 0, fmt.Errorf("spool ack file %s: %w", path, errCorruptAck)
-	}
-	pos := int64(binary.LittleEndian.Uint64(b[8:16]))
-	if pos < 0 {
-		return 0, fmt.Errorf("spool ack file %s: negative position: %w", path, errCorruptAck)
-	}
-	return pos, nil
-}
-
-// writeAck replaces dir's ack file with pos, atomically; with sync it is
-// durable when writeAck returns.
-func writeAck(dir string, pos int64, sync bool) error {
-	var b [ackFileSize]byte
-	copy(b[0:4], ackMagic[:])
-	binary.LittleEndian.PutUint32(b[4:8], ackVersion)
-	binary.LittleEndian.PutUint64(b[8:16], uint64(pos))
-	binary.LittleEndian.PutUint32(b[16:20], crc32.Checksum(b[0:16], castagnoli))
-	tmp := filepath.Join(dir, ackTempName)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("spool ack file: %w", err)
-	}
-	_, err = f.Write(b[:])
-	if err == nil && sync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("spool ack file %s: %w", tmp, err)
-	}
-	path := filepath.Join(dir, ackFileName)
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("spool ack file: %w", err)
-	}
-	if sync {
-		return syncDir(dir)
-	}
-	return nil
-}
-
-// syncDir makes the directory's entries (created, renamed and removed
-// files) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("spool directory: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("spool directory %s: sync: %w", dir, err)
-	}
-	return nil
 }
 
 // segmentFile is what the spool writes a segment through: an *os.File, or
