@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/logferry/logferry/shared/atomicfile"
 	"github.com/logferry/logferry/shared/loki"
 )
 
@@ -73,7 +74,7 @@ func NewEndpointSpools(base string, cfg Config, metrics *Metrics, spoolMetrics *
 			if err != nil {
 				return nil, err
 			}
-			if err := os.WriteFile(filepath.Join(dir, EndpointFileName), append(b, '\n'), 0o600); err != nil {
+			if err := atomicfile.Write(filepath.Join(dir, EndpointFileName), append(b, '\n'), atomicfile.Options{Perm: 0o600}); err != nil {
 				return nil, fmt.Errorf("spool: writing the endpoint file: %w", err)
 			}
 			l := log
