@@ -5,6 +5,13 @@ SHELL := /bin/bash
 GO ?= go
 SHARED := ./shared/...
 DEMO_DIR ?= $(CURDIR)/.tmp/demo
+# What --version and logferry_build_info say (shared/buildinfo).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO := github.com/logferry/logferry/shared/buildinfo
+LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION) -X $(BUILDINFO).date=$(BUILD_DATE)
+export LOGFERRY_LDFLAGS := $(LDFLAGS)
 
 .PHONY: all build test chaos unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image
 
@@ -69,7 +76,7 @@ plugin:
 
 # The sidecar binary (static) and its FROM scratch image (DOCKER_HOST's dockerd).
 sidecar:
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/logferry-sidecar ./cmd/logferry-sidecar
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/logferry-sidecar ./cmd/logferry-sidecar
 
 sidecar-image: sidecar
 	cp /etc/ssl/certs/ca-certificates.crt bin/ca-certificates.crt

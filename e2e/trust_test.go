@@ -7,7 +7,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -194,5 +196,21 @@ func TestTrustLineCapAfterReplacement(t *testing.T) {
 	}
 	if got := e.metric(t, "logferry_plugin_lines_truncated_total"); got != 1 {
 		t.Errorf("the plugin counted %v truncated lines, want 1", got)
+	}
+}
+
+// TestBuildInfo: both binaries answer --version and say which build runs
+// in logferry_build_info.
+func TestBuildInfo(t *testing.T) {
+	out, err := exec.Command(buildSidecar(t), "--version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "logferry-sidecar ") || !strings.Contains(string(out), runtime.Version()) {
+		t.Fatalf("logferry-sidecar --version: %q, %v", out, err)
+	}
+	e := setupPlugin(t)
+	sc := startSidecar(t, e.d, e.loki.PushURL(), t.TempDir())
+	for name, addr := range map[string]string{"plugin": e.metrics, "sidecar": sc.metrics} {
+		if got := metricWhere(t, addr, "logferry_build_info", fmt.Sprintf("goversion=%q", runtime.Version())); got != 1 {
+			t.Errorf("%s: logferry_build_info{goversion=%q} = %v, want 1", name, runtime.Version(), got)
+		}
 	}
 }

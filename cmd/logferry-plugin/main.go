@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/logferry/logferry/plugin"
+	"github.com/logferry/logferry/shared/buildinfo"
 	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
 	"github.com/logferry/logferry/shared/obsserver"
@@ -120,6 +121,10 @@ func getenv(k, def string) string {
 }
 
 func main() {
+	if buildinfo.Asked(os.Args[1:]) {
+		fmt.Println(buildinfo.Read().String("logferry-plugin"))
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "logferry-plugin:", err)
 		os.Exit(1)
@@ -140,6 +145,8 @@ func run() error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build := buildinfo.Read()
+	build.Register(reg)
 	pool := loki.NewPool(loki.NewMetrics(reg), log, e.DrainTimeout, e.Overflow.PoolOptions(reg, log)...)
 	state, err := plugin.NewState(filepath.Join(e.StateDir, "streams"))
 	if err != nil {
@@ -194,7 +201,7 @@ func run() error {
 	e.Overflow.ReplayLeftover(pool, defaults.Loki, log)
 	driver.StartJanitor(e.Retention)
 	ready.Store(true)
-	log.Info("logferry plugin ready", "socket", e.Socket, "metrics", e.MetricsAddr, "reattached", n,
+	log.Info("logferry plugin ready", "version", build.Version, "revision", build.Revision, "go", build.GoVersion, "socket", e.Socket, "metrics", e.MetricsAddr, "reattached", n,
 		"default_endpoint", defaults.Loki.Endpoint(), "host", e.Host)
 
 	sig := make(chan os.Signal, 1)

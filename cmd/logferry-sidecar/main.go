@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/logferry/logferry/shared/buildinfo"
 	"github.com/logferry/logferry/shared/loki"
 	"github.com/logferry/logferry/shared/obsserver"
 	"github.com/logferry/logferry/sidecar"
@@ -27,6 +28,10 @@ import (
 )
 
 func main() {
+	if buildinfo.Asked(os.Args[1:]) {
+		fmt.Println(buildinfo.Read().String("logferry-sidecar"))
+		return
+	}
 	err := run()
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -54,6 +59,8 @@ func run() error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	build := buildinfo.Read()
+	build.Register(reg)
 	eng, err := engine.New(cfg.DockerHost, engine.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("docker-host: %w", err)
@@ -103,7 +110,7 @@ func run() error {
 	srv := obsserver.New(mux, obsserver.Options{Pprof: cfg.Pprof})
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("logferry sidecar starting", "docker_host", eng.Host(), "host", host, "listen", cfg.Listen,
+	log.Info("logferry sidecar starting", "version", build.Version, "revision", build.Revision, "docker_host", eng.Host(), "host", host, "listen", cfg.Listen,
 		"state_dir", cfg.StateDir, "containers_dir", cfg.ContainersDir, "pprof", cfg.Pprof,
 		"label_overrides", cfg.LabelOverrides, "label_override_tenants", cfg.OverrideTenants)
 
