@@ -12,6 +12,7 @@ import (
 	"github.com/logferry/logferry/shared/labels"
 	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
+	"github.com/logferry/logferry/shared/pipeline"
 )
 
 // LocalStore keeps each container's lines on local disk for `docker logs`.
@@ -189,6 +190,7 @@ func (d *Driver) buildStream(file string, info Info, reattach, fifoGone bool) (*
 		resolved: make(chan struct{}),
 		changed:  d.ackedChanged,
 	}
+	s.pipe = pipeline.NewStep(opts.Pipeline, d.m.pipeline, &s.set, s.meta, opts.MaxLineSize)
 	if d.store != nil && !opts.File.NoFile {
 		if s.copy, err = d.store.Open(info.ContainerID, opts.File); err != nil {
 			d.pool.Release(disp)

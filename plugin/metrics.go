@@ -3,6 +3,7 @@ package plugin
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/logferry/logferry/shared/pipeline"
 	"github.com/logferry/logferry/shared/series"
 )
 
@@ -27,6 +28,7 @@ type Metrics struct {
 	labelValuesTruncated prometheus.Counter
 	labelsDropped        prometheus.Counter
 	relabelDropped       prometheus.Counter
+	pipeline             *pipeline.Metrics // every stream's stages
 	// byName deletes a name's series when the last stream of that name
 	// ends: a draining stream and a new container with its name share them.
 	byName *series.Set
@@ -88,6 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
 		}),
 	}
+	m.pipeline = pipeline.NewMetrics(reg)
 	m.byName = series.NewSet("container_name", m.entries, m.bytes)
 	if reg != nil {
 		reg.MustRegister(m.streams, m.draining, m.started, m.reattached, m.replayed, m.startErrors, m.framesRead, m.corrupt,

@@ -15,6 +15,7 @@ import (
 	"github.com/logferry/logferry/shared/labels"
 	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
+	"github.com/logferry/logferry/shared/pipeline"
 )
 
 // copyWriter keeps the lines of one container for `docker logs`. Buffer
@@ -35,6 +36,7 @@ type stream struct {
 	opts   logopts.Options
 	set    labels.Set
 	meta   []loki.LabelPairAdapter
+	pipe   *pipeline.Step // nil without loki-pipeline-stages
 	disp   *loki.Dispatcher
 	copy   copyWriter // nil with no-file
 	log    *slog.Logger
@@ -226,9 +228,18 @@ func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
 		s.m.relabelDropped.Inc()
 		return
 	}
+	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta}
+	if s.pipe != nil {
+		var keep bool
+		if e, keep = s.pipe.Entry(source, timeNano, line); !keep {
+			return // dropped by a stage on purpose: counted by the pipeline
+		}
+	}
+	// The offset stays the line's own time, whatever a timestamp stage
+	// made of the entry's: acknowledgements follow the FIFO's order.
+	e.Acker, e.Offset = s, timeNano
 	// Handle never blocks; a full queue is counted by the dispatcher.
-	err := s.disp.Handle(loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta,
-		Acker: s, Offset: timeNano})
+	err := s.disp.Handle(e)
 	if err == nil {
 		s.mu.Lock()
 		s.lastHanded, s.handedAny = timeNano, true

@@ -272,7 +272,7 @@ func (c Config) Validate() error {
 
 // yamlValued are the options whose value is itself YAML: in the --config
 // file they may be written as YAML lists, not only as a string.
-var yamlValued = map[string]bool{"loki-relabel-config": true, selectionRelabelKey: true}
+var yamlValued = map[string]bool{"loki-relabel-config": true, "loki-pipeline-stages": true, selectionRelabelKey: true}
 
 func readConfigFile(path string) (map[string]string, error) {
 	b, err := os.ReadFile(path)

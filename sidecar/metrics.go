@@ -3,6 +3,7 @@ package sidecar
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/logferry/logferry/shared/pipeline"
 	"github.com/logferry/logferry/shared/series"
 )
 
@@ -25,6 +26,7 @@ type Metrics struct {
 	blocked              prometheus.Counter
 	linesRead            *prometheus.CounterVec
 	bytesRead            *prometheus.CounterVec
+	pipeline             *pipeline.Metrics // every container's stages
 	// byName deletes a name's series when the last container of that name
 	// lets go: a draining container and a new one with its name share them.
 	byName *series.Set
@@ -80,6 +82,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"container_name", "source"}),
 	}
 	m.filesRefused.WithLabelValues(refusedOutside) // at 0 from the start; tail adds its reasons
+	m.pipeline = pipeline.NewMetrics(reg)
 	m.byName = series.NewSet("container_name", m.linesRead, m.bytesRead)
 	if reg != nil {
 		reg.MustRegister(m.containers, m.startErrors, m.labelRefused, m.filesRefused, m.excluded, m.labelValuesTruncated, m.labelsDropped, m.positionsSaved, m.positions, m.truncated, m.invalidUTF8, m.blocked,

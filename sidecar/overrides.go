@@ -30,6 +30,7 @@ var overridable = map[string]bool{
 	"max-line-size":        true,
 	"loki-tenant-id":       true,
 	"loki-relabel-config":  true,
+	"loki-pipeline-stages": true,
 }
 
 // OverridableOptions returns the options a label may set, sorted.

@@ -61,6 +61,10 @@ func TestLabelOverridesAreAnAllowList(t *testing.T) {
 			func(o logopts.Options) bool { return o.Labels.ExternalLabels == "team=web" }},
 		{"invalid template", true, "loki-external-labels", "a={{.Nope}}", "loki-external-labels", RefusedInvalid, nil},
 		{"invalid regex", true, "labels-regex", "(", "labels-regex", RefusedInvalid, nil},
+		{"pipeline stages", true, "loki-pipeline-stages", "- static_labels:\n    team: web", "", "",
+			func(o logopts.Options) bool { return o.Pipeline != nil }},
+		{"pipeline stage file", true, "loki-pipeline-stage-file", secret, "loki-pipeline-stage-file", RefusedOperatorOnly, nil},
+		{"bad pipeline", true, "loki-pipeline-stages", "- regex:\n    expression: '('", "loki-pipeline-stages", RefusedInvalid, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/logferry/logferry/shared/labels"
 	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
+	"github.com/logferry/logferry/shared/pipeline"
 	"github.com/logferry/logferry/sidecar/engine"
 	"github.com/logferry/logferry/sidecar/positions"
 )
@@ -511,6 +512,7 @@ func (r *Router) newShipper(c engine.Container, route string, log *slog.Logger) 
 		r: r, c: c, route: route, opts: opts, set: set, meta: meta, disp: disp, log: log,
 		m: r.m.forContainer(c.Name), finishCh: make(chan struct{}), resolved: make(chan struct{}),
 	}
+	s.pipe = pipeline.NewStep(opts.Pipeline, r.m.pipeline, &s.set, s.meta, opts.MaxLineSize)
 	return s, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/logferry/logferry/shared/labels"
 	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
+	"github.com/logferry/logferry/shared/pipeline"
 	"github.com/logferry/logferry/shared/spool"
 	"github.com/logferry/logferry/sidecar/engine"
 	"github.com/logferry/logferry/sidecar/positions"
@@ -62,6 +63,7 @@ type shipper struct {
 	opts  logopts.Options
 	set   labels.Set
 	meta  []loki.LabelPairAdapter
+	pipe  *pipeline.Step // nil without loki-pipeline-stages
 	disp  *loki.Dispatcher
 	log   *slog.Logger
 	m     *containerMetrics
@@ -270,7 +272,16 @@ func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data 
 		s.r.m.invalidUTF8.Inc()
 		line = dockerlog.ValidUTF8(line)
 	}
-	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta, Acker: s, Offset: token}
+	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta}
+	if s.pipe != nil {
+		var keep bool
+		if e, keep = s.pipe.Entry(source, timeNano, line); !keep {
+			// Dropped by a stage on purpose (counted by the pipeline): a
+			// later line's acknowledgement moves the position past it.
+			return nil
+		}
+	}
+	e.Acker, e.Offset = s, token
 	if s.r.cfg.Overflow.Overflow == spool.OverflowDrop {
 		err := s.disp.Handle(e)
 		if errors.Is(err, loki.ErrQueueFull) {

@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,6 +41,9 @@ type options struct {
 	// invalidUTF8: after the numbered lines, one stdout line of this many
 	// 0xFF bytes (no valid UTF-8 at all), for tests of the line cap.
 	invalidUTF8 int
+	// say: lines written to stdout before the numbered ones, separated
+	// by '|', for tests of what stages do with a line's text.
+	say string
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -54,6 +58,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.IntVar(&o.cfg.LongSize, "long-size", loggen.DefaultLongSize, "size of a long line in bytes (Docker splits lines over 16 KiB)")
 	fs.BoolVar(&o.cfg.Unicode, "unicode", false, "pad with non-ASCII text (accents, CJK, emoji) and characters JSON escapes")
 	fs.StringVar(&o.cfg.ID, "id", "loggen", "run id written in every line, [A-Za-z0-9._-]")
+	fs.StringVar(&o.say, "say", "", "before the numbered lines, write these lines to stdout, separated by |")
 	fs.IntVar(&o.invalidUTF8, "invalid-utf8", 0, "after the lines, write one stdout line of this many 0xFF bytes (invalid UTF-8)")
 	fs.DurationVar(&o.sleepAfter, "sleep-after", 0, "stay alive this long after the last line (until SIGTERM)")
 	if err := fs.Parse(args); err != nil {
@@ -106,6 +111,13 @@ func generate(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	var interval time.Duration
 	if o.rate > 0 {
 		interval = time.Duration(float64(time.Second) / o.rate)
+	}
+	if o.say != "" {
+		for _, l := range strings.Split(o.say, "|") {
+			if _, err := io.WriteString(stdout, l+"\n"); err != nil {
+				return fmt.Errorf("writing -say: %w", err)
+			}
+		}
 	}
 	start := time.Now()
 	buf := make([]byte, 0, max(o.cfg.Size, o.cfg.LongSize)+128)

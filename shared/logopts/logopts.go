@@ -7,7 +7,9 @@ package logopts
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/logferry/logferry/shared/labels"
 	"github.com/logferry/logferry/shared/loki"
+	"github.com/logferry/logferry/shared/pipeline"
 )
 
 var (
@@ -44,6 +47,12 @@ type Options struct {
 	// MaxLineSize (max-line-size, logferry's own) is where a line that the
 	// daemon split into 16 KiB chunks is cut when joined; the cut is counted.
 	MaxLineSize int
+	// Pipeline (loki-pipeline-stages or loki-pipeline-stage-file) is the
+	// parsed Promtail stage list; nil: none. Each container runs its own
+	// Instance of it.
+	Pipeline *pipeline.Pipeline
+	// pipelineFrom names the option Pipeline came from, to refuse both.
+	pipelineFrom string
 }
 
 // Defaults.
@@ -98,6 +107,8 @@ var options = map[string]setter{
 	"keep-file":                     boolean(func(o *Options) *bool { return &o.File.KeepFile }),
 	"no-file":                       boolean(func(o *Options) *bool { return &o.File.NoFile }),
 	"max-line-size":                 intSize(func(o *Options) *int { return &o.MaxLineSize }),
+	"loki-pipeline-stages":          pipelineSetter("loki-pipeline-stages", func(v string) (string, error) { return v, nil }),
+	"loki-pipeline-stage-file":      pipelineSetter("loki-pipeline-stage-file", readStageFile),
 	"mode":                          func(*Options, string) error { return nil },
 	"max-buffer-size":               func(*Options, string) error { return nil },
 }
@@ -105,9 +116,59 @@ var options = map[string]setter{
 // refused are options of Grafana's Loki driver that logferry does not
 // implement, with the reason shown to the user.
 var refused = map[string]string{
-	"loki-pipeline-stages":     "log pipelines are not implemented; process lines in Loki or a collector",
-	"loki-pipeline-stage-file": "log pipelines are not implemented; process lines in Loki or a collector",
-	"tag":                      "use loki-external-labels, which takes the same templates",
+	"tag": "use loki-external-labels, which takes the same templates",
+}
+
+// pipelineSetter parses a stage list that text(v) returns. Only one of
+// the two pipeline options may be given, as in the Loki driver.
+func pipelineSetter(key string, text func(v string) (string, error)) setter {
+	return func(o *Options, v string) error {
+		if o.pipelineFrom != "" && o.pipelineFrom != key {
+			return fmt.Errorf("give only one of loki-pipeline-stages and loki-pipeline-stage-file")
+		}
+		t, err := text(v)
+		if err != nil {
+			return err
+		}
+		p, err := pipeline.ParseOption(key, t)
+		if err != nil {
+			return err
+		}
+		if p.Multiline() != nil {
+			return errors.New("the multiline stage is not supported yet")
+		}
+		if p.SetsTenant() {
+			return errors.New("the tenant stage is not supported yet; set loki-tenant-id")
+		}
+		o.Pipeline, o.pipelineFrom = p, key
+		return nil
+	}
+}
+
+// maxStageFile bounds a loki-pipeline-stage-file, as the stage list's own
+// bound does for loki-pipeline-stages.
+const maxStageFile = 64 << 10
+
+// readStageFile reads loki-pipeline-stage-file: a path the operator gives
+// (inside the plugin's root filesystem for the plugin; on the host for the
+// sidecar, which never takes it from a container label).
+func readStageFile(path string) (string, error) {
+	if strings.TrimSpace(path) == "" {
+		return "", nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStageFile+1))
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxStageFile {
+		return "", fmt.Errorf("larger than %d bytes", maxStageFile)
+	}
+	return string(b), nil
 }
 
 // Keys returns every accepted key, sorted.

@@ -2,6 +2,8 @@ package logopts
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +79,10 @@ func TestParseErrorsNameTheOption(t *testing.T) {
 		is   error
 	}{
 		{"unknown", map[string]string{"loki-url": url, "loki-batchsize": "1"}, "loki-batchsize", ErrUnknownOption},
-		{"refused", map[string]string{"loki-url": url, "loki-pipeline-stages": "- json: {}"}, "loki-pipeline-stages", ErrUnsupportedOption},
+		{"refused", map[string]string{"loki-url": url, "tag": "{{.Name}}"}, "tag", ErrUnsupportedOption},
+		{"bad pipeline", map[string]string{"loki-url": url, "loki-pipeline-stages": "- json: {}"}, "loki-pipeline-stages", ErrInvalidValue},
+		{"multiline not yet", map[string]string{"loki-url": url, "loki-pipeline-stages": "- multiline:\n    firstline: x"}, "loki-pipeline-stages", ErrInvalidValue},
+		{"no stage file", map[string]string{"loki-url": url, "loki-pipeline-stage-file": "/nonexistent/stages.yml"}, "loki-pipeline-stage-file", ErrInvalidValue},
 		{"bad duration", map[string]string{"loki-url": url, "loki-batch-wait": "soon"}, "loki-batch-wait", ErrInvalidValue},
 		{"bad int", map[string]string{"loki-url": url, "loki-retries": "many"}, "loki-retries", ErrInvalidValue},
 		{"bad bool", map[string]string{"loki-url": url, "no-file": "maybe"}, "no-file", ErrInvalidValue},
@@ -168,4 +173,29 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("parsed options do not validate: %v", err)
 		}
 	})
+}
+
+func TestPipelineOptions(t *testing.T) {
+	const url = "http://127.0.0.1:3100/loki/api/v1/push"
+	o, err := Parse(Defaults(), map[string]string{"loki-url": url, "loki-pipeline-stages": ""})
+	if err != nil || o.Pipeline != nil {
+		t.Fatalf("empty loki-pipeline-stages: %v, %v", o.Pipeline, err)
+	}
+	stages := "- regex:\n    expression: 'level=(?P<level>\\w+)'\n- labels:\n    level:\n"
+	o, err = Parse(Defaults(), map[string]string{"loki-url": url, "loki-pipeline-stages": stages})
+	if err != nil || o.Pipeline == nil {
+		t.Fatalf("loki-pipeline-stages: %v, %v", o.Pipeline, err)
+	}
+	file := filepath.Join(t.TempDir(), "stages.yml")
+	if err := os.WriteFile(file, []byte(stages), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err = Parse(Defaults(), map[string]string{"loki-url": url, "loki-pipeline-stage-file": file})
+	if err != nil || o.Pipeline == nil {
+		t.Fatalf("loki-pipeline-stage-file: %v, %v", o.Pipeline, err)
+	}
+	_, err = Parse(Defaults(), map[string]string{"loki-url": url, "loki-pipeline-stage-file": file, "loki-pipeline-stages": stages})
+	if err == nil || !strings.Contains(err.Error(), "only one of") {
+		t.Fatalf("both: %v", err)
+	}
 }
