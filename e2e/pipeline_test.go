@@ -97,3 +97,48 @@ func TestPipelineBothStyles(t *testing.T) {
 		t.Errorf("empty loki-pipeline-stages: %v %s%s", err, out, stderr)
 	}
 }
+
+// TestCardinalityGuard: 100,000 lines, each with a distinct seq made a
+// label by a regex + labels pipeline, through the sidecar with
+// --max-label-values 50: every line reaches Loki exactly once, the label
+// has at most 50 values besides __overflow__, and the overflow is counted.
+func TestCardinalityGuard(t *testing.T) {
+	e := setupPlugin(t)
+	stages := "- regex:\n    expression: 'seq=(?P<user>\\d+)'\n- labels:\n    user:\n"
+	sc := startSidecar(t, e.d, e.loki.PushURL(), t.TempDir(), "--loki-pipeline-stages", stages, "--max-label-values", "50")
+	gen := loggen.Config{ID: runID("card"), Lines: 100_000, Size: 100, StderrShare: 0.2}
+	name := "card-" + gen.ID
+	start := time.Now().Add(-time.Minute)
+	id := e.d.Run(t, append([]string{"--name", name, "--log-driver", "json-file", e.image}, genArgs(gen)...)...)
+	e.wait(t, id)
+	waitLoki(t, e.loki, name, gen.Lines)
+	streams := containerStreams(t, e.loki, name, start)
+	seen := map[uint64]int{}
+	users := map[string]int{}
+	for _, s := range streams {
+		for _, en := range s.Entries {
+			rec, err := loggen.Parse(en.Line)
+			if err != nil {
+				t.Fatalf("damaged line %q: %v", en.Line, err)
+			}
+			seen[rec.Seq]++
+			users[s.Labels["user"]]++
+		}
+	}
+	dups := 0
+	for _, n := range seen {
+		if n > 1 {
+			dups++
+		}
+	}
+	if len(seen) != int(gen.Lines) || dups != 0 {
+		t.Errorf("%d distinct lines of %d in Loki, %d repeated", len(seen), gen.Lines, dups)
+	}
+	over := users["__overflow__"]
+	if len(users) > 51 || over < int(gen.Lines)-50 {
+		t.Errorf("%d user values in Loki (want at most 50 and __overflow__), %d entries on __overflow__", len(users), over)
+	}
+	if got := metricWhere(t, sc.metrics, "logferry_labels_overflow_total", `label="user"`); int(got) != over {
+		t.Errorf("logferry_labels_overflow_total{label=user} = %v, want %d (the entries on __overflow__)", got, over)
+	}
+}

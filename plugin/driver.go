@@ -35,6 +35,9 @@ type Config struct {
 	// Host is the value of the host label (the plugin uses its hostname,
 	// which with network host is the machine's).
 	Host string
+	// Guards bound the labels pipelines take from lines, per endpoint
+	// (MAX_LABEL_VALUES, MAX_STREAMS); nil: no bound.
+	Guards *pipeline.Guards
 	// StopGrace bounds how long a stopped stream waits for the daemon to
 	// close its end of the FIFO before the read is ended by force.
 	StopGrace time.Duration
@@ -190,7 +193,7 @@ func (d *Driver) buildStream(file string, info Info, reattach, fifoGone bool) (*
 		resolved: make(chan struct{}),
 		changed:  d.ackedChanged,
 	}
-	s.pipe = pipeline.NewStep(opts.Pipeline, d.m.pipeline, &s.set, s.meta, opts.MaxLineSize)
+	s.pipe = pipeline.NewStep(opts.Pipeline, d.m.pipeline, &s.set, s.meta, opts.MaxLineSize, d.cfg.Guards.For(opts.Loki.Key()))
 	if d.store != nil && !opts.File.NoFile {
 		if s.copy, err = d.store.Open(info.ContainerID, opts.File); err != nil {
 			d.pool.Release(disp)

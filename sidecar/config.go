@@ -22,6 +22,7 @@ import (
 
 	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
+	"github.com/logferry/logferry/shared/pipeline"
 	"github.com/logferry/logferry/shared/spool"
 )
 
@@ -70,6 +71,11 @@ type Config struct {
 	Options map[string]string
 	// Warnings are what LoadConfig found risky but valid, for the log.
 	Warnings []string
+	// Guard (max-label-values, max-streams) bounds, per endpoint, the
+	// labels pipelines take from lines. Guards is what the caller makes
+	// of it (pipeline.NewGuards) before NewRouter; nil: no bound.
+	Guard  pipeline.GuardConfig
+	Guards *pipeline.Guards
 }
 
 // Own keys and their defaults.
@@ -85,6 +91,9 @@ var ownKeys = map[string]string{
 	"log-level":      "info",
 	"drain-timeout":  "5m",
 	"pprof":          "false",
+	// The cardinality guard, see pipeline.GuardConfig.
+	"max-label-values": "1000",
+	"max-streams":      "10000",
 	// Selection: see Selection; lists are comma-separated.
 	"include-labels":           "",
 	"exclude-labels":           "",
@@ -207,6 +216,14 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 	if err != nil {
 		return Config{}, fmt.Errorf("pprof: %w: want true or false", ErrConfig)
 	}
+	var guard pipeline.GuardConfig
+	for key, field := range map[string]*int{"max-label-values": &guard.MaxLabelValues, "max-streams": &guard.MaxStreams} {
+		n, err := strconv.Atoi(values[key])
+		if err != nil || n < 1 {
+			return Config{}, fmt.Errorf("%s: %w: want a positive whole number", key, ErrConfig)
+		}
+		*field = n
+	}
 	selection, err := parseSelection(values)
 	if err != nil {
 		return Config{}, err
@@ -228,7 +245,7 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 		Fanotify:  values["fanotify"],
 		HostLabel: values["host-label"], LogLevel: values["log-level"], DrainTimeout: drain,
 		Overflow: overflow, Options: opts,
-		LabelOverrides: overrides, OverrideTenants: tenants, Pprof: pprofOn, Selection: selection,
+		LabelOverrides: overrides, OverrideTenants: tenants, Pprof: pprofOn, Selection: selection, Guard: guard,
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err

@@ -27,6 +27,7 @@ import (
 	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
 	"github.com/logferry/logferry/shared/obsserver"
+	"github.com/logferry/logferry/shared/pipeline"
 	"github.com/logferry/logferry/shared/spool"
 )
 
@@ -41,8 +42,9 @@ type env struct {
 	Host         string
 	Socket       string
 	Retention    plugin.Retention
-	Overflow     spool.Settings // OVERFLOW, SPOOL_DIR, SPOOL_MAX_SIZE, SPOOL_FSYNC, SPOOL_FULL_POLICY
-	Pprof        bool           // PPROF: /debug/pprof/ on METRICS_ADDR
+	Overflow     spool.Settings       // OVERFLOW, SPOOL_DIR, SPOOL_MAX_SIZE, SPOOL_FSYNC, SPOOL_FULL_POLICY
+	Pprof        bool                 // PPROF: /debug/pprof/ on METRICS_ADDR
+	Guard        pipeline.GuardConfig // MAX_LABEL_VALUES, MAX_STREAMS
 }
 
 // shutdownFlush bounds how long a SIGTERM flushes before what is left is
@@ -68,6 +70,15 @@ func readEnv() (env, error) {
 			return e, fmt.Errorf("DRAIN_TIMEOUT: want a positive duration such as 5m, got %q", v)
 		}
 		e.DrainTimeout = d
+	}
+	for key, field := range map[string]*int{"MAX_LABEL_VALUES": &e.Guard.MaxLabelValues, "MAX_STREAMS": &e.Guard.MaxStreams} {
+		if v := os.Getenv(key); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return e, fmt.Errorf("%s: want a positive whole number, got %q", key, v)
+			}
+			*field = n
+		}
 	}
 	if v := os.Getenv("PPROF"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -156,7 +167,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	driver := plugin.NewDriver(plugin.Config{Defaults: defaults, Host: e.Host}, pool, state, store,
+	driver := plugin.NewDriver(plugin.Config{Defaults: defaults, Host: e.Host, Guards: pipeline.NewGuards(e.Guard, reg, log)}, pool, state, store,
 		plugin.NewMetrics(reg), log)
 
 	// Open the socket first: at daemon boot a plugin has ~9 s to answer.

@@ -22,6 +22,7 @@ import (
 	"github.com/logferry/logferry/shared/buildinfo"
 	"github.com/logferry/logferry/shared/loki"
 	"github.com/logferry/logferry/shared/obsserver"
+	"github.com/logferry/logferry/shared/pipeline"
 	"github.com/logferry/logferry/sidecar"
 	"github.com/logferry/logferry/sidecar/engine"
 	"github.com/logferry/logferry/sidecar/positions"
@@ -83,6 +84,7 @@ func run() error {
 		log.Warn("the positions file was corrupt and was moved aside; containers start over", "moved_to", bad)
 	}
 	metrics := sidecar.NewMetrics(reg)
+	cfg.Guards = pipeline.NewGuards(cfg.Guard, reg, log)
 	files, err := sidecar.NewFileSource(ctx, cfg, reg, metrics, log)
 	if err != nil {
 		return err

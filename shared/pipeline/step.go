@@ -15,17 +15,18 @@ type Step struct {
 	set     *labels.Set
 	meta    []loki.LabelPairAdapter // the container's own, when no stage changed it
 	maxLine int
+	guard   *Guard // the endpoint's bound on line-derived labels; nil: none
 	e       Entry
 }
 
 // NewStep returns the Step of one container for p (nil: no pipeline, nil
 // Step). set and meta are the container's label set and structured
-// metadata; maxLine is max-line-size.
-func NewStep(p *Pipeline, m *Metrics, set *labels.Set, meta []loki.LabelPairAdapter, maxLine int) *Step {
+// metadata; maxLine is max-line-size; guard is its endpoint's (Guards.For).
+func NewStep(p *Pipeline, m *Metrics, set *labels.Set, meta []loki.LabelPairAdapter, maxLine int, guard *Guard) *Step {
 	if p == nil {
 		return nil
 	}
-	return &Step{inst: p.Instance(m), set: set, meta: meta, maxLine: maxLine}
+	return &Step{inst: p.Instance(m), set: set, meta: meta, maxLine: maxLine, guard: guard}
 }
 
 // Entry runs the stages on one line (valid UTF-8, as the joiner left it)
@@ -39,6 +40,7 @@ func (s *Step) Entry(source string, timeNano int64, line string) (e loki.Entry, 
 		return loki.Entry{}, false
 	}
 	s.e.Finish(s.maxLine)
+	s.guard.admit(&s.e, s.set.Labels, func() string { return s.inst.Stream(&s.e, s.set) })
 	meta := s.meta
 	if s.e.MetadataChanged() {
 		meta = make([]loki.LabelPairAdapter, len(s.e.StructuredMetadata))
