@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,4 +144,122 @@ func TestCardinalityGuard(t *testing.T) {
 	if got := metricWhere(t, sc.metrics, "logferry_labels_overflow_total", `label="user"`); int(got) != over {
 		t.Errorf("logferry_labels_overflow_total{label=user} = %v, want %d (the entries on __overflow__)", got, over)
 	}
+}
+
+// checkTraces reads back name's entries and checks that every numbered
+// line arrived exactly once as one entry, with a Java trace's continuation
+// lines joined to it by "\n" exactly when it is every traceEvery-th.
+func checkTraces(t *testing.T, srv *lokitest.Server, name string, gen loggen.Config, traceEvery uint64, since time.Time) {
+	t.Helper()
+	trace := "\n" + strings.Join(loggen.TraceLines, "\n")
+	seen := map[uint64]int{}
+	bad := 0
+	for _, s := range containerStreams(t, srv, name, since) {
+		for _, en := range s.Entries {
+			head, rest, _ := strings.Cut(en.Line, "\n")
+			rec, err := loggen.Parse(head)
+			if err != nil {
+				t.Fatalf("an entry that is no numbered line: %q", en.Line)
+			}
+			seen[rec.Seq]++
+			want := ""
+			if rec.Seq%traceEvery == 0 {
+				want = trace
+			}
+			if got := strings.TrimPrefix(en.Line, head); got != want {
+				if bad++; bad <= 3 {
+					t.Errorf("line %d: joined %q, want %q (rest %q)", rec.Seq, got, want, rest)
+				}
+			}
+		}
+	}
+	missing, dups := 0, 0
+	for seq := uint64(1); seq <= gen.Lines; seq++ {
+		switch seen[seq] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			dups++
+		}
+	}
+	if missing+dups+bad > 0 {
+		t.Errorf("%s: %d lines missing, %d repeated, %d joined wrongly", name, missing, dups, bad)
+	}
+}
+
+// TestMultilineBothStyles: numbered lines on stdout and stderr, every
+// seventh followed by a Java stack trace's continuation lines, through the
+// plugin and the sidecar with multiline=java (the plugin's log-opt, the
+// sidecar's --multiline): every numbered line arrives exactly once as one
+// entry, with its trace joined to it.
+func TestMultilineBothStyles(t *testing.T) {
+	e := setupPlugin(t)
+	startSidecar(t, e.d, e.loki.PushURL(), t.TempDir(), "--multiline", "java")
+	const every = 7
+	gen := loggen.Config{ID: runID("ml"), Lines: 3000, Size: 100, StderrShare: 0.3}
+	for _, style := range []string{"sidecar", "plugin"} {
+		name := "ml-" + style + "-" + gen.ID
+		args := []string{"--name", name, "--log-driver", "json-file"}
+		if style == "plugin" {
+			args = []string{"--name", name, "--log-driver", e.driver, "--log-opt", "multiline=java"}
+		}
+		start := time.Now().Add(-time.Minute)
+		id := e.d.Run(t, append(append(args, e.image), genArgs(gen, "-trace-every", fmt.Sprint(every), "-rate", "3000")...)...)
+		e.wait(t, id)
+		waitLoki(t, e.loki, name, gen.Lines)
+		checkTraces(t, e.loki, name, gen, every, start)
+	}
+}
+
+// TestMultilineAcrossSIGKILL: the same traces while the plugin, and then
+// the sidecar, is killed with SIGKILL mid-stream: every numbered line still
+// arrives exactly once, with its trace joined to it. Only stdout here: an
+// entry of one source delivered while an entry of the other source is
+// still open can be sent again after a crash (README, Pipelines).
+func TestMultilineAcrossSIGKILL(t *testing.T) {
+	e := setupPlugin(t)
+	stateDir := t.TempDir()
+	sc := startSidecar(t, e.d, e.loki.PushURL(), stateDir, "--multiline", "java")
+	const every = 7 // the last line, 20,000, carries no trace: waitLoki parses it
+	gen := loggen.Config{ID: runID("mlk"), Lines: 20_000, Size: 120}
+	args := func(extra ...string) []string {
+		return genArgs(gen, append([]string{"-trace-every", fmt.Sprint(every)}, extra...)...)
+	}
+
+	t.Run("plugin", func(t *testing.T) {
+		name := "mlk-plugin-" + gen.ID
+		start := time.Now().Add(-time.Minute)
+		before := e.metric(t, "logferry_plugin_frames_read_total")
+		id := e.d.Run(t, append([]string{"--name", name, "--log-driver", e.driver, "--log-opt", "multiline=java",
+			"--log-opt", "loki-batch-wait=100ms", e.image}, args("-rate", "2000")...)...)
+		waitFor(t, time.Minute, "a third of the lines", func() bool {
+			return e.metric(t, "logferry_plugin_frames_read_total") >= before+8000
+		})
+		pid := e.pluginPID(t)
+		if err := exec.Command("kill", "-9", strconv.Itoa(pid)).Run(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the daemon to restart the plugin", func() bool {
+			p, err := e.findPluginPID()
+			return err == nil && p != pid
+		})
+		e.wait(t, id)
+		e.waitDelivered(t)
+		checkTraces(t, e.loki, name, gen, every, start)
+	})
+
+	t.Run("sidecar", func(t *testing.T) {
+		name := "mlk-sidecar-" + gen.ID
+		start := time.Now().Add(-time.Minute)
+		id := e.d.Run(t, append([]string{"--name", name, "--log-driver", "json-file", e.image}, args("-rate", "2000")...)...)
+		for i := 0; i < 3; i++ {
+			time.Sleep(time.Duration(700+300*i) * time.Millisecond) // the point is a kill at an arbitrary moment
+			sc.stop(syscall.SIGKILL)
+			sc.start()
+		}
+		e.wait(t, id)
+		waitLoki(t, e.loki, name, gen.Lines)
+		checkTraces(t, e.loki, name, gen, every, start)
+	})
 }

@@ -193,7 +193,8 @@ func (d *Driver) buildStream(file string, info Info, reattach, fifoGone bool) (*
 		resolved: make(chan struct{}),
 		changed:  d.ackedChanged,
 	}
-	s.pipe = pipeline.NewStep(opts.Pipeline, d.m.pipeline, &s.set, s.meta, opts.MaxLineSize, d.cfg.Guards.For(opts.Loki.Key()))
+	s.pipe = pipeline.NewStep(opts.Pipeline, opts.MultilineConfig(), d.m.pipeline, &s.set, s.meta, opts.MaxLineSize,
+		d.cfg.Guards.For(opts.Loki.Key()), s.acked.Load())
 	if d.store != nil && !opts.File.NoFile {
 		if s.copy, err = d.store.Open(info.ContainerID, opts.File); err != nil {
 			d.pool.Release(disp)

@@ -63,6 +63,7 @@ func (d *Driver) Restore() (int, error) {
 		if a, ok := acked[r.File]; ok {
 			from = max(from, a-d.cfg.ReplayMargin.Nanoseconds())
 			s.acked.Store(a)
+			s.pipe.SetAckFloor(a)
 		}
 		if rp, ok := d.store.(replayer); ok && s.copy != nil && from > 0 {
 			s.replayFrom, s.replayer = from, rp

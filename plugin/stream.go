@@ -36,7 +36,8 @@ type stream struct {
 	opts   logopts.Options
 	set    labels.Set
 	meta   []loki.LabelPairAdapter
-	pipe   *pipeline.Step // nil without loki-pipeline-stages
+	pipe   *pipeline.Step // nil without loki-pipeline-stages or multiline
+	wake   chan struct{}  // tells the multiline flusher a deadline may have moved
 	disp   *loki.Dispatcher
 	copy   copyWriter // nil with no-file
 	log    *slog.Logger
@@ -134,9 +135,18 @@ func recoverable(err error) bool {
 
 func (s *stream) run(ctx context.Context) {
 	defer close(s.done)
+	if s.pipe.Joins() {
+		stop := s.startFlusher()
+		defer stop()
+	}
 	s.replay(ctx) // restore.go
 	if s.fifo != nil {
 		s.read()
+	}
+	if s.pipe.Joins() {
+		// Every line read is in an entry handed on before the stream
+		// counts as ended.
+		_ = s.pipe.FlushAll(s.handOut)
 	}
 	s.mu.Lock()
 	if s.forceStop != nil {
@@ -228,6 +238,11 @@ func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
 		s.m.relabelDropped.Inc()
 		return
 	}
+	if s.pipe.Joins() {
+		_ = s.pipe.Line(time.Now(), source, timeNano, line, timeNano, s.handOut)
+		s.wakeFlusher()
+		return
+	}
 	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta}
 	if s.pipe != nil {
 		var keep bool
@@ -244,6 +259,59 @@ func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
 		s.mu.Lock()
 		s.lastHanded, s.handedAny = timeNano, true
 		s.mu.Unlock()
+	}
+}
+
+// handOut hands on an entry the multiline joiner completed (pipeline.Out).
+// A dropped one is not handed on: a later entry's acknowledgement covers
+// its lines, and after a restart they are read and dropped again.
+func (s *stream) handOut(e loki.Entry, _ string, offset int64, keep bool) error {
+	if !keep {
+		return nil
+	}
+	e.Acker, e.Offset = s, offset
+	if err := s.disp.Handle(e); err != nil {
+		return nil // a full queue is counted by the dispatcher
+	}
+	s.mu.Lock()
+	s.lastHanded, s.handedAny = offset, true
+	s.mu.Unlock()
+	return nil
+}
+
+// startFlusher runs, for a stream that joins multiline entries, the timer
+// that hands on an entry once it waited max_wait_time for another line.
+// It returns the function that stops it and waits for it.
+func (s *stream) startFlusher() (stop func()) {
+	s.wake = make(chan struct{}, 1)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTimer(time.Hour)
+		defer t.Stop()
+		for {
+			if d, ok := s.pipe.Deadline(); ok {
+				t.Reset(max(time.Until(d), 0))
+			} else {
+				t.Reset(time.Hour)
+			}
+			select {
+			case <-quit:
+				return
+			case <-s.wake:
+			case now := <-t.C:
+				_ = s.pipe.Flush(now, s.handOut)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// wakeFlusher tells the flusher that the joiner's deadline may have moved.
+func (s *stream) wakeFlusher() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 

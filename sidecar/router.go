@@ -512,7 +512,8 @@ func (r *Router) newShipper(c engine.Container, route string, log *slog.Logger) 
 		r: r, c: c, route: route, opts: opts, set: set, meta: meta, disp: disp, log: log,
 		m: r.m.forContainer(c.Name), finishCh: make(chan struct{}), resolved: make(chan struct{}),
 	}
-	s.pipe = pipeline.NewStep(opts.Pipeline, r.m.pipeline, &s.set, s.meta, opts.MaxLineSize, r.cfg.Guards.For(opts.Loki.Key()))
+	s.pipe = pipeline.NewStep(opts.Pipeline, opts.MultilineConfig(), r.m.pipeline, &s.set, s.meta, opts.MaxLineSize,
+		r.cfg.Guards.For(opts.Loki.Key()), -1)
 	return s, nil
 }
 

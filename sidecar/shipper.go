@@ -63,7 +63,8 @@ type shipper struct {
 	opts  logopts.Options
 	set   labels.Set
 	meta  []loki.LabelPairAdapter
-	pipe  *pipeline.Step // nil without loki-pipeline-stages
+	pipe  *pipeline.Step // nil without loki-pipeline-stages or multiline
+	wake  chan struct{}  // tells the multiline flusher a deadline may have moved
 	disp  *loki.Dispatcher
 	log   *slog.Logger
 	m     *containerMetrics
@@ -159,12 +160,26 @@ func (s *shipper) finishing() bool {
 }
 
 func (s *shipper) run(ctx context.Context) {
+	var stopFlusher func()
+	if s.pipe.Joins() {
+		stopFlusher = s.startFlusher(ctx)
+	}
 	var err error
 	switch s.route {
 	case RouteFile:
 		err = s.runFile(ctx)
 	case RouteAPI:
 		err = s.runAPI(ctx)
+	}
+	if stopFlusher != nil {
+		stopFlusher()
+		// Every line read is in an entry handed on before the shipper
+		// counts as ended (at shutdown, what cannot be handed is read
+		// again at the next start: positions did not move past it).
+		ferr := s.pipe.FlushAll(s.handOut(ctx))
+		if err == nil {
+			err = ferr
+		}
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Error("shipping stopped", "err", err)
@@ -228,6 +243,7 @@ func (s *shipper) runAPI(ctx context.Context) error {
 	since := int64(0)
 	if p, ok := s.r.pos.Get(s.c.ID); ok {
 		since = p.Offset
+		s.pipe.SetAckFloor(since - 1) // Ack(since-1) keeps the position at since
 	}
 	joiner := dockerlog.NewJoiner(s.opts.MaxLineSize)
 	var shipErr error
@@ -244,6 +260,56 @@ func (s *shipper) runAPI(ctx context.Context) error {
 	})
 	joiner.Flush(func(l dockerlog.Line) { _ = s.ship(ctx, l.Stream, l.TimeNano, l.Data, l.Truncated, l.TimeNano) })
 	return err
+}
+
+// handOut hands on the entries the multiline joiner completes
+// (pipeline.Out). A dropped one is not handed on: a later
+// acknowledgement moves the position past it.
+func (s *shipper) handOut(ctx context.Context) pipeline.Out {
+	return func(e loki.Entry, source string, offset int64, keep bool) error {
+		if !keep {
+			return nil
+		}
+		return s.hand(ctx, e, source, offset)
+	}
+}
+
+// startFlusher runs, for a shipper that joins multiline entries, the timer
+// that hands on an entry once it waited max_wait_time for another line.
+// It returns the function that stops it and waits for it.
+func (s *shipper) startFlusher(ctx context.Context) (stop func()) {
+	s.wake = make(chan struct{}, 1)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTimer(time.Hour)
+		defer t.Stop()
+		for {
+			if d, ok := s.pipe.Deadline(); ok {
+				t.Reset(max(time.Until(d), 0))
+			} else {
+				t.Reset(time.Hour)
+			}
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-s.wake:
+			case now := <-t.C:
+				_ = s.pipe.Flush(now, s.handOut(ctx))
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
+}
+
+// wakeFlusher tells the flusher that the joiner's deadline may have moved.
+func (s *shipper) wakeFlusher() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 func trimCR(b []byte) []byte {
@@ -272,6 +338,11 @@ func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data 
 		s.r.m.invalidUTF8.Inc()
 		line = dockerlog.ValidUTF8(line)
 	}
+	if s.pipe.Joins() {
+		err := s.pipe.Line(time.Now(), source, timeNano, line, token, s.handOut(ctx))
+		s.wakeFlusher()
+		return err
+	}
 	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta}
 	if s.pipe != nil {
 		var keep bool
@@ -281,7 +352,14 @@ func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data 
 			return nil
 		}
 	}
+	return s.hand(ctx, e, source, token)
+}
+
+// hand gives the dispatcher one entry, acknowledged by token, by the
+// overflow policy (see ship).
+func (s *shipper) hand(ctx context.Context, e loki.Entry, source string, token int64) error {
 	e.Acker, e.Offset = s, token
+	line := e.Line
 	if s.r.cfg.Overflow.Overflow == spool.OverflowDrop {
 		err := s.disp.Handle(e)
 		if errors.Is(err, loki.ErrQueueFull) {

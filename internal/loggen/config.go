@@ -71,3 +71,13 @@ func (c Config) AppendLine(dst []byte, seq uint64) (stream string, line []byte) 
 	stream = c.Stream(seq)
 	return stream, Append(dst, c.ID, seq, stream, c.LineSize(seq), c.Unicode)
 }
+
+// TraceLines are what loggen's -trace-every writes after a line, to the
+// same stream: the continuation lines of a Java stack trace, which a
+// multiline joiner (the java preset) joins to the line before them.
+var TraceLines = []string{
+	"\tat com.example.shop.Payment.charge(Payment.java:42)",
+	"\tat com.example.shop.Checkout.run(Checkout.java:7)",
+	"Caused by: java.net.SocketTimeoutException: connect timed out",
+	"\t... 12 more",
+}

@@ -44,6 +44,9 @@ type options struct {
 	// say: lines written to stdout before the numbered ones, separated
 	// by '|', for tests of what stages do with a line's text.
 	say string
+	// traceEvery: after every traceEvery-th numbered line, write a Java
+	// stack trace's continuation lines (TraceLines) to the same stream.
+	traceEvery uint64
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -58,6 +61,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.IntVar(&o.cfg.LongSize, "long-size", loggen.DefaultLongSize, "size of a long line in bytes (Docker splits lines over 16 KiB)")
 	fs.BoolVar(&o.cfg.Unicode, "unicode", false, "pad with non-ASCII text (accents, CJK, emoji) and characters JSON escapes")
 	fs.StringVar(&o.cfg.ID, "id", "loggen", "run id written in every line, [A-Za-z0-9._-]")
+	fs.Uint64Var(&o.traceEvery, "trace-every", 0, "after every K-th line, write a Java stack trace's continuation lines to the same stream; 0: none")
 	fs.StringVar(&o.say, "say", "", "before the numbered lines, write these lines to stdout, separated by |")
 	fs.IntVar(&o.invalidUTF8, "invalid-utf8", 0, "after the lines, write one stdout line of this many 0xFF bytes (invalid UTF-8)")
 	fs.DurationVar(&o.sleepAfter, "sleep-after", 0, "stay alive this long after the last line (until SIGTERM)")
@@ -137,6 +141,13 @@ func generate(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 		if _, err := w.Write(line); err != nil {
 			return fmt.Errorf("writing line %d to %s: %w", seq, stream, err)
+		}
+		if o.traceEvery > 0 && seq%o.traceEvery == 0 {
+			for _, l := range loggen.TraceLines {
+				if _, err := io.WriteString(w, l+"\n"); err != nil {
+					return fmt.Errorf("writing line %d's trace to %s: %w", seq, stream, err)
+				}
+			}
 		}
 		buf = line
 	}

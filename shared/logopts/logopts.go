@@ -53,6 +53,20 @@ type Options struct {
 	Pipeline *pipeline.Pipeline
 	// pipelineFrom names the option Pipeline came from, to refuse both.
 	pipelineFrom string
+	// Multiline (multiline, logferry's own) is a preset multiline joiner:
+	// java, python, go or nodejs; nil: none (a pipeline may have its own
+	// multiline stage: see MultilineConfig).
+	Multiline *pipeline.MultilineConfig
+}
+
+// MultilineConfig is the multiline joiner a container's lines go through:
+// the multiline preset, or the pipeline's leading multiline stage; nil:
+// none.
+func (o Options) MultilineConfig() *pipeline.MultilineConfig {
+	if o.Multiline != nil {
+		return o.Multiline
+	}
+	return o.Pipeline.Multiline()
 }
 
 // Defaults.
@@ -107,10 +121,23 @@ var options = map[string]setter{
 	"keep-file":                     boolean(func(o *Options) *bool { return &o.File.KeepFile }),
 	"no-file":                       boolean(func(o *Options) *bool { return &o.File.NoFile }),
 	"max-line-size":                 intSize(func(o *Options) *int { return &o.MaxLineSize }),
-	"loki-pipeline-stages":          pipelineSetter("loki-pipeline-stages", func(v string) (string, error) { return v, nil }),
-	"loki-pipeline-stage-file":      pipelineSetter("loki-pipeline-stage-file", readStageFile),
-	"mode":                          func(*Options, string) error { return nil },
-	"max-buffer-size":               func(*Options, string) error { return nil },
+	"multiline": func(o *Options, v string) error {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			o.Multiline = nil
+			return nil
+		}
+		c, err := pipeline.MultilinePreset(v)
+		if err != nil {
+			return fmt.Errorf("want one of %s", strings.Join(pipeline.MultilinePresets(), ", "))
+		}
+		o.Multiline = c
+		return nil
+	},
+	"loki-pipeline-stages":     pipelineSetter("loki-pipeline-stages", func(v string) (string, error) { return v, nil }),
+	"loki-pipeline-stage-file": pipelineSetter("loki-pipeline-stage-file", readStageFile),
+	"mode":                     func(*Options, string) error { return nil },
+	"max-buffer-size":          func(*Options, string) error { return nil },
 }
 
 // refused are options of Grafana's Loki driver that logferry does not
@@ -133,9 +160,6 @@ func pipelineSetter(key string, text func(v string) (string, error)) setter {
 		p, err := pipeline.ParseOption(key, t)
 		if err != nil {
 			return err
-		}
-		if p.Multiline() != nil {
-			return errors.New("the multiline stage is not supported yet")
 		}
 		if p.SetsTenant() {
 			return errors.New("the tenant stage is not supported yet; set loki-tenant-id")
@@ -225,6 +249,9 @@ func (o Options) Validate() error {
 	}
 	if o.File.MaxFile < 1 {
 		return fmt.Errorf("max-file: %w: must be at least 1", ErrInvalidValue)
+	}
+	if o.Multiline != nil && o.Pipeline.Multiline() != nil {
+		return fmt.Errorf("multiline: %w: the pipeline (%s) has a multiline stage already; give one", ErrInvalidValue, o.pipelineFrom)
 	}
 	if o.MaxLineSize < 16<<10 || o.MaxLineSize > maxMaxLineSize {
 		return fmt.Errorf("max-line-size: %w: must be between 16KiB and 64MiB", ErrInvalidValue)

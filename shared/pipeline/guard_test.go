@@ -29,7 +29,7 @@ func TestGuardBoundsLineLabels(t *testing.T) {
 		{GuardConfig{MaxLabelValues: 1000, MaxStreams: 20}, 21},
 	} {
 		gs := NewGuards(tt.cfg, nil, nil)
-		step := NewStep(p, nil, &set, nil, 1<<20, gs.For("endpoint"))
+		step := NewStep(p, nil, nil, &set, nil, 1<<20, gs.For("endpoint"), -1)
 		streams := map[string]int{}
 		for i := range 2000 {
 			e, keep := step.Entry("stdout", int64(i), fmt.Sprintf("seq=%d ok", i))
