@@ -11,7 +11,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 BUILDINFO := github.com/logferry/logferry/shared/buildinfo
 LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION) -X $(BUILDINFO).date=$(BUILD_DATE)
-export LOGFERRY_LDFLAGS := $(LDFLAGS)
+export LF_LDFLAGS := $(LDFLAGS)
 
 .PHONY: all build test chaos unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image
 
