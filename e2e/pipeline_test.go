@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -261,5 +262,109 @@ func TestMultilineAcrossSIGKILL(t *testing.T) {
 		e.wait(t, id)
 		waitLoki(t, e.loki, name, gen.Lines)
 		checkTraces(t, e.loki, name, gen, every, start)
+	})
+}
+
+// TestPipelineStagesInLoki: stages whose effect only Loki can show, through
+// the plugin (the step is the sidecar's too): json into structured metadata
+// queryable with | order="A42", match with action drop, timestamp from the
+// line, limit dropping past its rate; and the python multiline preset.
+func TestPipelineStagesInLoki(t *testing.T) {
+	e := setupPlugin(t)
+	stages := `- match:
+    selector: '{container_name=~".+"} |= "debug"'
+    action: drop
+    drop_counter_reason: debug
+- json:
+    expressions:
+      order: order
+- structured_metadata:
+    order:
+- regex:
+    expression: 'ts=(?P<ts>\S+)'
+- timestamp:
+    source: ts
+    format: RFC3339
+- match:
+    selector: '{container_name=~".+"} |= "spam"'
+    stages:
+      - limit:
+          rate: 1
+          burst: 1
+          drop: true
+`
+	// Within Loki's out-of-order window (an hour behind the stream's newest entry).
+	past := time.Now().Add(-10 * time.Minute).UTC().Truncate(time.Second)
+	say := []string{`{"level":"info","order":"A42","msg":"paid"}`, "debug noise", "ts=" + past.Format(time.RFC3339) + " late event"}
+	for i := 0; i < 20; i++ {
+		say = append(say, fmt.Sprintf("spam %d", i))
+	}
+	gen := loggen.Config{ID: runID("st"), Lines: 5, Size: 80}
+	name := "st-" + gen.ID
+	start := time.Now().Add(-2 * time.Hour)
+	id := e.d.Run(t, append([]string{"--name", name, "--log-driver", e.driver, "--log-opt", "loki-pipeline-stages=" + stages,
+		e.image}, genArgs(gen, "-say", strings.Join(say, "|"))...)...)
+	e.wait(t, id)
+	e.waitDelivered(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	end := time.Now().Add(time.Minute)
+	q := fmt.Sprintf(`{container_name=%q}`, name)
+	byOrder, err := e.loki.QueryAll(ctx, q+` | order="A42"`, start, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := lokitest.Count(byOrder); n != 1 || !strings.Contains(byOrder[0].Entries[0].Line, `"order":"A42"`) {
+		t.Errorf(`| order="A42" found %d entries, want the json line`, n)
+	}
+	all, err := e.loki.QueryAll(ctx, q, start, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spam := 0
+	for _, s := range all {
+		for _, en := range s.Entries {
+			switch {
+			case strings.Contains(en.Line, "debug noise"):
+				t.Errorf("the match drop let through %q", en.Line)
+			case strings.Contains(en.Line, "late event"):
+				if en.Timestamp != past.UnixNano() {
+					t.Errorf("the timestamp stage gave %v, want %v", time.Unix(0, en.Timestamp).UTC(), past)
+				}
+			case strings.HasPrefix(en.Line, "spam "):
+				spam++
+			}
+		}
+	}
+	if dropped := e.metric(t, "logferry_pipeline_dropped_total"); spam >= 20 || spam < 1 || int(dropped) != 1+20-spam {
+		for _, s := range all {
+			for _, en := range s.Entries {
+				t.Logf("%s %d %q", lokitest.LabelString(s.Labels), en.Timestamp, en.Line)
+			}
+		}
+		t.Errorf("%d spam lines in Loki, %v dropped in all: want the limit to let a few through and count the rest, and the debug line", spam, dropped)
+	}
+	if got := metricWhere(t, e.metrics, "logferry_pipeline_dropped_total", `reason="debug"`); got != 1 {
+		t.Errorf("dropped{reason=debug} = %v, want 1", got)
+	}
+
+	t.Run("python preset", func(t *testing.T) {
+		tb := []string{"Traceback (most recent call last):", `  File "app.py", line 3, in <module>`, "    main()", "ValueError: bad input"}
+		gen := loggen.Config{ID: runID("py"), Lines: 3, Size: 80}
+		name := "py-" + gen.ID
+		id := e.d.Run(t, append([]string{"--name", name, "--log-driver", e.driver, "--log-opt", "multiline=python",
+			e.image}, genArgs(gen, "-say", strings.Join(tb, "|"))...)...)
+		e.wait(t, id)
+		e.waitDelivered(t)
+		var entries []string
+		for _, s := range containerStreams(t, e.loki, name, start) {
+			for _, en := range s.Entries {
+				entries = append(entries, en.Line)
+			}
+		}
+		want := strings.Join(tb, "\n")
+		if len(entries) != 4 || !slices.Contains(entries, want) {
+			t.Errorf("entries %q: want the traceback as one entry and the 3 numbered lines", entries)
+		}
 	})
 }
