@@ -24,8 +24,8 @@ var ErrQueueFull = errors.New("queue full")
 //
 // Contract. admit is called by producers, concurrently; close by Stop and
 // StopNow (maybe both) once the sender goroutine has ended; every other
-// method by the sender only. A batch's calls come in this order: sending
-// after the sender took it from the queue; sent when Loki accepted it, or
+// method by the sender only. A batch's calls come in this order: take,
+// which moves it from the queue; sent when Loki accepted it, or
 // failed after each push that failed; keep when the sender gives it up;
 // batchDone once it is resolved or let go. No method waits on the network;
 // admit and keep may wait on the disk. Ackers are told from the sender's
@@ -37,8 +37,11 @@ type spill interface {
 	// (then ErrQueueFull, nothing counted). It returns ErrStopped after
 	// Stop began; wake asks for the sender.
 	admit(e Entry, overflow bool) (wake bool, err error)
-	// sending is told the batch the sender took and is about to push.
-	sending(b *batch)
+	// take moves the next batch from the memory queue into b for the
+	// sender to push (memQueue.take) and notes it as the batch in flight,
+	// in one step with respect to admit: an admit that begins spooling
+	// finds each live entry in the queue or in flight, never in neither.
+	take(b *batch)
 	// sent is told that Loki accepted b (refusing some entries for good,
 	// perhaps).
 	sent(b *batch)
@@ -211,8 +214,7 @@ func (d *Dispatcher) run(ctx context.Context) {
 			timer.Stop()
 			continue
 		}
-		d.queue.take(b)
-		d.spill.sending(b)
+		d.spill.take(b)
 		d.send(ctx, b)
 		d.spill.batchDone(b)
 		b.reset()

@@ -50,6 +50,8 @@ func (n noSpool) admit(e Entry, overflow bool) (wake bool, err error) {
 	return false, ErrQueueFull
 }
 
+func (n noSpool) take(b *batch) { n.queue.take(b) }
+
 func (n noSpool) keep(b *batch, reason string) {
 	if n.overflow != nil && len(b.entries) > 0 && n.overflow.Overflow(b.entries, reason) == nil {
 		// The overflow keeps them: for the producer they are resolved.
@@ -59,7 +61,6 @@ func (n noSpool) keep(b *batch, reason string) {
 	dropBatch(n.m, b, reason)
 }
 
-func (noSpool) sending(*batch)                     {}
 func (noSpool) sent(*batch)                        {}
 func (noSpool) failed(*batch) (done, trimmed bool) { return false, false }
 func (noSpool) mayGiveUp(*batch) bool              { return true }

@@ -75,6 +75,12 @@ func (q *memQueue) addLocked(e Entry, size int) {
 func (q *memQueue) take(b *batch) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.takeLocked(b)
+}
+
+// takeLocked is take with q.mu held, for a spill that notes the batch in
+// flight in the same step.
+func (q *memQueue) takeLocked(b *batch) bool {
 	for q.ring.len() > 0 {
 		e := q.ring.peek()
 		if len(b.entries) > 0 && b.bytes+e.size() > q.batchSize {

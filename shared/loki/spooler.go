@@ -55,7 +55,8 @@ func isDurable(e *Entry) bool {
 // spooler.mu while holding memQueue.mu. Both are held where the queue and
 // the spooler's state change as one: admit (the closed check, the choice
 // between queue and spool, and entering spooling mode, which moves the
-// queue's live entries into the spool), keep (a batch given up takes the
+// queue's live entries into the spool), take (the batch leaves the queue
+// and is noted in flight in one step), keep (a batch given up takes the
 // queue with it) and queueReplayed (the replayed entries are queued before
 // spooling may end).
 type spooler struct {
@@ -263,9 +264,16 @@ func skipKey(e *Entry) string {
 	return e.Stream + "\x00" + strconv.FormatInt(e.TimeNano, 10) + "\x00" + e.Line
 }
 
-// sending notes the live entries of the batch the sender is about to push.
-func (p *spooler) sending(b *batch) {
+// take moves the next batch into b and notes its live entries as in
+// flight, under both locks: were the batch out of the queue and not yet in
+// p.inflight while admit began spooling, the spool would not hold it, and
+// the replayer (this dispatcher's or, sharing the spool, another's) would
+// send what admit spooled ahead of it.
+func (p *spooler) take(b *batch) {
 	p.mu.Lock()
+	p.q.mu.Lock()
+	p.q.takeLocked(b)
+	p.q.mu.Unlock()
 	p.inflight = p.inflight[:0]
 	for i := range b.entries {
 		if !isDurable(&b.entries[i]) {
