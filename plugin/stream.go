@@ -37,7 +37,6 @@ type stream struct {
 	set    labels.Set
 	meta   []loki.LabelPairAdapter
 	pipe   *pipeline.Step // nil without loki-pipeline-stages or multiline
-	wake   chan struct{}  // tells the multiline flusher a deadline may have moved
 	disp   *loki.Dispatcher
 	copy   copyWriter // nil with no-file
 	log    *slog.Logger
@@ -136,7 +135,7 @@ func recoverable(err error) bool {
 func (s *stream) run(ctx context.Context) {
 	defer close(s.done)
 	if s.pipe.Joins() {
-		stop := s.startFlusher()
+		stop := s.pipe.StartFlusher(s.handOut)
 		defer stop()
 	}
 	s.replay(ctx) // restore.go
@@ -240,7 +239,6 @@ func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
 	}
 	if s.pipe.Joins() {
 		_ = s.pipe.Line(time.Now(), source, timeNano, line, timeNano, s.handOut)
-		s.wakeFlusher()
 		return
 	}
 	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta}
@@ -277,42 +275,6 @@ func (s *stream) handOut(e loki.Entry, _ string, offset int64, keep bool) error 
 	s.lastHanded, s.handedAny = offset, true
 	s.mu.Unlock()
 	return nil
-}
-
-// startFlusher runs, for a stream that joins multiline entries, the timer
-// that hands on an entry once it waited max_wait_time for another line.
-// It returns the function that stops it and waits for it.
-func (s *stream) startFlusher() (stop func()) {
-	s.wake = make(chan struct{}, 1)
-	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTimer(time.Hour)
-		defer t.Stop()
-		for {
-			if d, ok := s.pipe.Deadline(); ok {
-				t.Reset(max(time.Until(d), 0))
-			} else {
-				t.Reset(time.Hour)
-			}
-			select {
-			case <-quit:
-				return
-			case <-s.wake:
-			case now := <-t.C:
-				_ = s.pipe.Flush(now, s.handOut)
-			}
-		}
-	}()
-	return func() { close(quit); <-done }
-}
-
-// wakeFlusher tells the flusher that the joiner's deadline may have moved.
-func (s *stream) wakeFlusher() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
 }
 
 func (s *stream) flushCopy() {

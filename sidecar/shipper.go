@@ -64,7 +64,6 @@ type shipper struct {
 	set   labels.Set
 	meta  []loki.LabelPairAdapter
 	pipe  *pipeline.Step // nil without loki-pipeline-stages or multiline
-	wake  chan struct{}  // tells the multiline flusher a deadline may have moved
 	disp  *loki.Dispatcher
 	log   *slog.Logger
 	m     *containerMetrics
@@ -162,7 +161,7 @@ func (s *shipper) finishing() bool {
 func (s *shipper) run(ctx context.Context) {
 	var stopFlusher func()
 	if s.pipe.Joins() {
-		stopFlusher = s.startFlusher(ctx)
+		stopFlusher = s.pipe.StartFlusher(s.handOut(ctx))
 	}
 	var err error
 	switch s.route {
@@ -274,44 +273,6 @@ func (s *shipper) handOut(ctx context.Context) pipeline.Out {
 	}
 }
 
-// startFlusher runs, for a shipper that joins multiline entries, the timer
-// that hands on an entry once it waited max_wait_time for another line.
-// It returns the function that stops it and waits for it.
-func (s *shipper) startFlusher(ctx context.Context) (stop func()) {
-	s.wake = make(chan struct{}, 1)
-	quit, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTimer(time.Hour)
-		defer t.Stop()
-		for {
-			if d, ok := s.pipe.Deadline(); ok {
-				t.Reset(max(time.Until(d), 0))
-			} else {
-				t.Reset(time.Hour)
-			}
-			select {
-			case <-quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-s.wake:
-			case now := <-t.C:
-				_ = s.pipe.Flush(now, s.handOut(ctx))
-			}
-		}
-	}()
-	return func() { close(quit); <-done }
-}
-
-// wakeFlusher tells the flusher that the joiner's deadline may have moved.
-func (s *shipper) wakeFlusher() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
 func trimCR(b []byte) []byte {
 	if n := len(b); n > 0 && b[n-1] == '\r' {
 		return b[:n-1]
@@ -339,9 +300,7 @@ func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data 
 		line = dockerlog.ValidUTF8(line)
 	}
 	if s.pipe.Joins() {
-		err := s.pipe.Line(time.Now(), source, timeNano, line, token, s.handOut(ctx))
-		s.wakeFlusher()
-		return err
+		return s.pipe.Line(time.Now(), source, timeNano, line, token, s.handOut(ctx))
 	}
 	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta}
 	if s.pipe != nil {

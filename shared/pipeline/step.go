@@ -29,6 +29,8 @@ type Step struct {
 	guard   *Guard // the endpoint's bound on line-derived labels; nil: none
 	e       Entry
 
+	wake chan struct{} // tells the flusher the deadline may have moved
+
 	mu      sync.Mutex
 	ml      *Multiline // nil: each line is its own entry
 	joined  []Joined
@@ -60,8 +62,37 @@ func NewStep(p *Pipeline, ml *MultilineConfig, m *Metrics, set *labels.Set, meta
 			c.MaxBytes = maxLine
 		}
 		s.ml = NewMultiline(&c, m)
+		s.wake = make(chan struct{}, 1)
 	}
 	return s
+}
+
+// StartFlusher runs, for a Step that joins, the timer that hands on
+// through out an entry that waited max_wait_time for another line: woken
+// by Line, asleep while no entry is open. stop ends it and waits for it;
+// call FlushAll after it.
+func (s *Step) StartFlusher(out Out) (stop func()) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTimer(time.Hour)
+		defer t.Stop()
+		for {
+			if d, ok := s.Deadline(); ok {
+				t.Reset(max(time.Until(d), 0))
+			} else {
+				t.Reset(time.Hour)
+			}
+			select {
+			case <-quit:
+				return
+			case <-s.wake:
+			case now := <-t.C:
+				_ = s.Flush(now, out)
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 // SetAckFloor sets what an entry handed before any of its lines is
@@ -106,9 +137,14 @@ func (s *Step) Entry(source string, timeNano int64, line string) (e loki.Entry, 
 // not decreasing) and hands on the entries it completes.
 func (s *Step) Line(now time.Time, source string, timeNano int64, line string, token int64, out Out) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.joined = s.ml.Push(s.joined[:0], now, source, timeNano, line, token)
-	return s.handOn(out)
+	err := s.handOn(out)
+	s.mu.Unlock()
+	select { // the flusher's deadline may have moved
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return err
 }
 
 // Flush hands on the entries that waited MaxWait for another line.
