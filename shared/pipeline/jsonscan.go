@@ -179,19 +179,27 @@ func skipJSONArray(s string, i, depth int) (int, bool) {
 		if !ok {
 			return end, false
 		}
-		i = skipJSONSpace(s, end)
-		if i >= len(s) {
-			return i, false
-		}
-		switch s[i] {
-		case ',':
-			i = skipJSONSpace(s, i+1)
-		case ']':
-			return i + 1, true
-		default:
-			return i, false
+		var more bool
+		if i, more, ok = nextJSONItem(s, end, ']'); !ok || !more {
+			return i, ok
 		}
 	}
+}
+
+// nextJSONItem reads what follows an array element or object member that
+// ends before s[end]: a ',' (more: i is the next item's start) or the
+// closing byte (i is after it).
+func nextJSONItem(s string, end int, closing byte) (i int, more, ok bool) {
+	i = skipJSONSpace(s, end)
+	switch {
+	case i >= len(s):
+		return i, false, false
+	case s[i] == ',':
+		return skipJSONSpace(s, i+1), true, true
+	case s[i] == closing:
+		return i + 1, false, true
+	}
+	return i, false, false
 }
 
 // jsonMember is called by walkJSONObject for each member: the key as
@@ -231,17 +239,9 @@ func walkJSONObject(s string, i, depth int, fn jsonMember) (int, bool) {
 		if fn != nil && !fn(key, kEsc, vStart, vEnd) {
 			return vEnd, true
 		}
-		i = skipJSONSpace(s, vEnd)
-		if i >= len(s) {
-			return i, false
-		}
-		switch s[i] {
-		case ',':
-			i = skipJSONSpace(s, i+1)
-		case '}':
-			return i + 1, true
-		default:
-			return i, false
+		var more bool
+		if i, more, ok = nextJSONItem(s, vEnd, '}'); !ok || !more {
+			return i, ok
 		}
 	}
 }
