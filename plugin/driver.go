@@ -193,8 +193,12 @@ func (d *Driver) buildStream(file string, info Info, reattach, fifoGone bool) (*
 		resolved: make(chan struct{}),
 		changed:  d.ackedChanged,
 	}
-	s.pipe = pipeline.NewStep(opts.Pipeline, opts.MultilineConfig(), d.m.pipeline, &s.set, s.meta, opts.MaxLineSize,
-		d.cfg.Guards.For(opts.Loki.Key()), s.acked.Load())
+	s.pipe = pipeline.NewStep(pipeline.StepConfig{Pipeline: opts.Pipeline, Multiline: opts.MultilineConfig(),
+		Metrics: d.m.pipeline, Set: &s.set, Meta: s.meta, MaxLine: opts.MaxLineSize,
+		Guard: d.cfg.Guards.For(opts.Loki.Key()), AckFloor: s.acked.Load(), InvalidUTF8: d.m.invalidUTF8})
+	if s.pipe.SetsTenant() {
+		s.fan = loki.NewFanout(d.pool, disp, s, d.m.pipeline.TenantOverflow())
+	}
 	if d.store != nil && !opts.File.NoFile {
 		if s.copy, err = d.store.Open(info.ContainerID, opts.File); err != nil {
 			d.pool.Release(disp)
@@ -227,7 +231,7 @@ func (d *Driver) discard(s *stream) {
 	if s.copy != nil {
 		s.copy.Close()
 	}
-	d.pool.Release(s.disp)
+	s.release(d.pool)
 	s.m.forget()
 }
 
@@ -240,7 +244,7 @@ func (d *Driver) launch(s *stream) {
 	go func() {
 		defer d.wg.Done()
 		s.run(d.ctx)
-		d.pool.Release(s.disp) // the dispatcher keeps flushing what s handed it
+		s.release(d.pool) // the dispatchers keep flushing what s handed them
 		d.m.streams.Dec()
 		d.m.draining.Inc()
 		defer d.m.draining.Dec()

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/logferry/logferry/shared/dockerlog"
 	"github.com/logferry/logferry/shared/labels"
@@ -36,9 +35,10 @@ type stream struct {
 	opts   logopts.Options
 	set    labels.Set
 	meta   []loki.LabelPairAdapter
-	pipe   *pipeline.Step // nil without loki-pipeline-stages or multiline
+	pipe   *pipeline.Step
 	disp   *loki.Dispatcher
-	copy   copyWriter // nil with no-file
+	fan    *loki.Fanout // a tenant stage's tenants; nil without one
+	copy   copyWriter   // nil with no-file
 	log    *slog.Logger
 	m      *streamMetrics
 	fifo   io.ReadCloser
@@ -213,16 +213,12 @@ func (s *stream) emit(l dockerlog.Line) {
 	s.ship(l.Stream, l.TimeNano, l.Data, true)
 }
 
-// ship hands one line to the dispatcher, and to the local copy when keep.
+// ship hands one line to the pipeline step, and to the local copy when
+// keep.
 func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
-	line := string(data)
-	if !utf8.ValidString(line) {
-		s.m.invalidUTF8.Inc()
-		line = dockerlog.ValidUTF8(line)
-	}
 	src := s.m.source(source)
 	src.entries.Inc()
-	src.bytes.Add(float64(len(line)))
+	src.bytes.Add(float64(len(data)))
 	if keep && s.copy != nil {
 		// docker logs prints a plugin's lines as they come: the newline
 		// that ended the line in the container goes back on.
@@ -237,42 +233,33 @@ func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
 		s.m.relabelDropped.Inc()
 		return
 	}
-	if s.pipe.Joins() {
-		_ = s.pipe.Line(time.Now(), source, timeNano, line, timeNano, s.handOut)
-		return
-	}
-	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta}
-	if s.pipe != nil {
-		var keep bool
-		if e, keep = s.pipe.Entry(source, timeNano, line); !keep {
-			return // dropped by a stage on purpose: counted by the pipeline
-		}
-	}
-	// The offset stays the line's own time, whatever a timestamp stage
-	// made of the entry's: acknowledgements follow the FIFO's order.
-	e.Acker, e.Offset = s, timeNano
-	// Handle never blocks; a full queue is counted by the dispatcher.
-	err := s.disp.Handle(e)
-	if err == nil {
-		s.mu.Lock()
-		s.lastHanded, s.handedAny = timeNano, true
-		s.mu.Unlock()
-	}
+	// The offset is the line's own time, whatever a timestamp stage makes
+	// of the entry's: acknowledgements follow the FIFO's order.
+	_ = s.pipe.Line(source, timeNano, data, timeNano, s.handOut)
 }
 
-// handOut hands on an entry the multiline joiner completed (pipeline.Out).
-// A dropped one is not handed on: a later entry's acknowledgement covers
-// its lines, and after a restart they are read and dropped again.
-func (s *stream) handOut(e loki.Entry, _ string, offset int64, keep bool) error {
-	if !keep {
+// handOut hands the dispatcher an entry of the pipeline step
+// (pipeline.Out); Handle never blocks, and a full queue is counted by the
+// dispatcher. An entry a stage dropped is not handed on: a later entry's
+// acknowledgement covers its lines, and after a restart they are read and
+// dropped again.
+func (s *stream) handOut(o *pipeline.Output) error {
+	if !o.Keep {
 		return nil
 	}
-	e.Acker, e.Offset = s, offset
-	if err := s.disp.Handle(e); err != nil {
-		return nil // a full queue is counted by the dispatcher
+	e := o.Entry
+	e.Acker, e.Offset = s, o.Offset
+	var err error
+	if s.fan != nil {
+		err = s.fan.Handle(o.Tenant, e, false)
+	} else {
+		err = s.disp.Handle(e)
+	}
+	if err != nil {
+		return nil
 	}
 	s.mu.Lock()
-	s.lastHanded, s.handedAny = offset, true
+	s.lastHanded, s.handedAny = o.Offset, true
 	s.mu.Unlock()
 	return nil
 }
@@ -312,4 +299,13 @@ func (s *stream) abort() {
 	s.stopping = true
 	s.mu.Unlock()
 	s.fifo.Close()
+}
+
+// release gives back the stream's dispatchers once it has handed its last
+// entry; they go on delivering what it handed them.
+func (s *stream) release(pool *loki.Pool) {
+	if s.fan != nil {
+		s.fan.Close()
+	}
+	pool.Release(s.disp)
 }

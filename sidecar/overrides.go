@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -117,6 +118,10 @@ func (c Config) ContainerOptions(containerLabels map[string]string) (logopts.Opt
 		o, err := logopts.Parse(optionDefaults(), trial)
 		if err != nil {
 			refuse(RefusedInvalid, err)
+			continue
+		}
+		if key == "loki-pipeline-stages" && o.Pipeline.SetsTenant() {
+			refuse(RefusedTenant, errors.New("a tenant stage chooses where entries go: only the operator's pipeline may have one"))
 			continue
 		}
 		if key == "max-line-size" && o.MaxLineSize > operator.MaxLineSize {

@@ -64,6 +64,8 @@ func TestLabelOverridesAreAnAllowList(t *testing.T) {
 		{"pipeline stages", true, "loki-pipeline-stages", "- static_labels:\n    team: web", "", "",
 			func(o logopts.Options) bool { return o.Pipeline != nil }},
 		{"pipeline stage file", true, "loki-pipeline-stage-file", secret, "loki-pipeline-stage-file", RefusedOperatorOnly, nil},
+		{"pipeline with a tenant stage", true, "loki-pipeline-stages", "- tenant:\n    value: team-a", "loki-pipeline-stages", RefusedTenant, nil},
+		{"pipeline with a tenant from the line", true, "loki-pipeline-stages", "- json: {expressions: {t: tenant}}\n- tenant: {source: t}", "loki-pipeline-stages", RefusedTenant, nil},
 		{"bad pipeline", true, "loki-pipeline-stages", "- regex:\n    expression: '('", "loki-pipeline-stages", RefusedInvalid, nil},
 	}
 	for _, tt := range tests {

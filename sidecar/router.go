@@ -320,6 +320,9 @@ func (r *Router) supervise(ctx, sctx context.Context, s *shipper, c engine.Conta
 	defer r.wg.Done()
 	defer s.cancel()
 	s.run(sctx)
+	if s.fan != nil {
+		s.fan.Close()
+	}
 	r.pool.Release(s.disp)
 	log.Info("stopped shipping", "lines", s.lines)
 	// Under r.mu: a new shipper of this name makes its series under
@@ -512,8 +515,12 @@ func (r *Router) newShipper(c engine.Container, route string, log *slog.Logger) 
 		r: r, c: c, route: route, opts: opts, set: set, meta: meta, disp: disp, log: log,
 		m: r.m.forContainer(c.Name), finishCh: make(chan struct{}), resolved: make(chan struct{}),
 	}
-	s.pipe = pipeline.NewStep(opts.Pipeline, opts.MultilineConfig(), r.m.pipeline, &s.set, s.meta, opts.MaxLineSize,
-		r.cfg.Guards.For(opts.Loki.Key()), -1)
+	s.pipe = pipeline.NewStep(pipeline.StepConfig{Pipeline: opts.Pipeline, Multiline: opts.MultilineConfig(),
+		Metrics: r.m.pipeline, Set: &s.set, Meta: s.meta, MaxLine: opts.MaxLineSize,
+		Guard: r.cfg.Guards.For(opts.Loki.Key()), AckFloor: -1, InvalidUTF8: r.m.invalidUTF8})
+	if s.pipe.SetsTenant() {
+		s.fan = loki.NewFanout(r.pool, disp, s, r.m.pipeline.TenantOverflow())
+	}
 	return s, nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/logferry/logferry/shared/dockerlog"
 	"github.com/logferry/logferry/shared/labels"
@@ -63,8 +62,10 @@ type shipper struct {
 	opts  logopts.Options
 	set   labels.Set
 	meta  []loki.LabelPairAdapter
-	pipe  *pipeline.Step // nil without loki-pipeline-stages or multiline
+	pipe  *pipeline.Step
+	out   pipeline.Out // handOut of the reading route's context
 	disp  *loki.Dispatcher
+	fan   *loki.Fanout // a tenant stage's tenants; nil without one
 	log   *slog.Logger
 	m     *containerMetrics
 	tail  FileTail
@@ -159,9 +160,10 @@ func (s *shipper) finishing() bool {
 }
 
 func (s *shipper) run(ctx context.Context) {
+	out := s.handOut(ctx)
 	var stopFlusher func()
 	if s.pipe.Joins() {
-		stopFlusher = s.pipe.StartFlusher(s.handOut(ctx))
+		stopFlusher = s.pipe.StartFlusher(out)
 	}
 	var err error
 	switch s.route {
@@ -175,7 +177,7 @@ func (s *shipper) run(ctx context.Context) {
 		// Every line read is in an entry handed on before the shipper
 		// counts as ended (at shutdown, what cannot be handed is read
 		// again at the next start: positions did not move past it).
-		ferr := s.pipe.FlushAll(s.handOut(ctx))
+		ferr := s.pipe.FlushAll(out)
 		if err == nil {
 			err = ferr
 		}
@@ -206,6 +208,7 @@ func (s *shipper) run(ctx context.Context) {
 }
 
 func (s *shipper) runFile(ctx context.Context) error {
+	s.out = s.handOut(ctx)
 	var start *positions.Position
 	path := s.r.hostPath(s.c.LogPath)
 	if p, ok := s.r.pos.Get(s.c.ID); ok {
@@ -231,6 +234,7 @@ func (s *shipper) runFile(ctx context.Context) error {
 }
 
 func (s *shipper) runAPI(ctx context.Context) error {
+	s.out = s.handOut(ctx)
 	// After the last line Loki accepted; without a saved position from
 	// the beginning of what the daemon keeps of the log, as the file
 	// route reads a json-file log from its oldest rotated file: the
@@ -261,15 +265,15 @@ func (s *shipper) runAPI(ctx context.Context) error {
 	return err
 }
 
-// handOut hands on the entries the multiline joiner completes
-// (pipeline.Out). A dropped one is not handed on: a later
-// acknowledgement moves the position past it.
+// handOut hands on the entries of the pipeline step (pipeline.Out). A
+// dropped one is not handed on: a later acknowledgement moves the
+// position past it.
 func (s *shipper) handOut(ctx context.Context) pipeline.Out {
-	return func(e loki.Entry, source string, offset int64, keep bool) error {
-		if !keep {
+	return func(o *pipeline.Output) error {
+		if !o.Keep {
 			return nil
 		}
-		return s.hand(ctx, e, source, offset)
+		return s.hand(ctx, o.Entry, o.Source, o.Tenant, o.Offset)
 	}
 }
 
@@ -294,33 +298,16 @@ func (s *shipper) ship(ctx context.Context, source string, timeNano int64, data 
 	if truncated {
 		s.r.m.truncated.Inc()
 	}
-	line := string(data)
-	if !utf8.ValidString(line) {
-		s.r.m.invalidUTF8.Inc()
-		line = dockerlog.ValidUTF8(line)
-	}
-	if s.pipe.Joins() {
-		return s.pipe.Line(time.Now(), source, timeNano, line, token, s.handOut(ctx))
-	}
-	e := loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta}
-	if s.pipe != nil {
-		var keep bool
-		if e, keep = s.pipe.Entry(source, timeNano, line); !keep {
-			// Dropped by a stage on purpose (counted by the pipeline): a
-			// later line's acknowledgement moves the position past it.
-			return nil
-		}
-	}
-	return s.hand(ctx, e, source, token)
+	return s.pipe.Line(source, timeNano, data, token, s.out)
 }
 
 // hand gives the dispatcher one entry, acknowledged by token, by the
 // overflow policy (see ship).
-func (s *shipper) hand(ctx context.Context, e loki.Entry, source string, token int64) error {
+func (s *shipper) hand(ctx context.Context, e loki.Entry, source, tenant string, token int64) error {
 	e.Acker, e.Offset = s, token
 	line := e.Line
 	if s.r.cfg.Overflow.Overflow == spool.OverflowDrop {
-		err := s.disp.Handle(e)
+		err := s.handle(tenant, e, false)
 		if errors.Is(err, loki.ErrQueueFull) {
 			return nil // dropped and counted by the dispatcher
 		}
@@ -331,7 +318,7 @@ func (s *shipper) hand(ctx context.Context, e loki.Entry, source string, token i
 	}
 	wait := 5 * time.Millisecond
 	for {
-		err := s.disp.TryHandle(e)
+		err := s.handle(tenant, e, true)
 		if err == nil {
 			break
 		}
@@ -356,6 +343,18 @@ func (s *shipper) hand(ctx context.Context, e loki.Entry, source string, token i
 		wait = min(2*wait, 20*time.Millisecond)
 	}
 	return s.handed(source, line, token)
+}
+
+// handle is the dispatcher's Handle, or TryHandle when try is set, through
+// the Fanout when a tenant stage chooses tenants.
+func (s *shipper) handle(tenant string, e loki.Entry, try bool) error {
+	switch {
+	case s.fan != nil:
+		return s.fan.Handle(tenant, e, try)
+	case try:
+		return s.disp.TryHandle(e)
+	}
+	return s.disp.Handle(e)
 }
 
 // handed records that the dispatcher took a line.

@@ -161,9 +161,6 @@ func pipelineSetter(key string, text func(v string) (string, error)) setter {
 		if err != nil {
 			return err
 		}
-		if p.SetsTenant() {
-			return errors.New("the tenant stage is not supported yet; set loki-tenant-id")
-		}
 		o.Pipeline, o.pipelineFrom = p, key
 		return nil
 	}

@@ -199,4 +199,8 @@ func TestPipelineOptions(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "only one of") {
 		t.Fatalf("both: %v", err)
 	}
+	o, err = Parse(Defaults(), map[string]string{"loki-url": url, "loki-pipeline-stages": "- tenant:\n    value: team-a"})
+	if err != nil || !o.Pipeline.SetsTenant() {
+		t.Fatalf("a tenant stage: %v, %v", o.Pipeline, err)
+	}
 }

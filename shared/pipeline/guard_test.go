@@ -29,14 +29,19 @@ func TestGuardBoundsLineLabels(t *testing.T) {
 		{GuardConfig{MaxLabelValues: 1000, MaxStreams: 20}, 21},
 	} {
 		gs := NewGuards(tt.cfg, nil, nil)
-		step := NewStep(p, nil, nil, &set, nil, 1<<20, gs.For("endpoint"), -1)
+		step := NewStep(StepConfig{Pipeline: p, Set: &set, MaxLine: 1 << 20, Guard: gs.For("endpoint"), AckFloor: -1})
 		streams := map[string]int{}
 		for i := range 2000 {
-			e, keep := step.Entry("stdout", int64(i), fmt.Sprintf("seq=%d ok", i))
-			if !keep {
-				t.Fatalf("line %d dropped", i)
+			err := step.Line("stdout", int64(i), fmt.Appendf(nil, "seq=%d ok", i), int64(i), func(o *Output) error {
+				if !o.Keep {
+					t.Fatalf("line %d dropped", i)
+				}
+				streams[o.Entry.Stream]++
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
-			streams[e.Stream]++
 		}
 		if len(streams) != tt.wantStreams {
 			t.Errorf("%+v: %d streams, want %d", tt.cfg, len(streams), tt.wantStreams)

@@ -31,6 +31,7 @@ type Metrics struct {
 	cuts      prometheus.Counter
 	mlEntries *prometheus.CounterVec
 	mlLines   prometheus.Counter
+	tenants   prometheus.Counter
 
 	mu      sync.Mutex
 	reasons map[string]prometheus.Counter
@@ -60,10 +61,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "logferry_pipeline_multiline_lines_total",
 			Help: "Lines the multiline joiner took in.",
 		}),
+		tenants: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logferry_pipeline_tenant_overflow_total",
+			Help: "Entries a tenant stage gave a tenant past the bound of tenants per container (16): they went to the container's own tenant.",
+		}),
 		reasons: map[string]prometheus.Counter{},
 	}
 	if reg != nil {
-		reg.MustRegister(m.dropped, m.errors, m.cuts, m.mlEntries, m.mlLines)
+		reg.MustRegister(m.dropped, m.errors, m.cuts, m.mlEntries, m.mlLines, m.tenants)
 	}
 	return m
 }
@@ -85,4 +90,13 @@ func (m *Metrics) dropCounter(reason string) prometheus.Counter {
 	c := m.dropped.WithLabelValues(reason)
 	m.reasons[reason] = c
 	return c
+}
+
+// TenantOverflow counts the entries sent to a container's own tenant
+// because its tenant stage chose more tenants than loki.MaxFanoutTenants.
+func (m *Metrics) TenantOverflow() prometheus.Counter {
+	if m == nil {
+		return nil
+	}
+	return m.tenants
 }

@@ -3,30 +3,38 @@ package pipeline
 import (
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/logferry/logferry/shared/dockerlog"
 
 	"github.com/logferry/logferry/shared/labels"
 	"github.com/logferry/logferry/shared/loki"
 )
 
-// Step is one container's pipeline between the joiner and the dispatcher,
-// the same in both capture styles: it joins multiline entries (when the
-// pipeline starts with a multiline stage or a preset is set), runs the
-// stages on each entry and makes the dispatcher's entry, with the stream
-// and structured metadata the stages left and the final max-line-size
-// cut. A nil *Step means no pipeline and no multiline.
+// Step is one container's step from a joined line to the dispatcher's
+// entries, the same in both capture styles: it repairs invalid UTF-8
+// (counted), joins multiline entries (when the pipeline starts with a
+// multiline stage or a preset is set), runs the stages on each entry and
+// makes the dispatcher's entry, with the stream, structured metadata and
+// tenant the stages left and the final max-line-size cut. Without stages
+// and multiline it only repairs and builds the entry.
 //
-// Without multiline, Entry is all a caller needs. With it, the caller
-// feeds every line to Line, runs a timer at Deadline that calls Flush, and
-// calls FlushAll when the stream ends; each entry comes out through the
-// caller's Out with the offset to acknowledge it by. Line, Flush and
-// FlushAll may be called from two goroutines (the reader and the timer):
-// they serialize, and Out is called with the Step's lock held.
+// The caller feeds every line to Line and, for a Step that joins, runs
+// StartFlusher and calls FlushAll when the stream ends; each entry comes
+// out through the caller's Out with the offset to acknowledge it by.
+// Without multiline, Line is called from one goroutine and calls Out
+// before it returns. With multiline, Line, Flush and FlushAll may be called
+// from two goroutines (the reader and the flusher): they serialize, and
+// Out is called with the Step's lock held.
 type Step struct {
 	inst    *Pipeline // nil: no stages
 	set     *labels.Set
 	meta    []loki.LabelPairAdapter // the container's own, when no stage changed it
 	maxLine int
 	guard   *Guard // the endpoint's bound on line-derived labels; nil: none
+	invalid prometheus.Counter
 	e       Entry
 
 	wake chan struct{} // tells the flusher the deadline may have moved
@@ -37,35 +45,60 @@ type Step struct {
 	lastAck int64 // the latest Joined.Ack handed on
 }
 
-// Out receives an entry of source to hand on with the offset to
-// acknowledge it by,
-// or, with keep false, the offset of an entry a stage dropped (counted in
-// logferry_pipeline_dropped_total): it counts as delivered, and the caller
-// resolves it in order with the others.
-type Out func(e loki.Entry, source string, offset int64, keep bool) error
+// Output is one entry a Step hands on.
+type Output struct {
+	Entry  loki.Entry // without Acker and Offset, which are the caller's
+	Source string     // stdout or stderr, as captured
+	// Offset is what the entry is acknowledged by: the token of its last
+	// line the caller can acknowledge (see Line).
+	Offset int64
+	// Keep is false for an entry a stage dropped (counted in
+	// logferry_pipeline_dropped_total): it counts as delivered, and the
+	// caller resolves it in order with the others.
+	Keep bool
+	// Tenant is the Loki tenant a tenant stage chose; "" is the
+	// container's own.
+	Tenant string
+}
 
-// NewStep returns the Step of one container for p and ml (either may be
-// nil: no stages, no multiline; both nil: a nil Step). set and meta are
-// the container's label set and structured metadata; maxLine is
-// max-line-size; guard is its endpoint's (Guards.For); ackFloor is the
-// offset the caller has acknowledged up to already (an entry handed before
-// any line is acknowledgeable carries it).
-func NewStep(p *Pipeline, ml *MultilineConfig, m *Metrics, set *labels.Set, meta []loki.LabelPairAdapter, maxLine int,
-	guard *Guard, ackFloor int64) *Step {
-	if p == nil && ml == nil {
-		return nil
-	}
-	s := &Step{inst: p.Instance(m), set: set, meta: meta, maxLine: maxLine, guard: guard, lastAck: ackFloor}
-	if ml != nil {
-		c := *ml
-		if c.MaxBytes <= 0 || c.MaxBytes > maxLine {
-			c.MaxBytes = maxLine
+// Out receives the entries a Step hands on.
+type Out func(o *Output) error
+
+// StepConfig is what NewStep builds a Step from.
+type StepConfig struct {
+	Pipeline  *Pipeline        // nil: no stages
+	Multiline *MultilineConfig // nil: no joining
+	Metrics   *Metrics
+	Set       *labels.Set             // the container's labels
+	Meta      []loki.LabelPairAdapter // the container's structured metadata
+	MaxLine   int                     // max-line-size
+	Guard     *Guard                  // the endpoint's (Guards.For); nil: none
+	// AckFloor is the offset the caller has acknowledged up to already: an
+	// entry handed before any of its lines is acknowledgeable carries it.
+	AckFloor int64
+	// InvalidUTF8 counts the lines whose invalid UTF-8 was replaced; nil:
+	// not counted.
+	InvalidUTF8 prometheus.Counter
+}
+
+// NewStep returns the Step of one container.
+func NewStep(c StepConfig) *Step {
+	s := &Step{inst: c.Pipeline.Instance(c.Metrics), set: c.Set, meta: c.Meta, maxLine: c.MaxLine,
+		guard: c.Guard, invalid: c.InvalidUTF8, lastAck: c.AckFloor}
+	if c.Multiline != nil {
+		m := *c.Multiline
+		if m.MaxBytes <= 0 || m.MaxBytes > c.MaxLine {
+			m.MaxBytes = c.MaxLine
 		}
-		s.ml = NewMultiline(&c, m)
+		s.ml = NewMultiline(&m, c.Metrics)
 		s.wake = make(chan struct{}, 1)
 	}
 	return s
 }
+
+// SetsTenant reports whether the Step's stages can choose an entry's
+// tenant: the caller then hands entries on by Output.Tenant.
+func (s *Step) SetsTenant() bool { return s.inst.SetsTenant() }
 
 // StartFlusher runs, for a Step that joins, the timer that hands on
 // through out an entry that waited max_wait_time for another line: woken
@@ -99,27 +132,55 @@ func (s *Step) StartFlusher(out Out) (stop func()) {
 // acknowledgeable carries: the offset the caller had acknowledged up to
 // (a restarted plugin learns it after the Step is made).
 func (s *Step) SetAckFloor(off int64) {
-	if s == nil {
-		return
-	}
 	s.mu.Lock()
 	s.lastAck = max(s.lastAck, off)
 	s.mu.Unlock()
 }
 
 // Joins reports whether the Step joins multiline entries.
-func (s *Step) Joins() bool { return s != nil && s.ml != nil }
+func (s *Step) Joins() bool { return s.ml != nil }
 
-// Entry runs the stages on one line (valid UTF-8, as the joiner left it)
-// and returns the entry to hand on, without Acker and Offset, which are
-// the caller's. keep is false when a stage dropped the line (counted in
-// logferry_pipeline_dropped_total): it counts as delivered. Only for a
-// Step that does not join (Joins false).
-func (s *Step) Entry(source string, timeNano int64, line string) (e loki.Entry, keep bool) {
+// Line takes one line as the joiner left it (data, any bytes; token: the
+// offset the caller acknowledges it by, not decreasing) and hands on the
+// entries it completes: without multiline, its own entry at once.
+func (s *Step) Line(source string, timeNano int64, data []byte, token int64, out Out) error {
+	line := string(data)
+	if !utf8.ValidString(line) {
+		if s.invalid != nil {
+			s.invalid.Inc()
+		}
+		line = dockerlog.ValidUTF8(line)
+	}
+	if s.ml == nil {
+		o := s.entry(source, timeNano, line)
+		o.Offset = token
+		return out(&o)
+	}
+	s.mu.Lock()
+	s.joined = s.ml.Push(s.joined[:0], time.Now(), source, timeNano, line, token)
+	err := s.handOn(out)
+	s.mu.Unlock()
+	select { // the flusher's deadline may have moved
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+// entry runs the stages on one entry's text (valid UTF-8) and returns what
+// to hand on, without its Offset.
+func (s *Step) entry(source string, timeNano int64, line string) Output {
+	if s.inst == nil {
+		if s.maxLine > 0 && len(line) > s.maxLine {
+			line = cutRunes(line, s.maxLine) // a joined entry past the bound
+		}
+		return Output{Entry: loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta},
+			Source: source, Keep: true}
+	}
 	s.e.Reset(s.set, source, timeNano, line)
 	s.inst.Process(&s.e)
 	if s.e.Dropped {
-		return loki.Entry{}, false
+		return Output{Source: source}
 	}
 	s.e.Finish(s.maxLine)
 	s.guard.admit(&s.e, s.set.Labels, func() string { return s.inst.Stream(&s.e, s.set) })
@@ -130,21 +191,8 @@ func (s *Step) Entry(source string, timeNano int64, line string) (e loki.Entry, 
 			meta[i] = loki.LabelPairAdapter{Name: p.Name, Value: p.Value}
 		}
 	}
-	return loki.Entry{Stream: s.inst.Stream(&s.e, s.set), TimeNano: s.e.Time, Line: s.e.Line, Metadata: meta}, true
-}
-
-// Line joins one line (token: the offset the caller acknowledges it by,
-// not decreasing) and hands on the entries it completes.
-func (s *Step) Line(now time.Time, source string, timeNano int64, line string, token int64, out Out) error {
-	s.mu.Lock()
-	s.joined = s.ml.Push(s.joined[:0], now, source, timeNano, line, token)
-	err := s.handOn(out)
-	s.mu.Unlock()
-	select { // the flusher's deadline may have moved
-	case s.wake <- struct{}{}:
-	default:
-	}
-	return err
+	return Output{Entry: loki.Entry{Stream: s.inst.Stream(&s.e, s.set), TimeNano: s.e.Time, Line: s.e.Line, Metadata: meta},
+		Source: source, Keep: true, Tenant: s.e.Tenant}
 }
 
 // Flush hands on the entries that waited MaxWait for another line.
@@ -155,8 +203,12 @@ func (s *Step) Flush(now time.Time, out Out) error {
 	return s.handOn(out)
 }
 
-// FlushAll hands on every open entry: at the stream's end.
+// FlushAll hands on every open entry: at the stream's end. Without
+// multiline there is none.
 func (s *Step) FlushAll(out Out) error {
+	if s.ml == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.joined = s.ml.FlushAll(s.joined[:0])
@@ -178,8 +230,9 @@ func (s *Step) handOn(out Out) error {
 		if j.AckOK {
 			s.lastAck = j.Ack
 		}
-		e, keep := s.Entry(j.Source, j.TimeNano, j.Line)
-		if err := out(e, j.Source, s.lastAck, keep); err != nil {
+		o := s.entry(j.Source, j.TimeNano, j.Line)
+		o.Offset = s.lastAck
+		if err := out(&o); err != nil {
 			return err
 		}
 	}

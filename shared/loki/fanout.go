@@ -1,0 +1,158 @@
+package loki
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MaxFanoutTenants bounds the tenants one producer's entries go to besides
+// its own: a tenant stage may take the tenant from a line's content, and
+// each tenant costs a dispatcher (a queue, a sender, a spool).
+const MaxFanoutTenants = 16
+
+// Fanout hands one producer's entries to a dispatcher per tenant, for a
+// pipeline whose tenant stage chooses an entry's tenant, and tells the
+// producer's Acker in hand-over order across them: an entry is acknowledged
+// once it and every entry handed before it, to any tenant, are resolved.
+// Each dispatcher only orders its own entries; without the Fanout an
+// acknowledgement from one tenant's sender could move a position past an
+// entry another tenant still holds.
+//
+// Handle and Close are called by the producer, one at a time.
+type Fanout struct {
+	pool     *Pool
+	base     *Dispatcher // the producer's own tenant
+	acker    Acker
+	overflow prometheus.Counter
+	routes   map[string]*fanRoute // by tenant; "" is base
+
+	mu   sync.Mutex
+	pend []fanEntry // handed and not yet told to acker, from sequence head on
+	head int64
+
+	ackMu sync.Mutex // held while acker is told: acknowledgements stay in order
+}
+
+type fanEntry struct {
+	off             int64
+	done, delivered bool
+}
+
+// fanRoute is one tenant's dispatcher and the sequence numbers of the
+// entries it holds, in hand-over order. It is the Acker of those entries.
+type fanRoute struct {
+	f    *Fanout
+	d    *Dispatcher
+	own  bool    // acquired from the pool by the Fanout
+	seqs []int64 // guarded by f.mu
+}
+
+// NewFanout returns the Fanout of a producer whose own dispatcher is base
+// (from pool) and whose acknowledgements go to acker. Entries for tenants
+// past MaxFanoutTenants go to base's tenant and are counted in overflow
+// (nil: not counted).
+func NewFanout(pool *Pool, base *Dispatcher, acker Acker, overflow prometheus.Counter) *Fanout {
+	f := &Fanout{pool: pool, base: base, acker: acker, overflow: overflow, routes: map[string]*fanRoute{}}
+	f.routes[""] = &fanRoute{f: f, d: base}
+	return f
+}
+
+// Handle hands e to the dispatcher of tenant ("" or base's own tenant:
+// base), as Dispatcher.Handle, or as TryHandle when try is set. e.Offset is
+// what the producer's Acker is told; e.Acker is the Fanout's. On an error
+// the entry is not in flight and nothing acknowledges it.
+func (f *Fanout) Handle(tenant string, e Entry, try bool) error {
+	r, err := f.route(tenant)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	seq := f.head + int64(len(f.pend))
+	f.pend = append(f.pend, fanEntry{off: e.Offset})
+	r.seqs = append(r.seqs, seq)
+	f.mu.Unlock()
+	e.Acker, e.Offset = r, seq
+	if try {
+		err = r.d.TryHandle(e)
+	} else {
+		err = r.d.Handle(e)
+	}
+	if err != nil {
+		// Not admitted, so not acknowledged: it is the last of both lists
+		// (the producer is the only one to append).
+		f.mu.Lock()
+		f.pend = f.pend[:len(f.pend)-1]
+		r.seqs = r.seqs[:len(r.seqs)-1]
+		f.mu.Unlock()
+	}
+	return err
+}
+
+func (f *Fanout) route(tenant string) (*fanRoute, error) {
+	if tenant == f.base.cfg.TenantID {
+		tenant = ""
+	}
+	if r, ok := f.routes[tenant]; ok {
+		return r, nil
+	}
+	if len(f.routes) > MaxFanoutTenants {
+		if f.overflow != nil {
+			f.overflow.Inc()
+		}
+		return f.routes[""], nil
+	}
+	cfg := f.base.cfg
+	cfg.TenantID = tenant
+	d, err := f.pool.Acquire(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &fanRoute{f: f, d: d, own: true}
+	f.routes[tenant] = r
+	return r, nil
+}
+
+// Ack resolves this route's entries up to seq and tells the producer's
+// Acker of the entries now resolved with all before them.
+func (r *fanRoute) Ack(seq int64, delivered bool) {
+	f := r.f
+	f.mu.Lock()
+	n := 0
+	for n < len(r.seqs) && r.seqs[n] <= seq {
+		p := &f.pend[r.seqs[n]-f.head]
+		p.done, p.delivered = true, delivered
+		n++
+	}
+	r.seqs = r.seqs[n:]
+	k := 0
+	for k < len(f.pend) && f.pend[k].done {
+		k++
+	}
+	if k == 0 {
+		f.mu.Unlock()
+		return
+	}
+	last := f.pend[k-1]
+	f.pend = f.pend[k:]
+	f.head += int64(k)
+	f.ackMu.Lock() // before f.mu is let go: the next one to advance tells after this one
+	f.mu.Unlock()
+	f.acker.Ack(last.off, last.delivered)
+	f.ackMu.Unlock()
+}
+
+// Tenants returns how many tenants besides base's the Fanout hands to.
+func (f *Fanout) Tenants() int { return len(f.routes) - 1 }
+
+// Close gives back the dispatchers the Fanout acquired (they go on
+// delivering what they hold, as Pool.Release says). Not base: that is the
+// producer's.
+func (f *Fanout) Close() {
+	for t, r := range f.routes {
+		if r.own {
+			f.pool.Release(r.d)
+			delete(f.routes, t)
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package loki
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestFanoutAcknowledgesInHandOverOrder holds one tenant's pushes while
+// the others are accepted: the producer's acknowledgements must stop
+// before the first entry that tenant holds, and reach the last entry once
+// it is let go.
+func TestFanoutAcknowledgesInHandOverOrder(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.Header.Get("X-Scope-OrgID") == "slow" {
+			<-release
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+
+	pool := NewPool(NewMetrics(nil), nil, time.Minute)
+	defer pool.Close(t.Context())
+	cfg := testConfig(srv.URL + "/loki/api/v1/push")
+	cfg.TenantID = "own"
+	base, err := pool.Acquire(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Release(base)
+	rec := newRecorder()
+	f := NewFanout(pool, base, rec, nil)
+	defer f.Close()
+
+	// Offsets 1..30; entry 10 is the first the slow tenant gets.
+	tenants := func(i int) string {
+		switch {
+		case i == 10 || i == 20:
+			return "slow"
+		case i%3 == 0:
+			return "t3"
+		case i%2 == 0:
+			return "own" // base's own tenant by name
+		}
+		return ""
+	}
+	for i := 1; i <= 30; i++ {
+		e := Entry{Stream: `{a="b"}`, TimeNano: int64(i), Line: fmt.Sprint(i), Offset: int64(i)}
+		if err := f.Handle(tenants(i), e, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.waitAck(t, 9)
+	// The others resolve every entry they hold (own and t3); the
+	// acknowledgements must still not pass 9 while slow holds 10.
+	waitFor(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.routes[""].seqs) == 0 && len(f.routes["t3"].seqs) == 0
+	})
+	rec.mu.Lock()
+	for _, off := range rec.acks {
+		if off >= 10 {
+			t.Errorf("acknowledged %d while entry 10 was held by its tenant", off)
+		}
+	}
+	rec.mu.Unlock()
+	close(release)
+	rec.waitAck(t, 30)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for i := 1; i < len(rec.acks); i++ {
+		if rec.acks[i] < rec.acks[i-1] {
+			t.Fatalf("acknowledgements went back: %v", rec.acks)
+		}
+	}
+	if f.Tenants() != 2 {
+		t.Errorf("%d tenants besides the own, want 2 (slow, t3)", f.Tenants())
+	}
+}
+
+// TestFanoutBoundsTenants: tenants past MaxFanoutTenants go to the own
+// tenant, counted, and every entry is still acknowledged.
+func TestFanoutBoundsTenants(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		seen[r.Header.Get("X-Scope-OrgID")] = true
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	pool := NewPool(NewMetrics(nil), nil, time.Minute)
+	defer pool.Close(t.Context())
+	cfg := testConfig(srv.URL + "/loki/api/v1/push")
+	cfg.TenantID = "own"
+	base, err := pool.Acquire(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Release(base)
+	rec := newRecorder()
+	overflow := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+	f := NewFanout(pool, base, rec, overflow)
+	const n = MaxFanoutTenants + 5
+	for i := 1; i <= n; i++ {
+		if err := f.Handle(fmt.Sprintf("t%d", i), Entry{Stream: `{a="b"}`, TimeNano: int64(i), Line: "x", Offset: int64(i)}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.waitAck(t, n)
+	if got := testutil.ToFloat64(overflow); got != 5 {
+		t.Errorf("overflow counted %v, want 5", got)
+	}
+	if f.Tenants() != MaxFanoutTenants {
+		t.Errorf("%d tenants, want %d", f.Tenants(), MaxFanoutTenants)
+	}
+	f.Close()
+	if pool.Len() != 1 {
+		t.Errorf("%d dispatchers in use after Close, want the own one", pool.Len())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !seen["own"] || seen[fmt.Sprintf("t%d", n)] {
+		t.Errorf("tenants pushed to: %v; the last ones belong to the own tenant", seen)
+	}
+}
