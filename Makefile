@@ -24,6 +24,7 @@ build:
 # core, and the integration tests against a real Loki.
 test: fmt vet loki
 	LOKI_BIN="$$(scripts/loki path)" $(GO) test -count=1 -timeout 50m ./...
+	scripts/promtool-check
 	$(GO) test -count=1 -race -short $(SHARED) ./plugin/...
 
 # The fault suite's full forms (e2e/chaos_test.go): 20 containers through the
