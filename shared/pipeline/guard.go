@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,19 +94,37 @@ type Guard struct {
 	streams   map[string]time.Time            // streams with line-derived labels -> last seen
 	logged    map[string]time.Time            // label -> last warning
 	lastSweep time.Time
+	gen       atomic.Uint64 // sweeps so far: a guardMemo from before one is void
 }
 
 // admit bounds e's labels that differ from base (those a stage set): a
 // value past its label's bound becomes OverflowValue; if the stream they
 // make is new and the endpoint is at its stream bound, every such label
 // becomes OverflowValue. stream formats e's stream.
-func (g *Guard) admit(e *Entry, base []labels.Pair, stream func() string) {
+//
+// memo (nil: none), one per Step and source, remembers the last label set
+// admitted unchanged: the same set again, in a line captured less than
+// guardMemoAge after the one that was admitted, and with no sweep since,
+// is admitted without the clock, the lock and the maps (a label taken from
+// lines keeps one value for many lines in a row). captured is the line's
+// capture time (UnixNano).
+func (g *Guard) admit(e *Entry, base []labels.Pair, stream func() string, memo *guardMemo, captured int64) {
 	if g == nil || !e.ownLabels {
+		return
+	}
+	gen := g.gen.Load()
+	if memo.hit(e.Labels, captured, gen) {
 		return
 	}
 	now := g.gs.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	changed := false
+	defer func() {
+		if !changed {
+			memo.keep(e.Labels, captured, g.gen.Load())
+		}
+	}()
 	if now.Sub(g.lastSweep) > time.Minute {
 		g.sweep(now)
 	}
@@ -120,6 +140,7 @@ func (g *Guard) admit(e *Entry, base []labels.Pair, stream func() string) {
 			g.values[p.Name] = vals
 		}
 		if _, ok := vals[p.Value]; !ok && len(vals) >= g.gs.cfg.MaxLabelValues {
+			changed = true
 			e.Labels[i].Value = OverflowValue
 			g.over(now, p.Name, "max-label-values")
 			continue
@@ -131,6 +152,7 @@ func (g *Guard) admit(e *Entry, base []labels.Pair, stream func() string) {
 	}
 	s := stream()
 	if _, ok := g.streams[s]; !ok && len(g.streams) >= g.gs.cfg.MaxStreams {
+		changed = true
 		for i, p := range e.Labels {
 			if !hasPair(base, p) && p.Value != OverflowValue {
 				e.Labels[i].Value = OverflowValue
@@ -140,6 +162,33 @@ func (g *Guard) admit(e *Entry, base []labels.Pair, stream func() string) {
 		s = stream()
 	}
 	g.streams[s] = now
+}
+
+// guardMemoAge is how long, in capture time, a guardMemo vouches for a
+// label set: far within guardIdle, so the set was seen by the Guard
+// recently; a sweep in between (Guard.gen) ends it anyway.
+const guardMemoAge = int64(time.Second)
+
+// guardMemo is the last label set a Guard admitted unchanged for one
+// source of a Step.
+type guardMemo struct {
+	labels []labels.Pair
+	at     int64  // capture time of the line admitted
+	gen    uint64 // the Guard's sweep generation then
+}
+
+func (m *guardMemo) hit(ls []labels.Pair, captured int64, gen uint64) bool {
+	if m == nil || m.labels == nil || m.gen != gen {
+		return false
+	}
+	d := captured - m.at
+	return d >= 0 && d < guardMemoAge && slices.Equal(m.labels, ls)
+}
+
+func (m *guardMemo) keep(ls []labels.Pair, captured int64, gen uint64) {
+	if m != nil {
+		m.labels, m.at, m.gen = append(m.labels[:0], ls...), captured, gen
+	}
 }
 
 // over counts one overflow of label and warns at most once a minute per
@@ -156,6 +205,7 @@ func (g *Guard) over(now time.Time, label, bound string) {
 // sweep forgets values and streams idle for guardIdle. Called with g.mu held.
 func (g *Guard) sweep(now time.Time) {
 	g.lastSweep = now
+	g.gen.Add(1)
 	for name, vals := range g.values {
 		for v, seen := range vals {
 			if now.Sub(seen) > guardIdle {

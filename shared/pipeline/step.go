@@ -33,9 +33,11 @@ type Step struct {
 	set     *labels.Set
 	meta    []loki.LabelPairAdapter // the container's own, when no stage changed it
 	maxLine int
-	guard   *Guard // the endpoint's bound on line-derived labels; nil: none
+	guard   *Guard       // the endpoint's bound on line-derived labels; nil: none
+	memo    [2]guardMemo // by source: stdout, stderr
 	invalid prometheus.Counter
 	e       Entry
+	o       Output // what entry returns: one per Step, so no allocation per line
 
 	wake chan struct{} // tells the flusher the deadline may have moved
 
@@ -61,7 +63,8 @@ type Output struct {
 	Tenant string
 }
 
-// Out receives the entries a Step hands on.
+// Out receives the entries a Step hands on; o is the Step's own, valid
+// during the call.
 type Out func(o *Output) error
 
 // StepConfig is what NewStep builds a Step from.
@@ -154,36 +157,52 @@ func (s *Step) Line(source string, timeNano int64, data []byte, token int64, out
 	if s.ml == nil {
 		o := s.entry(source, timeNano, line)
 		o.Offset = token
-		return out(&o)
+		return out(o)
 	}
 	s.mu.Lock()
+	_, waiting := s.ml.Deadline()
 	s.joined = s.ml.Push(s.joined[:0], time.Now(), source, timeNano, line, token)
 	err := s.handOn(out)
+	_, open := s.ml.Deadline()
 	s.mu.Unlock()
-	select { // the flusher's deadline may have moved
-	case s.wake <- struct{}{}:
-	default:
+	if open && !waiting {
+		// The flusher sleeps without a deadline: wake it. A push while an
+		// entry is open only moves the deadline later (the last push plus
+		// max_wait_time), so the flusher, woken at the earlier one, finds
+		// nothing due and sleeps again: one wake-up per max_wait_time, not
+		// one per line.
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
 	}
 	return err
 }
 
 // entry runs the stages on one entry's text (valid UTF-8) and returns what
-// to hand on, without its Offset.
-func (s *Step) entry(source string, timeNano int64, line string) Output {
+// to hand on, without its Offset: s.o, overwritten by the next call.
+func (s *Step) entry(source string, timeNano int64, line string) *Output {
+	o := &s.o
 	if s.inst == nil {
 		if s.maxLine > 0 && len(line) > s.maxLine {
 			line = cutRunes(line, s.maxLine) // a joined entry past the bound
 		}
-		return Output{Entry: loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta},
+		*o = Output{Entry: loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta},
 			Source: source, Keep: true}
+		return o
 	}
 	s.e.Reset(s.set, source, timeNano, line)
 	s.inst.Process(&s.e)
 	if s.e.Dropped {
-		return Output{Source: source}
+		*o = Output{Source: source}
+		return o
 	}
 	s.e.Finish(s.maxLine)
-	s.guard.admit(&s.e, s.set.Labels, func() string { return s.inst.Stream(&s.e, s.set) })
+	memo := &s.memo[0]
+	if source == labels.SourceStderr {
+		memo = &s.memo[1]
+	}
+	s.guard.admit(&s.e, s.set.Labels, func() string { return s.inst.Stream(&s.e, s.set) }, memo, timeNano)
 	meta := s.meta
 	if s.e.MetadataChanged() {
 		meta = make([]loki.LabelPairAdapter, len(s.e.StructuredMetadata))
@@ -191,8 +210,9 @@ func (s *Step) entry(source string, timeNano int64, line string) Output {
 			meta[i] = loki.LabelPairAdapter{Name: p.Name, Value: p.Value}
 		}
 	}
-	return Output{Entry: loki.Entry{Stream: s.inst.Stream(&s.e, s.set), TimeNano: s.e.Time, Line: s.e.Line, Metadata: meta},
+	*o = Output{Entry: loki.Entry{Stream: s.inst.Stream(&s.e, s.set), TimeNano: s.e.Time, Line: s.e.Line, Metadata: meta},
 		Source: source, Keep: true, Tenant: s.e.Tenant}
+	return o
 }
 
 // Flush hands on the entries that waited MaxWait for another line.
@@ -232,7 +252,7 @@ func (s *Step) handOn(out Out) error {
 		}
 		o := s.entry(j.Source, j.TimeNano, j.Line)
 		o.Offset = s.lastAck
-		if err := out(&o); err != nil {
+		if err := out(o); err != nil {
 			return err
 		}
 	}

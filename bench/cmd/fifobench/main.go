@@ -21,10 +21,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -113,17 +115,44 @@ func run(ctx context.Context, f flags) error {
 	}
 }
 
-// variant parses a -variants item: file or no-file, and +frames for one
-// write(2) per frame.
+// variant parses a -variants item: file or no-file, then modifiers each
+// after a +: frames (one write(2) per frame), or a pipeline (see
+// benchPipelines).
 func variant(v string) (opts map[string]string, frameWrites bool, err error) {
-	base, frames := strings.CutSuffix(v, "+frames")
-	switch base {
+	parts := strings.Split(v, "+")
+	switch parts[0] {
 	case "file":
-		return map[string]string{}, frames, nil
+		opts = map[string]string{}
 	case "no-file":
-		return map[string]string{"no-file": "true"}, frames, nil
+		opts = map[string]string{"no-file": "true"}
+	default:
+		return nil, false, fmt.Errorf("-variants: unknown variant %q (want file or no-file, then +frames or +%s)", v,
+			strings.Join(slices.Sorted(maps.Keys(benchPipelines)), ", +"))
 	}
-	return nil, false, fmt.Errorf("-variants: unknown variant %q (want file, no-file, file+frames or no-file+frames)", v)
+	for _, m := range parts[1:] {
+		if m == "frames" {
+			frameWrites = true
+			continue
+		}
+		p, ok := benchPipelines[m]
+		if !ok {
+			return nil, false, fmt.Errorf("-variants: unknown modifier %q in %q", m, v)
+		}
+		maps.Copy(opts, p)
+	}
+	return opts, frameWrites, nil
+}
+
+// benchPipelines are the pipelines the throughput runs can add, as
+// log-opts, over the benchmark's loggen lines ("loggen id=bench seq=N
+// stream=stdout len=250 text=ascii ...").
+var benchPipelines = map[string]map[string]string{
+	// the java stack-trace preset: every loggen line is a first line
+	"java": {"multiline": "java"},
+	// regex + labels, the driver documentation's kind of pipeline
+	"regex": {"loki-pipeline-stages": "- regex:\n    expression: 'seq=(?P<seq>\\d+) stream=(?P<stream>\\w+)'\n- labels:\n    out: stream\n"},
+	// logfmt fields into structured metadata (the lines are not JSON)
+	"logfmt": {"loki-pipeline-stages": "- logfmt:\n    mapping:\n      seq:\n      len:\n- structured_metadata:\n    seq:\n    len:\n"},
 }
 
 func throughput(ctx context.Context, f flags, bin string) error {
