@@ -6,6 +6,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -76,6 +77,16 @@ type Config struct {
 	// of it (pipeline.NewGuards) before NewRouter; nil: no bound.
 	Guard  pipeline.GuardConfig
 	Guards *pipeline.Guards
+	// Effective is every setting and log option as merged (defaults, the
+	// file, the environment, flags), with where each came from, for
+	// check-config.
+	Effective []Setting
+}
+
+// Setting is one merged setting: its key, value and origin ("default",
+// the file's path, "env NAME" or "flag").
+type Setting struct {
+	Key, Value, Origin string
 }
 
 // Own keys and their defaults.
@@ -166,12 +177,14 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 		file = env[EnvPrefix+"CONFIG"]
 	}
 	opts := map[string]string{}
-	put := func(k, v string) {
+	origin := map[string]string{}
+	put := func(k, v, from string) {
 		if _, own := ownKeys[k]; own {
 			values[k] = v
 		} else {
 			opts[k] = v
 		}
+		origin[k] = from
 	}
 	if file != "" {
 		fromFile, err := readConfigFile(file)
@@ -182,7 +195,7 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 			if !known(k) {
 				return Config{}, fmt.Errorf("%s: %s: %w: unknown key", file, k, ErrConfig)
 			}
-			put(k, fromFile[k])
+			put(k, fromFile[k], file)
 		}
 	}
 	for k, v := range env {
@@ -193,11 +206,11 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 		if !known(key) {
 			return Config{}, fmt.Errorf("%s: %w: unknown setting (keys: the flags of logferry-sidecar -h)", k, ErrConfig)
 		}
-		put(key, v)
+		put(key, v, "env "+k)
 	}
 	for k := range set {
 		if k != "config" {
-			put(k, *flagVals[k])
+			put(k, *flagVals[k], "flag")
 		}
 	}
 	poll, err := time.ParseDuration(values["poll-interval"])
@@ -249,6 +262,12 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
+	}
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		c.Effective = append(c.Effective, Setting{Key: k, Value: values[k], Origin: cmp.Or(origin[k], "default")})
+	}
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		c.Effective = append(c.Effective, Setting{Key: k, Value: opts[k], Origin: origin[k]})
 	}
 	if set["loki-url"] && loki.URLHasPassword(*flagVals["loki-url"]) {
 		c.Warnings = append(c.Warnings, "--loki-url carries a password: every local user can read it in /proc/<pid>/cmdline; "+

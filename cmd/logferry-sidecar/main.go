@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/logferry/logferry/shared/buildinfo"
+	"github.com/logferry/logferry/shared/logopts"
 	"github.com/logferry/logferry/shared/loki"
 	"github.com/logferry/logferry/shared/obsserver"
 	"github.com/logferry/logferry/shared/pipeline"
@@ -33,6 +35,9 @@ func main() {
 		fmt.Println(buildinfo.Read().String("logferry-sidecar"))
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "check-config" {
+		os.Exit(checkConfig(os.Args[2:]))
+	}
 	err := run()
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -41,6 +46,35 @@ func main() {
 		fmt.Fprintln(os.Stderr, "logferry-sidecar:", err)
 		os.Exit(1)
 	}
+}
+
+// checkConfig is `logferry-sidecar check-config [FILE] [flags]`: it
+// validates the configuration the sidecar would run with (FILE as
+// --config) and prints it merged, or names what is wrong.
+func checkConfig(args []string) int {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		args = append([]string{"--config", args[0]}, args[1:]...)
+	}
+	cfg, err := sidecar.LoadConfig(args, os.Environ(), os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var opts logopts.Options
+	if err == nil {
+		opts, _, err = cfg.ContainerOptions(nil) // the log options, as every container gets them
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "logferry-sidecar check-config:", err)
+		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(os.Stderr, "logferry-sidecar check-config: warning:", w)
+	}
+	if err := cfg.WriteEffective(os.Stdout, opts); err != nil {
+		fmt.Fprintln(os.Stderr, "logferry-sidecar check-config:", err)
+		return 1
+	}
+	return 0
 }
 
 func run() error {

@@ -378,3 +378,30 @@ func ParseSize(v string) (int64, error) {
 	}
 	return int64(n), nil
 }
+
+// DefaultValues returns, for the options whose value o holds as one
+// setting, that value as Parse takes it: what an option left unset stands
+// for, for check-config. Options without such a value (lists, templates,
+// pipelines) are absent.
+func (o Options) DefaultValues() map[string]string {
+	d := func(v time.Duration) string { return v.String() }
+	return map[string]string{
+		"loki-batch-size":               strconv.Itoa(o.Loki.BatchSize),
+		"loki-batch-wait":               d(o.Loki.BatchWait),
+		"loki-timeout":                  d(o.Loki.Timeout),
+		"loki-min-backoff":              d(o.Loki.MinBackoff),
+		"loki-max-backoff":              d(o.Loki.MaxBackoff),
+		"loki-retries":                  strconv.Itoa(o.Loki.Retries),
+		"loki-queue-size":               strconv.Itoa(o.Loki.QueueBytes),
+		"loki-tls-insecure-skip-verify": strconv.FormatBool(o.Loki.TLSInsecureSkipVerify),
+		"max-size":                      strconv.FormatInt(o.File.MaxSize, 10),
+		"max-file":                      strconv.Itoa(o.File.MaxFile),
+		"keep-file":                     strconv.FormatBool(o.File.KeepFile),
+		"no-file":                       strconv.FormatBool(o.File.NoFile),
+		"max-line-size":                 strconv.Itoa(o.MaxLineSize),
+	}
+}
+
+// Secret reports whether the value of option key may carry a credential
+// (a URL's userinfo): print it through RedactURL.
+func Secret(key string) bool { return secret(key) }
