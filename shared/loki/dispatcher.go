@@ -125,6 +125,7 @@ func New(cfg Config, metrics *Metrics, log *slog.Logger, opts ...Option) (*Dispa
 		cancel:   cancel,
 		done:     make(chan struct{}),
 	}
+	metrics.settings(cfg)
 	d.queue = newMemQueue(cfg, d.m)
 	for _, o := range opts {
 		o(d)

@@ -36,6 +36,8 @@ type Metrics struct {
 	pushFailures    *prometheus.CounterVec
 	pushDuration    *prometheus.HistogramVec
 	queueBytes      *prometheus.GaugeVec
+	queueLimit      *prometheus.GaugeVec
+	batchWait       *prometheus.GaugeVec
 	queueEntries    *prometheus.GaugeVec
 
 	users endpointUsers
@@ -116,10 +118,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		queueEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "logferry_loki_queue_entries", Help: "Entries waiting in memory for Loki.",
 		}, labels),
+		queueLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "logferry_loki_queue_limit_bytes", Help: "The memory queue's bound (loki-queue-size), against logferry_loki_queue_bytes.",
+		}, labels),
+		batchWait: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "logferry_loki_batch_wait_seconds", Help: "The longest an entry waits for its batch to fill (loki-batch-wait).",
+		}, labels),
 	}
 	if reg != nil {
 		reg.MustRegister(m.entriesReceived, m.bytesReceived, m.entriesSent, m.bytesSent, m.wireBytesSent,
-			m.batchesSent, m.dropped, m.retries, m.pushFailures, m.pushDuration, m.queueBytes, m.queueEntries)
+			m.batchesSent, m.dropped, m.retries, m.pushFailures, m.pushDuration, m.queueBytes, m.queueEntries,
+			m.queueLimit, m.batchWait)
 	}
 	return m
 }
@@ -132,6 +141,15 @@ type endpointMetrics struct {
 	dropped, retries, pushFailures        *prometheus.CounterVec
 	pushDuration                          prometheus.ObserverVec
 	queueBytes, queueEntries              prometheus.Gauge
+}
+
+// settings exports cfg's bounds for the pair (the last dispatcher of a
+// pair to start sets them; dispatchers of one pair with other settings
+// are rare, and any of them is a fair reading).
+func (m *Metrics) settings(cfg Config) {
+	l := prometheus.Labels{"endpoint": cfg.Endpoint(), "tenant": cfg.TenantID}
+	m.queueLimit.With(l).Set(float64(cfg.QueueBytes))
+	m.batchWait.With(l).Set(cfg.BatchWait.Seconds())
 }
 
 // received counts e as handed to the dispatcher.
@@ -168,6 +186,8 @@ func (m *Metrics) release(endpoint, tenant string) {
 	m.users.done(endpoint, tenant, func(l prometheus.Labels) {
 		m.queueBytes.DeletePartialMatch(l)
 		m.queueEntries.DeletePartialMatch(l)
+		m.queueLimit.DeletePartialMatch(l)
+		m.batchWait.DeletePartialMatch(l)
 	})
 }
 

@@ -42,6 +42,7 @@ type Metrics struct {
 	diskBytes       *prometheus.GaugeVec
 	unackedBytes    *prometheus.GaugeVec
 	segments        *prometheus.GaugeVec
+	maxBytes        *prometheus.GaugeVec
 }
 
 // NewMetrics creates the series and registers them with reg (nil: not
@@ -69,11 +70,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		diskBytes:       gauge("logferry_spool_bytes", "Bytes in the spool's segment files."),
 		unackedBytes:    gauge("logferry_spool_unacked_bytes", "Bytes in the spool not yet acknowledged."),
 		segments:        gauge("logferry_spool_segments", "Segment files in the spool."),
+		maxBytes:        gauge("logferry_spool_max_bytes", "The spool's bound on its segment files (spool-max-size)."),
 	}
 	if reg != nil {
 		reg.MustRegister(m.recordsAppended, m.bytesAppended, m.recordsReplayed, m.bytesReplayed,
 			m.recordsAcked, m.bytesAcked, m.recordsDropped, m.recordsRefused, m.recordsCorrupt,
-			m.bytesCorrupt, m.syncErrors, m.diskBytes, m.unackedBytes, m.segments)
+			m.bytesCorrupt, m.syncErrors, m.diskBytes, m.unackedBytes, m.segments, m.maxBytes)
 	}
 	return m
 }
@@ -90,8 +92,9 @@ type spoolMetrics struct {
 	segments                       prometheus.Gauge
 }
 
-func (m *Metrics) forDir(dir string) *spoolMetrics {
+func (m *Metrics) forDir(dir string, maxBytes int64) *spoolMetrics {
 	l := prometheus.Labels{"dir": dir}
+	m.maxBytes.With(l).Set(float64(maxBytes))
 	return &spoolMetrics{
 		recordsAppended: m.recordsAppended.With(l),
 		bytesAppended:   m.bytesAppended.With(l),
@@ -118,7 +121,7 @@ func (m *Metrics) release(dir string) {
 		m.recordsCorrupt, m.bytesCorrupt, m.syncErrors} {
 		v.DeletePartialMatch(l)
 	}
-	for _, v := range []*prometheus.GaugeVec{m.diskBytes, m.unackedBytes, m.segments} {
+	for _, v := range []*prometheus.GaugeVec{m.diskBytes, m.unackedBytes, m.segments, m.maxBytes} {
 		v.DeletePartialMatch(l)
 	}
 }

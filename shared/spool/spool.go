@@ -104,7 +104,7 @@ func Open(cfg Config, metrics *Metrics, log *slog.Logger) (*Spool, error) {
 		cfg:      cfg,
 		log:      log.With("dir", cfg.Dir),
 		metrics:  metrics,
-		m:        metrics.forDir(cfg.Dir),
+		m:        metrics.forDir(cfg.Dir, cfg.MaxBytes),
 		lock:     lock,
 		create:   createSegment,
 		openRd:   openSegment,
