@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,6 +164,88 @@ func TestTenantStageBothStyles(t *testing.T) {
 				return len(metricSamples(t, sc.metrics, "logferry_sidecar_lines_read_total", `container_name="`+name+`"`)) == 0
 			})
 		}
+		e.d.Docker(t, "rm", "-f", id)
+	}
+}
+
+// TestSidecarReloadSwitchesTenant: under load (5 containers x 1,000
+// lines/s), a SIGHUP after the --config file names another tenant moves
+// every container's next lines to it: each line is pushed exactly once,
+// each container's lines are in the old tenant up to a point and in the
+// new one after it; a reload of an invalid file changes nothing and is
+// counted.
+func TestSidecarReloadSwitchesTenant(t *testing.T) {
+	e := setupPlugin(t)
+	tap := newTenantTap(t, e.loki.PushURL())
+	dir := t.TempDir()
+	file := dir + "/sidecar.yaml"
+	write := func(body string) {
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("loki-tenant-id: team-a\n")
+	sc := startSidecar(t, e.d, tap.pushURL(), t.TempDir(), "--config", file)
+	const containers, lines = 5, 10000
+	gens := make([]loggen.Config, containers)
+	ids := make([]string, containers)
+	start := time.Now()
+	for i := range gens {
+		gens[i] = loggen.Config{ID: runID(fmt.Sprintf("rl%d", i)), Lines: lines, Size: 200, StderrShare: 0.3}
+		ids[i] = e.d.Run(t, append([]string{"--name", fmt.Sprintf("rl-%d", i), "--log-driver", "json-file", e.image},
+			genArgs(gens[i], "-rate", "1000")...)...)
+	}
+	time.Sleep(3 * time.Second) // let each container write some 3,000 lines under team-a
+	write("loki-tenant-id: team-b\n")
+	if err := sc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the reload to be applied", func() bool {
+		return metricWhere(t, sc.metrics, "logferry_sidecar_config_reloads_total", `result="applied"`) == 1
+	})
+	write("loki-tenant-id: team-c\nloki-timeout: soon\n")
+	if err := sc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the invalid reload to be counted", func() bool {
+		return metricWhere(t, sc.metrics, "logferry_sidecar_config_reloads_total", `result="invalid"`) == 1
+	})
+	for _, id := range ids {
+		e.wait(t, id)
+	}
+	for i := range gens {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		_, err := e.loki.WaitForCount(ctx, fmt.Sprintf(`{container_name="rl-%d"}`, i), start, time.Now().Add(time.Minute), lines)
+		cancel()
+		if err != nil {
+			t.Fatalf("rl-%d: %v", i, err)
+		}
+	}
+	total := map[string]int{}
+	for i, gen := range gens {
+		switched := uint64(0)
+		for seq := uint64(1); seq <= gen.Lines; seq++ {
+			_, l := gen.Line(seq)
+			got := tap.tenantsOf(l)
+			if len(got) != 1 {
+				t.Fatalf("rl-%d line %d pushed under %q, want exactly once", i, seq, got)
+			}
+			total[got[0]]++
+			switch {
+			case got[0] == "team-b" && switched == 0:
+				switched = seq
+			case got[0] == "team-a" && switched != 0:
+				t.Fatalf("rl-%d: line %d under team-a after line %d went to team-b", i, seq, switched)
+			case got[0] != "team-a" && got[0] != "team-b":
+				t.Fatalf("rl-%d: line %d under %q", i, seq, got[0])
+			}
+		}
+		t.Logf("rl-%d: lines 1-%d under team-a, the rest under team-b", i, switched-1)
+	}
+	if total["team-a"] == 0 || total["team-b"] == 0 {
+		t.Errorf("tenants: %v, want lines in both", total)
+	}
+	for _, id := range ids {
 		e.d.Docker(t, "rm", "-f", id)
 	}
 }

@@ -65,6 +65,11 @@ type Config struct {
 	OverrideTenants []string
 	// Pprof (pprof) serves /debug/pprof/ on the listener; off by default.
 	Pprof bool
+	// WatchConfig (watch-config) reloads when the --config file changes,
+	// as SIGHUP does; off by default.
+	WatchConfig bool
+	// File is the --config file ("" none).
+	File string
 	// Selection (include-*, exclude-*, selection-relabel-config) says
 	// which containers are shipped; see Selection.
 	Selection Selection
@@ -102,6 +107,7 @@ var ownKeys = map[string]string{
 	"log-level":      "info",
 	"drain-timeout":  "5m",
 	"pprof":          "false",
+	"watch-config":   "false",
 	// The cardinality guard, see pipeline.GuardConfig.
 	"max-label-values": "1000",
 	"max-streams":      "10000",
@@ -229,6 +235,13 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 	if err != nil {
 		return Config{}, fmt.Errorf("pprof: %w: want true or false", ErrConfig)
 	}
+	watch, err := strconv.ParseBool(values["watch-config"])
+	if err != nil {
+		return Config{}, fmt.Errorf("watch-config: %w: want true or false", ErrConfig)
+	}
+	if watch && file == "" {
+		return Config{}, fmt.Errorf("watch-config: %w: needs a --config file to watch", ErrConfig)
+	}
 	var guard pipeline.GuardConfig
 	for key, field := range map[string]*int{"max-label-values": &guard.MaxLabelValues, "max-streams": &guard.MaxStreams} {
 		n, err := strconv.Atoi(values[key])
@@ -259,6 +272,7 @@ func LoadConfig(args []string, environ []string, stderr io.Writer) (Config, erro
 		HostLabel: values["host-label"], LogLevel: values["log-level"], DrainTimeout: drain,
 		Overflow: overflow, Options: opts,
 		LabelOverrides: overrides, OverrideTenants: tenants, Pprof: pprofOn, Selection: selection, Guard: guard,
+		WatchConfig: watch, File: file,
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err

@@ -27,6 +27,7 @@ type Metrics struct {
 	linesRead            *prometheus.CounterVec
 	bytesRead            *prometheus.CounterVec
 	pipeline             *pipeline.Metrics // every container's stages
+	reloads              *prometheus.CounterVec
 	// byName deletes a name's series when the last container of that name
 	// lets go: a draining container and a new one with its name share them.
 	byName *series.Set
@@ -83,10 +84,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.filesRefused.WithLabelValues(refusedOutside) // at 0 from the start; tail adds its reasons
 	m.pipeline = pipeline.NewMetrics(reg)
+	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "logferry_sidecar_config_reloads_total",
+		Help: "Configuration reloads (SIGHUP, or a change of the --config file with watch-config), by result: applied, invalid (the old configuration stays).",
+	}, []string{"result"})
+	m.reloads.WithLabelValues(ReloadApplied)
+	m.reloads.WithLabelValues(ReloadInvalid)
 	m.byName = series.NewSet("container_name", m.linesRead, m.bytesRead)
 	if reg != nil {
 		reg.MustRegister(m.containers, m.startErrors, m.labelRefused, m.filesRefused, m.excluded, m.labelValuesTruncated, m.labelsDropped, m.positionsSaved, m.positions, m.truncated, m.invalidUTF8, m.blocked,
-			m.linesRead, m.bytesRead)
+			m.linesRead, m.bytesRead, m.reloads)
 	}
 	return m
 }

@@ -37,6 +37,9 @@ const (
 // Router discovers containers and owns one shipper per container it ships.
 // Every shipper's goroutine belongs to the Router, which waits for them.
 type Router struct {
+	// cfg is the configuration the Router started with: the settings a
+	// reload cannot change are read from it. live (under mu) is the
+	// latest reloaded one: selection and the containers' log options.
 	cfg     Config
 	eng     *engine.Client
 	pool    *loki.Pool
@@ -48,6 +51,7 @@ type Router struct {
 	builder func(o logopts.Options) (*labels.Builder, error)
 
 	mu       sync.Mutex
+	live     Config
 	shippers map[string]*shipper // by container id
 	routes   map[string]string   // route of every known running container
 	// views: what the containers page shows of each container in routes;
@@ -74,7 +78,7 @@ func (r *Router) Ready() bool { return r.ready.Load() }
 // NewRouter wires a Router; Run starts it.
 func NewRouter(cfg Config, eng *engine.Client, pool *loki.Pool, pos *positions.Store, files FileSource,
 	host string, m *Metrics, log *slog.Logger) *Router {
-	r := &Router{cfg: cfg, eng: eng, pool: pool, pos: pos, files: files, host: host, log: log, m: m,
+	r := &Router{cfg: cfg, live: cfg, eng: eng, pool: pool, pos: pos, files: files, host: host, log: log, m: m,
 		shippers: map[string]*shipper{}, routes: map[string]string{}, again: map[string]*replay{},
 		views: map[string]ContainerView{}, excluded: map[string]string{},
 		posDirty: make(chan struct{}, 1)}
@@ -271,7 +275,7 @@ func (r *Router) startLocked(ctx context.Context, c engine.Container) *shipper {
 		return nil
 	}
 	r.views[c.ID] = ContainerView{ID: c.ID, Name: c.Name, Image: c.ImageName, Route: r.routes[c.ID]}
-	if why := r.cfg.Selection.Reason(c); why != "" {
+	if why := r.live.Selection.Reason(c); why != "" {
 		if r.routes[c.ID] != RouteExcluded {
 			r.exclude(c.ID, why)
 			r.log.Info("not shipping: not selected", "container", c.Name, "container_id", shortID(c.ID), "reason", why)
@@ -320,9 +324,7 @@ func (r *Router) supervise(ctx, sctx context.Context, s *shipper, c engine.Conta
 	defer r.wg.Done()
 	defer s.cancel()
 	s.run(sctx)
-	if s.fan != nil {
-		s.fan.Close()
-	}
+	s.fan.Close()
 	r.pool.Release(s.disp)
 	log.Info("stopped shipping", "lines", s.lines)
 	// Under r.mu: a new shipper of this name makes its series under
@@ -475,7 +477,7 @@ func (r *Router) savePositions(ctx context.Context) {
 
 // newShipper prepares what shipping c needs. Called with r.mu held.
 func (r *Router) newShipper(c engine.Container, route string, log *slog.Logger) (*shipper, error) {
-	opts, refused, err := r.cfg.ContainerOptions(c.Labels)
+	opts, refused, err := r.live.ContainerOptions(c.Labels)
 	if err != nil {
 		return nil, err
 	}
@@ -488,7 +490,7 @@ func (r *Router) newShipper(c engine.Container, route string, log *slog.Logger) 
 	if err != nil && len(c.Labels) > 0 {
 		// The labels that were applied validate on their own but not with
 		// this container's metadata: ship with the operator's options.
-		operator, _, oerr := r.cfg.ContainerOptions(nil)
+		operator, _, oerr := r.live.ContainerOptions(nil)
 		if oerr != nil {
 			return nil, oerr
 		}
@@ -518,9 +520,9 @@ func (r *Router) newShipper(c engine.Container, route string, log *slog.Logger) 
 	s.pipe = pipeline.NewStep(pipeline.StepConfig{Pipeline: opts.Pipeline, Multiline: opts.MultilineConfig(),
 		Metrics: r.m.pipeline, Set: &s.set, Meta: s.meta, MaxLine: opts.MaxLineSize,
 		Guard: r.cfg.Guards.For(opts.Loki.Key()), AckFloor: -1, InvalidUTF8: r.m.invalidUTF8})
-	if s.pipe.SetsTenant() {
-		s.fan = loki.NewFanout(r.pool, disp, s, r.m.pipeline.TenantOverflow())
-	}
+	// Through a Fanout always: a tenant stage may choose tenants, and a
+	// reload may move the container to another endpoint while it runs.
+	s.fan = loki.NewFanout(r.pool, disp, s, r.m.pipeline.TenantOverflow())
 	return s, nil
 }
 

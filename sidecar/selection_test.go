@@ -88,7 +88,7 @@ func TestSelectionErrorsNameTheKey(t *testing.T) {
 func TestExcludedIsNeverRead(t *testing.T) {
 	r, pos, ff := newTestRouter(t, slog.New(slog.DiscardHandler))
 	var err error
-	if r.cfg.Selection, err = parseSelection(map[string]string{"exclude-names": "c"}); err != nil {
+	if r.live.Selection, err = parseSelection(map[string]string{"exclude-names": "c"}); err != nil {
 		t.Fatal(err)
 	}
 	id := strings.Repeat("7f", 32)

@@ -65,7 +65,7 @@ type shipper struct {
 	pipe  *pipeline.Step
 	out   pipeline.Out // handOut of the reading route's context
 	disp  *loki.Dispatcher
-	fan   *loki.Fanout // a tenant stage's tenants; nil without one
+	fan   *loki.Fanout // the dispatchers: disp, a tenant stage's, a reload's
 	log   *slog.Logger
 	m     *containerMetrics
 	tail  FileTail
@@ -346,15 +346,9 @@ func (s *shipper) hand(ctx context.Context, e loki.Entry, source, tenant string,
 }
 
 // handle is the dispatcher's Handle, or TryHandle when try is set, through
-// the Fanout when a tenant stage chooses tenants.
+// the Fanout.
 func (s *shipper) handle(tenant string, e loki.Entry, try bool) error {
-	switch {
-	case s.fan != nil:
-		return s.fan.Handle(tenant, e, try)
-	case try:
-		return s.disp.TryHandle(e)
-	}
-	return s.disp.Handle(e)
+	return s.fan.Handle(tenant, e, try)
 }
 
 // handed records that the dispatcher took a line.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -150,7 +151,27 @@ func run() error {
 		"state_dir", cfg.StateDir, "containers_dir", cfg.ContainersDir, "pprof", cfg.Pprof,
 		"label_overrides", cfg.LabelOverrides, "label_override_tenants", cfg.OverrideTenants)
 
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reloader := sidecar.NewReloader(router, func() (sidecar.Config, error) {
+		return sidecar.LoadConfig(os.Args[1:], os.Environ(), io.Discard)
+	}, log)
+	watched := ""
+	if cfg.WatchConfig {
+		watched = cfg.File
+	}
+	reloadDone := make(chan struct{})
+	go func() {
+		defer close(reloadDone)
+		if err := reloader.Run(ctx, hup, watched); err != nil {
+			log.Error("watch-config: not watching the configuration file; SIGHUP still reloads", "err", err)
+			_ = reloader.Run(ctx, hup, "")
+		}
+	}()
+
 	runErr := router.Run(ctx)
+	<-reloadDone
 	// Deliver what is queued within 8 s; positions only cover what Loki
 	// accepted, so the rest is read again at the next start.
 	sctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)

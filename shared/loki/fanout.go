@@ -7,25 +7,30 @@ import (
 )
 
 // MaxFanoutTenants bounds the tenants one producer's entries go to besides
-// its own: a tenant stage may take the tenant from a line's content, and
+// its base's: a tenant stage may take the tenant from a line's content, and
 // each tenant costs a dispatcher (a queue, a sender, a spool).
 const MaxFanoutTenants = 16
 
-// Fanout hands one producer's entries to a dispatcher per tenant, for a
-// pipeline whose tenant stage chooses an entry's tenant, and tells the
-// producer's Acker in hand-over order across them: an entry is acknowledged
-// once it and every entry handed before it, to any tenant, are resolved.
-// Each dispatcher only orders its own entries; without the Fanout an
-// acknowledgement from one tenant's sender could move a position past an
-// entry another tenant still holds.
+// Fanout hands one producer's entries to more than one dispatcher and
+// tells the producer's Acker in hand-over order across them: an entry is
+// acknowledged once it and every entry handed before it, to any
+// dispatcher, are resolved. Each dispatcher only orders its own entries;
+// without the Fanout an acknowledgement from one dispatcher's sender could
+// move a position past an entry another still holds. A producer needs one
+// when a tenant stage chooses tenants per entry, or when its endpoint may
+// change while it runs (SetBase, at a configuration reload).
 //
-// Handle and Close are called by the producer, one at a time.
+// Handle and Close are called by the producer, one at a time; SetBase by
+// anyone.
 type Fanout struct {
 	pool     *Pool
-	base     *Dispatcher // the producer's own tenant
 	acker    Acker
 	overflow prometheus.Counter
-	routes   map[string]*fanRoute // by tenant; "" is base
+
+	rmu     sync.Mutex
+	base    *fanRoute            // where entries without a tenant of their own go
+	routes  map[string]*fanRoute // by Config.Key()
+	tenants int                  // routes made for tenants under the current base
 
 	mu   sync.Mutex
 	pend []fanEntry // handed and not yet told to acker, from sequence head on
@@ -39,8 +44,8 @@ type fanEntry struct {
 	done, delivered bool
 }
 
-// fanRoute is one tenant's dispatcher and the sequence numbers of the
-// entries it holds, in hand-over order. It is the Acker of those entries.
+// fanRoute is one dispatcher and the sequence numbers of the entries it
+// holds, in hand-over order. It is the Acker of those entries.
 type fanRoute struct {
 	f    *Fanout
 	d    *Dispatcher
@@ -49,19 +54,21 @@ type fanRoute struct {
 }
 
 // NewFanout returns the Fanout of a producer whose own dispatcher is base
-// (from pool) and whose acknowledgements go to acker. Entries for tenants
-// past MaxFanoutTenants go to base's tenant and are counted in overflow
-// (nil: not counted).
+// (from pool; the producer releases it) and whose acknowledgements go to
+// acker. Entries for tenants past MaxFanoutTenants go to the base's tenant
+// and are counted in overflow (nil: not counted).
 func NewFanout(pool *Pool, base *Dispatcher, acker Acker, overflow prometheus.Counter) *Fanout {
-	f := &Fanout{pool: pool, base: base, acker: acker, overflow: overflow, routes: map[string]*fanRoute{}}
-	f.routes[""] = &fanRoute{f: f, d: base}
+	f := &Fanout{pool: pool, acker: acker, overflow: overflow, routes: map[string]*fanRoute{}}
+	f.base = &fanRoute{f: f, d: base}
+	f.routes[base.cfg.Key()] = f.base
 	return f
 }
 
-// Handle hands e to the dispatcher of tenant ("" or base's own tenant:
-// base), as Dispatcher.Handle, or as TryHandle when try is set. e.Offset is
-// what the producer's Acker is told; e.Acker is the Fanout's. On an error
-// the entry is not in flight and nothing acknowledges it.
+// Handle hands e to the dispatcher of tenant ("" or the base's own
+// tenant: the base), as Dispatcher.Handle, or as TryHandle when try is
+// set. e.Offset is what the producer's Acker is told; e.Acker is the
+// Fanout's. On an error the entry is not in flight and nothing
+// acknowledges it.
 func (f *Fanout) Handle(tenant string, e Entry, try bool) error {
 	r, err := f.route(tenant)
 	if err != nil {
@@ -90,27 +97,62 @@ func (f *Fanout) Handle(tenant string, e Entry, try bool) error {
 }
 
 func (f *Fanout) route(tenant string) (*fanRoute, error) {
-	if tenant == f.base.cfg.TenantID {
-		tenant = ""
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	cfg := f.base.d.cfg
+	if tenant == "" || tenant == cfg.TenantID {
+		return f.base, nil
 	}
-	if r, ok := f.routes[tenant]; ok {
+	cfg.TenantID = tenant
+	key := cfg.Key()
+	if r, ok := f.routes[key]; ok {
 		return r, nil
 	}
-	if len(f.routes) > MaxFanoutTenants {
+	if f.tenants >= MaxFanoutTenants {
 		if f.overflow != nil {
 			f.overflow.Inc()
 		}
-		return f.routes[""], nil
+		return f.base, nil
 	}
-	cfg := f.base.cfg
-	cfg.TenantID = tenant
-	d, err := f.pool.Acquire(cfg)
+	d, err := f.pool.Acquire(cfg) // makes a dispatcher: rare, and under rmu only
 	if err != nil {
 		return nil, err
 	}
 	r := &fanRoute{f: f, d: d, own: true}
-	f.routes[tenant] = r
+	f.routes[key] = r
+	f.tenants++
 	return r, nil
+}
+
+// SetBase makes cfg's dispatcher the one entries without a tenant of
+// their own go to from now on; entries handed before keep theirs, and the
+// order of acknowledgements holds across both.
+func (f *Fanout) SetBase(cfg Config) error {
+	key := cfg.Key()
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	if f.base.d.cfg.Key() == key {
+		return nil
+	}
+	r, ok := f.routes[key]
+	if !ok {
+		d, err := f.pool.Acquire(cfg)
+		if err != nil {
+			return err
+		}
+		r = &fanRoute{f: f, d: d, own: true}
+		f.routes[key] = r
+	}
+	f.base, f.tenants = r, 0
+	return nil
+}
+
+// Base returns the configuration of the dispatcher entries without a
+// tenant of their own go to.
+func (f *Fanout) Base() Config {
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	return f.base.d.cfg
 }
 
 // Ack resolves this route's entries up to seq and tells the producer's
@@ -142,17 +184,16 @@ func (r *fanRoute) Ack(seq int64, delivered bool) {
 	f.ackMu.Unlock()
 }
 
-// Tenants returns how many tenants besides base's the Fanout hands to.
-func (f *Fanout) Tenants() int { return len(f.routes) - 1 }
-
 // Close gives back the dispatchers the Fanout acquired (they go on
-// delivering what they hold, as Pool.Release says). Not base: that is the
-// producer's.
+// delivering what they hold, as Pool.Release says). Not the one NewFanout
+// was given: that is the producer's.
 func (f *Fanout) Close() {
-	for t, r := range f.routes {
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	for k, r := range f.routes {
 		if r.own {
 			f.pool.Release(r.d)
-			delete(f.routes, t)
+			delete(f.routes, k)
 		}
 	}
 }

@@ -72,7 +72,9 @@ func TestFanoutAcknowledgesInHandOverOrder(t *testing.T) {
 	waitFor(t, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return len(f.routes[""].seqs) == 0 && len(f.routes["t3"].seqs) == 0
+		t3 := cfg
+		t3.TenantID = "t3"
+		return len(f.base.seqs) == 0 && len(f.routes[t3.Key()].seqs) == 0
 	})
 	rec.mu.Lock()
 	for _, off := range rec.acks {
@@ -90,8 +92,8 @@ func TestFanoutAcknowledgesInHandOverOrder(t *testing.T) {
 			t.Fatalf("acknowledgements went back: %v", rec.acks)
 		}
 	}
-	if f.Tenants() != 2 {
-		t.Errorf("%d tenants besides the own, want 2 (slow, t3)", f.Tenants())
+	if n := len(f.routes) - 1; n != 2 {
+		t.Errorf("%d tenants besides the own, want 2 (slow, t3)", n)
 	}
 }
 
@@ -130,8 +132,8 @@ func TestFanoutBoundsTenants(t *testing.T) {
 	if got := testutil.ToFloat64(overflow); got != 5 {
 		t.Errorf("overflow counted %v, want 5", got)
 	}
-	if f.Tenants() != MaxFanoutTenants {
-		t.Errorf("%d tenants, want %d", f.Tenants(), MaxFanoutTenants)
+	if f.tenants != MaxFanoutTenants {
+		t.Errorf("%d tenants, want %d", f.tenants, MaxFanoutTenants)
 	}
 	f.Close()
 	if pool.Len() != 1 {
@@ -141,5 +143,80 @@ func TestFanoutBoundsTenants(t *testing.T) {
 	defer mu.Unlock()
 	if !seen["own"] || seen[fmt.Sprintf("t%d", n)] {
 		t.Errorf("tenants pushed to: %v; the last ones belong to the own tenant", seen)
+	}
+}
+
+// TestFanoutSetBase switches the endpoint while the old one holds its
+// entries: later entries go to the new one at once, and the producer is
+// not told past the old endpoint's first held entry until it answers.
+func TestFanoutSetBase(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	got := map[string]int{}
+	serve := func(name string, hold bool) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			if hold {
+				<-release
+			}
+			mu.Lock()
+			got[name]++
+			mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+		}))
+	}
+	old, cur := serve("old", true), serve("new", false)
+	defer old.Close()
+	defer cur.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	pool := NewPool(NewMetrics(nil), nil, time.Minute)
+	defer pool.Close(t.Context())
+	base, err := pool.Acquire(testConfig(old.URL + "/loki/api/v1/push"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Release(base)
+	rec := newRecorder()
+	f := NewFanout(pool, base, rec, nil)
+	defer f.Close()
+	for i := 1; i <= 10; i++ {
+		if err := f.Handle("", Entry{Stream: `{a="b"}`, TimeNano: int64(i), Line: "x", Offset: int64(i)}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newCfg := testConfig(cur.URL + "/loki/api/v1/push")
+	if err := f.SetBase(newCfg); err != nil {
+		t.Fatal(err)
+	}
+	if f.Base().Key() != newCfg.Key() {
+		t.Fatalf("base %s after SetBase", f.Base().Endpoint())
+	}
+	for i := 11; i <= 20; i++ {
+		if err := f.Handle("", Entry{Stream: `{a="b"}`, TimeNano: int64(i), Line: "x", Offset: int64(i)}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.routes[newCfg.Key()].seqs) == 0 // the new endpoint took 11-20
+	})
+	rec.mu.Lock()
+	if len(rec.acks) != 0 {
+		t.Errorf("acknowledged %v while the old endpoint held 1-10", rec.acks)
+	}
+	rec.mu.Unlock()
+	close(release)
+	rec.waitAck(t, 20)
+	mu.Lock()
+	defer mu.Unlock()
+	if got["old"] == 0 || got["new"] == 0 {
+		t.Errorf("pushes: %v, want both endpoints", got)
 	}
 }
