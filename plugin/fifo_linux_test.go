@@ -3,6 +3,7 @@ package plugin
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -182,5 +183,96 @@ func TestFIFOPauseFollowsPipeSize(t *testing.T) {
 		if got := pauseFor(size); got != want {
 			t.Errorf("pauseFor(%d) = %v, want %v", size, got, want)
 		}
+	}
+}
+
+func TestUntilTick(t *testing.T) {
+	base := time.Unix(1_700_000_000, 0).Truncate(fifoTick)
+	for _, off := range []time.Duration{0, time.Nanosecond, fifoTick / 3, fifoTick - time.Nanosecond} {
+		got := untilTick(base.Add(off))
+		if want := fifoTick - off; got != want {
+			t.Errorf("at tick+%v: %v, want %v", off, got, want)
+		}
+	}
+}
+
+// A steady stream (small writes) is read on the grid: every byte arrives,
+// in order, EOF follows the writer's close, and Close ends a Read that
+// sleeps until the next tick.
+func TestFIFOReaderSteadyStream(t *testing.T) {
+	p := newFIFO(t)
+	r, err := openFIFOReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	done := make(chan error, 1)
+	go func() {
+		for i := range 30 {
+			line := fmt.Sprintf("line %d\n", i)
+			want.WriteString(line)
+			if _, err := w.WriteString(line); err != nil {
+				done <- err
+				return
+			}
+			if i%10 == 9 { // some writes land while the reader sleeps, some while it waits
+				time.Sleep(fifoTick * 3 / 2)
+			}
+		}
+		done <- w.Close()
+	}()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want.String() {
+		t.Fatalf("read %q, want %q", got, want.String())
+	}
+
+	r2, err := openFIFOReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeper, err := openFIFOKeeper(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keeper.Close()
+	kw, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kw.Close()
+	if _, err := kw.WriteString("x\n"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r2.Read(make([]byte, 64)); n != 2 || err != nil {
+		t.Fatalf("first read: %d, %v", n, err)
+	}
+	if r2.next <= 0 {
+		t.Fatalf("after a small read the reader does not wait for the grid (next %v)", r2.next)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r2.Read(make([]byte, 64))
+		errc <- err
+	}()
+	if err := r2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, os.ErrClosed) {
+			t.Fatalf("Read after Close: %v, want os.ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Read still sleeping 10 s after Close")
 	}
 }
