@@ -2,7 +2,6 @@ package grafana_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -56,97 +55,22 @@ func TestDashboardIsGenerated(t *testing.T) {
 	}
 }
 
-// panelQuery is one PromQL expression of the dashboard and where it is.
-type panelQuery struct {
-	where  string // panel title and refId, or the variable's name
-	expr   string // with Grafana's variables in place
-	legend string
-}
+var legendRE = regexp.MustCompile(`\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}`)
 
-// dashboardModel is the part of Grafana's JSON model the test reads.
-type dashboardModel struct {
-	Panels     []panelModel `json:"panels"`
-	Templating struct {
-		List []struct {
-			Name  string `json:"name"`
-			Type  string `json:"type"`
-			Query any    `json:"query"`
-		} `json:"list"`
-	} `json:"templating"`
-}
-
-type panelModel struct {
-	Title   string       `json:"title"`
-	Type    string       `json:"type"`
-	Panels  []panelModel `json:"panels"` // a collapsed row's
-	Targets []struct {
-		RefID        string `json:"refId"`
-		Expr         string `json:"expr"`
-		LegendFormat string `json:"legendFormat"`
-	} `json:"targets"`
-}
-
-var (
-	labelValuesRE = regexp.MustCompile(`^\s*label_values\((.*),\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)\s*$`)
-	legendRE      = regexp.MustCompile(`\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}`)
-	grafanaVarRE  = regexp.MustCompile(`\$\{?([a-zA-Z_][a-zA-Z0-9_]*)(?::[a-zA-Z]+)?\}?`)
-)
-
-// errEmpty: a panel without a query, or a query without an expression.
-var errEmpty = errors.New("no query")
-
-// queries returns every PromQL expression of the dashboard: each panel
-// target's, and each label_values variable's selector (with the label it
-// asks for as the legend).
-func queries(data []byte) ([]panelQuery, error) {
-	var d dashboardModel
-	if err := json.Unmarshal(data, &d); err != nil {
-		return nil, err
-	}
-	var qs []panelQuery
-	var errs []error
-	var walk func([]panelModel)
-	walk = func(ps []panelModel) {
-		for _, p := range ps {
-			walk(p.Panels)
-			if p.Type == "row" {
-				continue
-			}
-			if len(p.Targets) == 0 {
-				errs = append(errs, fmt.Errorf("panel %q: %w", p.Title, errEmpty))
-			}
-			for _, tg := range p.Targets {
-				where := fmt.Sprintf("panel %q, query %s", p.Title, tg.RefID)
-				if strings.TrimSpace(tg.Expr) == "" {
-					errs = append(errs, fmt.Errorf("%s: %w", where, errEmpty))
-					continue
-				}
-				qs = append(qs, panelQuery{where: where, expr: tg.Expr, legend: tg.LegendFormat})
-			}
-		}
-	}
-	walk(d.Panels)
-	for _, v := range d.Templating.List {
-		q, ok := v.Query.(string)
-		if v.Type != "query" || !ok {
-			continue
-		}
-		m := labelValuesRE.FindStringSubmatch(q)
-		if m == nil {
-			errs = append(errs, fmt.Errorf("variable %s: %q is not label_values(selector, label)", v.Name, q))
-			continue
-		}
-		qs = append(qs, panelQuery{where: "variable " + v.Name, expr: m[1], legend: "{{" + m[2] + "}}"})
-	}
-	return qs, errors.Join(errs...)
+// queries returns every PromQL expression of the dashboard
+// (metricnames.ReadDashboard), and what is wrong with the dashboard's
+// panels and variables.
+func queries(data []byte) ([]metricnames.Query, error) {
+	d, err := metricnames.ReadDashboard(data)
+	return d.Queries(), err
 }
 
 // promQL puts values in place of Grafana's variables: a duration for the
 // interval ones, a plain string for the rest (they stand in label values
 // only).
 func promQL(expr string) string {
-	return grafanaVarRE.ReplaceAllStringFunc(expr, func(v string) string {
-		switch grafanaVarRE.FindStringSubmatch(v)[1] {
+	return metricnames.Interpolate(expr, func(name string) string {
+		switch name {
 		case "__rate_interval", "__interval", "__range":
 			return "5m"
 		}
@@ -161,18 +85,18 @@ func check(data []byte, families metricnames.Families) error {
 	qs, err := queries(data)
 	errs := []error{err}
 	for _, q := range qs {
-		expr := promQL(q.expr)
+		expr := promQL(q.Expr)
 		if err := families.Check(expr, nil); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", q.where, err))
+			errs = append(errs, fmt.Errorf("%s: %w", q.Where, err))
 			continue
 		}
 		has, known, err := families.Labels(expr)
 		if err != nil || !known {
 			continue
 		}
-		for _, m := range legendRE.FindAllStringSubmatch(q.legend, -1) {
+		for _, m := range legendRE.FindAllStringSubmatch(q.Legend, -1) {
 			if !slices.Contains(has, m[1]) {
-				errs = append(errs, fmt.Errorf("%s: legend {{%s}}: %w (the result has %v)", q.where, m[1], metricnames.ErrUnknownLabel, has))
+				errs = append(errs, fmt.Errorf("%s: legend {{%s}}: %w (the result has %v)", q.Where, m[1], metricnames.ErrUnknownLabel, has))
 			}
 		}
 	}
@@ -217,7 +141,7 @@ func TestDashboardUsesRegisteredMetrics(t *testing.T) {
 	}
 	for _, name := range want {
 		re := regexp.MustCompile(`\b` + name + `\b`)
-		if !slices.ContainsFunc(qs, func(q panelQuery) bool { return re.MatchString(q.expr) }) {
+		if !slices.ContainsFunc(qs, func(q metricnames.Query) bool { return re.MatchString(q.Expr) }) {
 			t.Errorf("no query uses %s", name)
 		}
 	}
@@ -242,7 +166,7 @@ func TestCheckCatchesDrift(t *testing.T) {
 		{"grouping label", `sum by (job, instance, dir) (logferry_spool_bytes{`, `sum by (job, instance, endpoint) (logferry_spool_bytes{`, metricnames.ErrUnknownLabel},
 		{"legend label", `"{{container_name}} ({{job}} {{instance}})"`, `"{{container}} ({{job}} {{instance}})"`, metricnames.ErrUnknownLabel},
 		{"variable label", `job=~\"$job\"}, instance)`, `job=~\"$job\"}, container_name)`, metricnames.ErrUnknownLabel},
-		{"empty query", `"expr": "go_goroutines{`, `"expr": "", "x": "{`, errEmpty},
+		{"empty query", `"expr": "go_goroutines{`, `"expr": "", "x": "{`, metricnames.ErrNoQuery},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
