@@ -13,7 +13,7 @@ BUILDINFO := github.com/logferry/logferry/shared/buildinfo
 LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION) -X $(BUILDINFO).date=$(BUILD_DATE)
 export LF_LDFLAGS := $(LDFLAGS)
 
-.PHONY: all build test chaos unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image
+.PHONY: all build test chaos unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image release test-release plugin-push
 
 all: build
 
@@ -88,3 +88,24 @@ generate:
 
 clean:
 	rm -rf .tmp rootfs bin
+
+# Every release artifact, amd64 and arm64, into dist/ with SHA256SUMS:
+# make release VERSION=0.1.0 (plugin rootfs tarballs, sidecar binaries and
+# images, .deb packages).
+release:
+	scripts/release $(VERSION)
+
+# The release tests (about 3 minutes, as root): the arm64 binaries and unit
+# tests under qemu-user, then the .deb installed, its unit's command run
+# against a private dockerd and Loki, removed and purged. .ci/run runs it
+# after make test.
+test-release: loki
+	scripts/release 0.0.0-test
+	scripts/test-arm64 0.0.0-test
+	scripts/test-deb dist/logferry-sidecar_0.0.0~test_amd64.deb
+
+# Builds the plugin as $(VERSION) and pushes $(REGISTRY)/logferry:$(VERSION)
+# (ARCHES="amd64 arm64" also pushes $(VERSION)-arm64) via DOCKER_HOST's dockerd.
+plugin-push:
+	@test -n "$(REGISTRY)" || { echo "make plugin-push REGISTRY=host:port VERSION=x.y.z"; exit 1; }
+	scripts/plugin-push "$(REGISTRY)" "$(VERSION)"
