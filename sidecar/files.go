@@ -56,7 +56,7 @@ func (f *Files) Close() {
 // Open starts following one container's log (Run does the reading).
 func (f *Files) Open(path, name string, start *positions.Position, fromOldest bool, maxLine int) (FileTail, error) {
 	t, err := tail.New(tail.Config{Path: path, Name: name, Start: start, FromOldest: fromOldest, MaxLineSize: maxLine,
-		PollInterval: f.poll.PollInterval}, f.watcher, f.m, f.log)
+		PollInterval: f.poll.PollInterval, Tick: tail.SteadyTick}, f.watcher, f.m, f.log)
 	if err != nil {
 		return nil, err // not a nil *tail.Tailer in a FileTail
 	}

@@ -44,6 +44,7 @@ type Metrics struct {
 	fanotify      prometheus.Gauge
 	pollFallbacks *prometheus.CounterVec
 	watchedDirs   *prometheus.GaugeVec
+	mutedDirs     prometheus.Gauge
 	tailers       prometheus.Gauge
 	refused       RefusalCounter
 }
@@ -110,10 +111,14 @@ func NewMetricsWithRefusals(reg prometheus.Registerer, refused RefusalCounter) *
 		tailers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "logferry_sidecar_tail_tailers", Help: "Tailers running.",
 		}),
+		mutedDirs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "logferry_sidecar_tail_steady_directories",
+			Help: "Watched container directories whose logs are read on the 100 ms grid, their inotify watch removed meanwhile (counted in watched_directories too).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.rotations, m.truncations, m.skipped, m.cut, m.invalidUTF8,
-			m.positionsLost, m.pinLimit, m.rotatedUnread, m.keptTaken, m.fanotify, m.pollFallbacks, m.watchedDirs, m.tailers)
+			m.positionsLost, m.pinLimit, m.rotatedUnread, m.keptTaken, m.fanotify, m.pollFallbacks, m.watchedDirs, m.tailers, m.mutedDirs)
 	}
 	return m
 }

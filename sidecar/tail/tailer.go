@@ -37,6 +37,8 @@ type Tailer struct {
 	// Run's state.
 	src      *source // nil while waiting for the live file to appear
 	sincePin int     // lines delivered since the last look for files to pin
+	empty    int     // grid ticks in a row that found nothing new (Config.Tick)
+	timer    *time.Timer
 	// beforeWait, a test hook, is called before Run waits for a change.
 	beforeWait func()
 }
@@ -110,11 +112,12 @@ func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
 	}
 	t.asm.emit = emit
 	var wake <-chan struct{}
+	var sub *Subscription
 	var tick <-chan time.Time
 	stopPinner := func() {}
 	if t.w != nil {
 		// Before anything is looked at, so that no change goes unnoticed.
-		sub := t.w.subscribe(filepath.Dir(t.cfg.Path), t.pins.signal)
+		sub = t.w.subscribe(filepath.Dir(t.cfg.Path), t.pins.signal)
 		defer sub.Close()
 		wake = sub.C()
 		// Also before anything is opened: every file closed from now on is
@@ -160,11 +163,13 @@ func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
 		if err != nil {
 			return err
 		}
-		progress := false
+		progress, read := false, int64(0)
 		if t.src != nil {
+			from := t.src.off
 			if progress, err = t.rd.readAll(ctx, t.src); err != nil {
 				return err
 			}
+			read = t.src.off - from
 		}
 		// A live file was read to its end: a write since then has queued a
 		// wake-up. A finished file, or a Finish, needs another look now.
@@ -174,16 +179,35 @@ func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
 		if finishing {
 			return t.finishUp()
 		}
+		grid := t.cfg.Tick > 0 && t.src != nil && t.src.live
+		if grid && (progress && read < BusyBytes || !progress && t.empty > 0 && t.empty < IdleTicks) {
+			// A steady log: the next read on the grid, without waiting
+			// for the wake-ups that its writes queue meanwhile.
+			if progress {
+				t.empty = 1
+			} else {
+				t.empty++
+			}
+			if sub != nil {
+				sub.Quiet(true) // the grid sees writes and rotations now
+			}
+			if err := t.pause(ctx, t.cfg.Tick-time.Duration(time.Now().UnixNano()%int64(t.cfg.Tick))); err != nil {
+				return err
+			}
+			drain(wake)
+			continue
+		}
+		t.empty = 0
+		if sub != nil {
+			sub.Quiet(false)
+		}
 		if progress && t.cfg.ReadPause > 0 {
 			// A busy log: let it grow before the next read, which follows
 			// without waiting for the wake-ups that its writes queue.
-			if err := t.pause(ctx); err != nil {
+			if err := t.pause(ctx, t.cfg.ReadPause); err != nil {
 				return err
 			}
-			select {
-			case <-wake:
-			default:
-			}
+			drain(wake)
 			continue
 		}
 		if t.beforeWait != nil {
@@ -199,17 +223,30 @@ func (t *Tailer) Run(ctx context.Context, emit func(Line) error) error {
 	}
 }
 
-// pause waits cfg.ReadPause, or less when Finish is called or ctx ends.
-func (t *Tailer) pause(ctx context.Context) error {
-	tm := time.NewTimer(t.cfg.ReadPause)
-	defer tm.Stop()
+// pause waits d, or less when Finish is called or ctx ends.
+func (t *Tailer) pause(ctx context.Context, d time.Duration) error {
+	if t.timer == nil {
+		t.timer = time.NewTimer(d)
+	} else {
+		t.timer.Reset(d)
+	}
 	select {
 	case <-ctx.Done():
+		t.timer.Stop()
 		return ctx.Err()
 	case <-t.finish:
-	case <-tm.C:
+		t.timer.Stop()
+	case <-t.timer.C:
 	}
 	return nil
+}
+
+// drain takes a pending wake-up: what it announced was read after it.
+func drain(wake <-chan struct{}) {
+	select {
+	case <-wake:
+	default:
+	}
 }
 
 // closeSource closes every file Run holds; the pinner has stopped.

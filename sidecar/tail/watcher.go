@@ -52,6 +52,11 @@ type Watcher struct {
 type watchedDir struct {
 	subs    map[*Subscription]struct{}
 	watched bool // an fsnotify watch is in place; otherwise the directory is polled
+	// quiet counts the subscriptions that read on their own grid (Quiet);
+	// while all of them do, the watch is removed (muted) so that the
+	// daemon's writes wake no one. d.watched stays true meanwhile.
+	quiet int
+	muted bool
 }
 
 // Subscription is one tailer's interest in a directory.
@@ -64,6 +69,58 @@ type Subscription struct {
 	// It must only signal (see pinSet.signal): that goroutine wakes every
 	// tailer, and the subscriber does its own I/O.
 	changed func()
+	quiet   bool // under w.mu
+}
+
+// Quiet says whether the subscriber reads the directory's file on its own
+// schedule for now (a steady log read on a grid): while every subscriber
+// of the directory is quiet, the directory's watch is removed, so that
+// each write of the daemon (an inotify event) wakes neither the watcher
+// nor the tailer, and the subscriber looks for rotations itself. Quiet
+// false puts the watch back and wakes the subscribers (what was written
+// meanwhile is then read).
+func (s *Subscription) Quiet(q bool) {
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.dirs[s.dir]
+	if d == nil || s.quiet == q {
+		return
+	}
+	if _, ok := d.subs[s]; !ok {
+		return
+	}
+	s.quiet = q
+	if q {
+		d.quiet++
+	} else {
+		d.quiet--
+	}
+	w.muteLocked(s.dir, d)
+}
+
+// muteLocked removes or puts back d's watch as its subscribers' quiet
+// says. Called with w.mu held.
+func (w *Watcher) muteLocked(dir string, d *watchedDir) {
+	switch all := d.quiet > 0 && d.quiet == len(d.subs); {
+	case all && !d.muted && d.watched && w.fsw != nil:
+		if err := w.fsw.Remove(dir); err != nil && !errors.Is(err, fsnotify.ErrNonExistentWatch) {
+			w.log.Debug("removing a directory watch", "dir", dir, "err", err)
+			return
+		}
+		d.muted = true
+		w.m.mutedDirs.Inc()
+	case !all && d.muted:
+		d.muted = false
+		w.m.mutedDirs.Dec()
+		if w.fsw != nil {
+			d.watched = false // addWatchLocked puts it back, or falls back to polling
+			w.m.watchedDirs.WithLabelValues("fsnotify").Dec()
+			w.m.watchedDirs.WithLabelValues("poll").Inc()
+			w.addWatchLocked(dir, d)
+		}
+		notifyAll(d)
+	}
 }
 
 // C receives a value (capacity 1, never blocking the watcher) when the
@@ -130,6 +187,7 @@ func (w *Watcher) subscribe(dir string, changed func()) *Subscription {
 		w.addWatchLocked(dir, d)
 	}
 	d.subs[s] = struct{}{}
+	w.muteLocked(dir, d) // a new subscriber is not quiet
 	return s
 }
 
@@ -200,10 +258,18 @@ func (s *Subscription) Close() {
 		return
 	}
 	delete(d.subs, s)
+	if s.quiet {
+		s.quiet = false
+		d.quiet--
+	}
 	if len(d.subs) > 0 {
+		w.muteLocked(s.dir, d)
 		return
 	}
-	if d.watched && w.fsw != nil {
+	if d.muted {
+		d.muted = false
+		w.m.mutedDirs.Dec()
+	} else if d.watched && w.fsw != nil {
 		// The kernel drops the watch itself when the directory is removed;
 		// then fsnotify reports a watch it no longer has, which is fine.
 		if err := w.fsw.Remove(s.dir); err != nil && !errors.Is(err, fsnotify.ErrNonExistentWatch) {
@@ -298,6 +364,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.mu.Lock()
 		w.running, w.fsw = false, nil
 		for _, d := range w.dirs {
+			if d.muted {
+				d.muted = false
+				w.m.mutedDirs.Dec()
+			}
 			w.setWatchedLocked(d, false)
 		}
 		w.mu.Unlock()
