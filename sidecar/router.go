@@ -201,10 +201,38 @@ func (r *Router) prune(ctx context.Context) {
 		if !exist[id] {
 			r.removed(id)
 			n++
+			continue
 		}
+		r.finishStopped(ctx, id)
 	}
 	if n > 0 {
 		r.log.Info("forgot the positions of removed containers", "count", n)
+	}
+}
+
+// finishStopped ships what is left of a container with a saved position
+// that exists but is not running and has no shipper: it stopped while the
+// sidecar was down (found by the soak: one that exited as the sidecar was
+// killed lost its last lines). Its shipper reads to the end of what the
+// container wrote and ends.
+func (r *Router) finishStopped(ctx context.Context, id string) {
+	r.mu.Lock()
+	_, shipping := r.shippers[id]
+	_, known := r.routes[id]
+	r.mu.Unlock()
+	if shipping || known {
+		return
+	}
+	c, err := r.eng.Inspect(ctx, id)
+	if err != nil || c.Running {
+		return // gone meanwhile, or running: the events and the list ship it
+	}
+	r.mu.Lock()
+	s := r.startLocked(ctx, c)
+	r.mu.Unlock()
+	if s != nil {
+		r.log.Info("reading what a container stopped while the sidecar was down left", "container", c.Name, "container_id", shortID(id))
+		r.finish(id)
 	}
 }
 
