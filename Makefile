@@ -13,7 +13,7 @@ BUILDINFO := github.com/logferry/logferry/shared/buildinfo
 LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION) -X $(BUILDINFO).date=$(BUILD_DATE)
 export LF_LDFLAGS := $(LDFLAGS)
 
-.PHONY: all build test chaos unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image release test-release plugin-push
+.PHONY: all build test chaos unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image release test-release plugin-push soak soak-short
 
 all: build
 
@@ -109,3 +109,16 @@ test-release: loki
 plugin-push:
 	@test -n "$(REGISTRY)" || { echo "make plugin-push REGISTRY=host:port VERSION=x.y.z"; exit 1; }
 	scripts/plugin-push "$(REGISTRY)" "$(VERSION)"
+
+# The soak (soak/, cmd/logferry-soak, scripts/soak): the plugin and the
+# sidecar at once for SOAK_DURATION under a steady 5,000 lines/s, container
+# churn and scheduled disturbances; writes soak/<date>/report.md (targets,
+# PNG charts, CSV) and fails when a target is missed. Takes SOAK_DURATION
+# plus about 2 minutes, and about 7 GB under /tmp for 30 minutes.
+SOAK_DURATION ?= 30m
+soak: loki
+	SOAK_DURATION=$(SOAK_DURATION) LOKI_BIN="$$(scripts/loki path)" scripts/soak
+
+# The 3-minute form with bounds fit for 3 minutes (about 3.5 minutes).
+soak-short: loki
+	LF_SOAK_SHORT=1 LOKI_BIN="$$(scripts/loki path)" $(GO) test -count=1 -v -timeout 15m -run TestSoakShort ./soak/

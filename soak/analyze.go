@@ -1,0 +1,340 @@
+package soak
+
+import (
+	"fmt"
+	"time"
+)
+
+// Result is one soak's figures and verdicts.
+type Result struct {
+	Config    Config
+	RunID     string
+	Start     time.Time
+	RanEnd    time.Time // the last container exited
+	Samples   []Sample
+	Latencies []Latency
+	Windows   []Window
+	Fits      map[string]map[string]Fit // process -> metric -> fit
+	CPU       map[string]CPUStat
+	Latency   map[string]LatencyStat // capture style
+	Recovery  []Recovery
+	Delivery  DeliveryTotals
+	ProbeFull int // probe polls that hit their limit
+	Targets   []Target
+	Pass      bool
+}
+
+// CPUStat is a process's CPU, % of one core, after the warm-up.
+type CPUStat struct{ Mean, Max float64 }
+
+// LatencyStat is write -> queryable of one capture style.
+type LatencyStat struct {
+	Steady, Disturbed, Long Percentiles
+	Resolution              time.Duration // median width of [Lower, Upper]
+}
+
+// Recovery is how long after Loki came back the sampled lines written
+// during the outage were all queryable.
+type Recovery struct {
+	Window  Window
+	Samples int
+	Drain   time.Duration
+}
+
+// DeliveryTotals sums the per-container check.
+type DeliveryTotals struct {
+	Containers, StartFailed, RunFailed   int
+	StartFailedOutside                   int // not the plugin's during a disturbance
+	Written, Delivered, Lost, Duplicated uint64
+	Damaged, Stored                      uint64
+	PerStyle                             map[string][4]uint64 // containers, written, lost, duplicated
+	Problems                             []string
+	CheckErr                             error
+}
+
+// Target is one row of the report's targets table.
+type Target struct {
+	Name, Value, Bound string
+	Pass               bool
+	ReportOnly         bool
+}
+
+// Leak metrics per process; failing ones first.
+var (
+	leakMetrics = map[string][]string{
+		procPlugin:  {"goroutines", "fds", "rss", "streams", "heap"},
+		procSidecar: {"goroutines", "fds", "rss", "streams", "positions", "heap"},
+		procDockerd: {"goroutines", "fds", "rss"},
+	}
+	reportOnlyLeak = map[string]bool{"heap": true, procDockerd + "/rss": true}
+)
+
+// Disturbance margins: samples and latencies this close to a disturbance
+// window are its, not the steady state's.
+const (
+	windowBefore   = 2 * time.Second
+	latencyAfter   = 30 * time.Second
+	sampleAfter    = 60 * time.Second
+	restartWarmup  = 30 * time.Second
+	endMargin      = 15 * time.Second
+	minLatencyRows = 50
+)
+
+func metricValue(s Sample, m string) float64 {
+	switch m {
+	case "goroutines":
+		return s.Goroutines
+	case "fds":
+		return s.FDs
+	case "rss":
+		if s.RSS < 0 {
+			return -1
+		}
+		return s.RSS / 1024
+	case "heap":
+		if s.Heap < 0 {
+			return -1
+		}
+		return s.Heap / 1024
+	case "streams":
+		return s.Streams
+	case "positions":
+		return s.Positions
+	}
+	return -1
+}
+
+// leakFits fits every leak metric of every process over the steady part of
+// the run: after the warm-up, before the last seconds, outside disturbance
+// windows (and a minute after them), each process incarnation its own
+// segment without its first 30 s.
+func leakFits(cfg Config, start time.Time, samples []Sample, ws []Window) map[string]map[string]Fit {
+	out := map[string]map[string]Fit{}
+	firstSeen := map[int]time.Time{}
+	for _, s := range samples {
+		if _, ok := firstSeen[s.PID]; !ok {
+			firstSeen[s.PID] = s.At
+		}
+	}
+	firstPID := map[string]int{}
+	for _, s := range samples {
+		if _, ok := firstPID[s.Proc]; !ok {
+			firstPID[s.Proc] = s.PID
+		}
+	}
+	from, to := start.Add(cfg.Warmup), start.Add(cfg.Duration-endMargin)
+	for _, proc := range procs {
+		out[proc] = map[string]Fit{}
+		for _, m := range leakMetrics[proc] {
+			var pts []Point
+			for _, s := range samples {
+				if s.Proc != proc || s.At.Before(from) || s.At.After(to) || inWindows(ws, s.At, windowBefore, sampleAfter) {
+					continue
+				}
+				if s.PID != firstPID[proc] && s.At.Sub(firstSeen[s.PID]) < restartWarmup {
+					continue
+				}
+				y := metricValue(s, m)
+				if y < 0 {
+					continue
+				}
+				pts = append(pts, Point{Seg: s.PID, T: s.At.Sub(start).Minutes(), Alive: s.Alive, Y: y})
+			}
+			out[proc][m] = FitSlope(pts)
+		}
+	}
+	return out
+}
+
+func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, checkErr error) *Result {
+	cfg := e.cfg
+	r := &Result{Config: cfg, RunID: e.runID, Start: e.start, RanEnd: ranEnd, Samples: e.samp.all(),
+		Latencies: e.probe.latencies(), Windows: e.dist.all(), CPU: map[string]CPUStat{},
+		Latency: map[string]LatencyStat{}}
+	e.probe.mu.Lock()
+	r.ProbeFull = e.probe.full
+	e.probe.mu.Unlock()
+	// Outage recoveries.
+	for _, w := range r.Windows {
+		if w.Kind != kindLoki || w.End.IsZero() {
+			continue
+		}
+		rec := Recovery{Window: w}
+		var drained time.Time
+		for _, l := range r.Latencies {
+			if !l.Write.Before(w.Start) && !l.Write.After(w.End) {
+				rec.Samples++
+				if l.Upper.After(drained) {
+					drained = l.Upper
+				}
+			}
+		}
+		if rec.Samples > 0 {
+			rec.Drain = drained.Sub(w.End)
+		}
+		r.Recovery = append(r.Recovery, rec)
+	}
+
+	// A Loki outage lasts, for latency and the fits, until its backlog is
+	// drained.
+	r.Windows = settle(r.Windows, r.Latencies)
+	r.Fits = leakFits(cfg, r.Start, r.Samples, r.Windows)
+
+	// CPU after the warm-up, every sample (disturbances included: they are
+	// part of the cost).
+	for _, proc := range procs {
+		var sum, mx float64
+		n := 0
+		for _, s := range r.Samples {
+			if s.Proc == proc && s.CPU >= 0 && s.At.After(r.Start.Add(cfg.Warmup)) && s.At.Before(r.Start.Add(cfg.Duration)) {
+				sum += s.CPU
+				mx = max(mx, s.CPU)
+				n++
+			}
+		}
+		if n > 0 {
+			r.CPU[proc] = CPUStat{Mean: sum / float64(n), Max: mx}
+		}
+	}
+
+	// Latency per capture style.
+	for _, style := range styles {
+		var steady, disturbed, long, widths []time.Duration
+		for _, l := range r.Latencies {
+			if l.Style != style {
+				continue
+			}
+			if inWindows(r.Windows, l.Write, windowBefore, latencyAfter) {
+				disturbed = append(disturbed, l.Value())
+			} else {
+				steady = append(steady, l.Value())
+				if l.Long {
+					long = append(long, l.Value())
+				}
+			}
+			widths = append(widths, l.Upper.Sub(l.Lower))
+		}
+		r.Latency[style] = LatencyStat{Steady: percentiles(steady), Disturbed: percentiles(disturbed),
+			Long: percentiles(long), Resolution: percentiles(widths).P50}
+	}
+
+	// Delivery.
+	dt := DeliveryTotals{PerStyle: map[string][4]uint64{}, CheckErr: checkErr}
+	cs := e.work.containers()
+	for _, c := range cs {
+		if !c.ran.Load() {
+			dt.StartFailed++
+			if !inWindows(r.Windows, c.tried, 10*time.Second, 10*time.Second) || c.style != stylePlugin {
+				dt.StartFailedOutside++
+				dt.Problems = append(dt.Problems, fmt.Sprintf("%s (%s) did not start: %v", c.name, c.style, c.err))
+			}
+			continue
+		}
+		dt.Containers++
+		if c.err != nil {
+			dt.RunFailed++
+			dt.Problems = append(dt.Problems, fmt.Sprintf("%s (%s): %v", c.name, c.style, c.err))
+		}
+		d, ok := deliveries[c]
+		if !ok {
+			dt.Problems = append(dt.Problems, fmt.Sprintf("%s (%s): not checked", c.name, c.style))
+			continue
+		}
+		dt.Written += d.Written
+		dt.Delivered += d.Delivered
+		dt.Lost += d.Lost()
+		dt.Duplicated += d.Duplicated
+		dt.Damaged += d.Damaged
+		dt.Stored += d.Stored
+		ps := dt.PerStyle[c.style]
+		ps[0]++
+		ps[1] += d.Written
+		ps[2] += d.Lost()
+		ps[3] += d.Duplicated
+		dt.PerStyle[c.style] = ps
+		if d.Lost() > 0 || d.Duplicated > 0 || d.Damaged > 0 {
+			dt.Problems = append(dt.Problems, fmt.Sprintf("%s (%s, tty=%v, rotate=%v, %d lines, started %s, exited %s): lost %d (first gap %s), duplicated %d, damaged %d",
+				c.name, c.style, c.tty, c.rotate, d.Written, c.started.Format("15:04:05"), c.exited.Format("15:04:05"),
+				d.Lost(), d.FirstGap, d.Duplicated, d.Damaged))
+		}
+	}
+	r.Delivery = dt
+	r.Targets = targets(r)
+	r.Pass = true
+	for _, t := range r.Targets {
+		if !t.ReportOnly && !t.Pass {
+			r.Pass = false
+		}
+	}
+	return r
+}
+
+func targets(r *Result) []Target {
+	cfg := r.Config
+	var ts []Target
+	unit := map[string]string{"goroutines": "/min", "fds": "/min", "rss": " KiB/min", "heap": " KiB/min", "streams": "/min", "positions": "/min"}
+	for _, proc := range procs {
+		for _, m := range leakMetrics[proc] {
+			f := r.Fits[proc][m]
+			only := reportOnlyLeak[m] || reportOnlyLeak[proc+"/"+m]
+			val := "too few samples"
+			if f.OK {
+				val = fmt.Sprintf("%+.3g%s, 95%% CI [%+.3g, %+.3g] (n=%d, %d segment(s), rho %.2f)", f.Slope, unit[m], f.Lo, f.Hi, f.N, f.Segments, f.Rho)
+			}
+			bound, pass := "CI includes 0", f.OK && f.IncludesZero()
+			if slack := cfg.Slack[m]; slack > 0 {
+				bound = fmt.Sprintf("CI reaches into ±%g%s (short-form bound)", slack, unit[m])
+				pass = f.OK && f.Lo <= slack && f.Hi >= -slack
+			}
+			ts = append(ts, Target{Name: fmt.Sprintf("%s %s leak", proc, m), Value: val, Bound: bound, Pass: pass, ReportOnly: only})
+		}
+	}
+	for _, proc := range []string{procPlugin, procSidecar} {
+		c, ok := r.CPU[proc]
+		val := "not measured"
+		if ok {
+			val = fmt.Sprintf("%.1f %% mean, %.1f %% max", c.Mean, c.Max)
+		}
+		ts = append(ts, Target{Name: proc + " CPU (% of one core)", Value: val, Bound: "< 2 % (the steady-rate CPU issue's; reported)", Pass: ok && c.Mean < 2, ReportOnly: true})
+	}
+	for _, style := range styles {
+		l := r.Latency[style]
+		only := style == styleAPI // churn containers only: few samples
+		val := fmt.Sprintf("p99 %v (p50 %v, p90 %v, max %v; n=%d, resolution %v)", ms(l.Steady.P99), ms(l.Steady.P50), ms(l.Steady.P90), ms(l.Steady.Max), l.Steady.N, ms(l.Resolution))
+		ts = append(ts, Target{Name: style + " write -> queryable p99, outside disturbances", Value: val,
+			Bound: "<= " + cfg.P99Limit.String() + fmt.Sprintf(", n >= %d", minLatencyRows),
+			Pass:  l.Steady.N >= minLatencyRows && l.Steady.P99 <= cfg.P99Limit, ReportOnly: only})
+	}
+	for i, rec := range r.Recovery {
+		val := "no sampled line written during the outage"
+		if rec.Samples > 0 {
+			val = fmt.Sprintf("%v after Loki was back (%d sampled lines)", ms(rec.Drain), rec.Samples)
+		}
+		ts = append(ts, Target{Name: fmt.Sprintf("backlog drained after Loki outage %d", i+1), Value: val,
+			Bound: "<= " + cfg.RecoveryLimit.String(), Pass: rec.Samples > 0 && rec.Drain <= cfg.RecoveryLimit})
+	}
+	d := r.Delivery
+	ts = append(ts,
+		Target{Name: "lines lost", Value: fmt.Sprintf("%d of %d written (%d containers)", d.Lost, d.Written, d.Containers), Bound: "0", Pass: d.Lost == 0 && d.CheckErr == nil && d.Written > 0},
+		Target{Name: "lines duplicated", Value: fmt.Sprint(d.Duplicated), Bound: "0", Pass: d.Duplicated == 0},
+		Target{Name: "lines damaged or foreign", Value: fmt.Sprint(d.Damaged), Bound: "0", Pass: d.Damaged == 0},
+		Target{Name: "containers that failed", Value: fmt.Sprintf("%d did not run (%d of them the plugin's while it was disabled), %d did not exit 0", d.StartFailed, d.StartFailed-d.StartFailedOutside, d.RunFailed),
+			Bound: "0 (not counting the plugin's while disabled)", Pass: d.StartFailedOutside == 0 && d.RunFailed == 0},
+	)
+	var derr []string
+	for _, w := range r.Windows {
+		if w.Err != nil {
+			derr = append(derr, fmt.Sprintf("%s: %v", w.Kind, w.Err))
+		}
+	}
+	ts = append(ts, Target{Name: "disturbances carried out", Value: fmt.Sprintf("%d, %d failed %v", len(r.Windows), len(derr), derr), Bound: "all", Pass: len(derr) == 0})
+	ts = append(ts, Target{Name: "duration (uptime of the run)", Value: r.RanEnd.Sub(r.Start).Round(time.Second).String(), Bound: cfg.Duration.String(), Pass: true, ReportOnly: true})
+	return ts
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "0"
+	}
+	return d.Round(time.Millisecond).String()
+}

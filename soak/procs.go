@@ -1,0 +1,268 @@
+package soak
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// httpc reads the binaries' /metrics and /ready; no keep-alive, so no idle
+// connection outlives the run.
+var httpc = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
+
+// errGone: the process is not running now.
+var errGone = errors.New("process not running")
+
+// sidecar is the logferry-sidecar process the soak runs, kills and restarts
+// with the same arguments (state and spool survive).
+type sidecar struct {
+	bin, logPath string
+	args         []string
+	metrics      string // host:port of /metrics and /ready
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// start runs the sidecar and waits up to a minute for its /ready.
+func (s *sidecar) start(ctx context.Context) error {
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own session, as a deployed sidecar has (see e2e/sidecar_test.go:
+	// autogroup scheduling), and killed with the harness.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("starting the sidecar: %w", err)
+	}
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+	// Owned by s: stop waits for it through done.
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	return waitReady(ctx, s.metrics, done, time.Minute)
+}
+
+// stop signals the sidecar and waits for it to exit (SIGKILL after 30 s).
+func (s *sidecar) stop(sig syscall.Signal) {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	select {
+	case <-done:
+		return
+	default:
+	}
+	_ = cmd.Process.Signal(sig)
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func (s *sidecar) pid() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return 0, errGone
+	}
+	select {
+	case <-s.done:
+		return 0, errGone
+	default:
+		return s.cmd.Process.Pid, nil
+	}
+}
+
+// waitReady polls addr's /ready until it answers 200; done (may be nil)
+// closing first, or the limit passing, is an error.
+func waitReady(ctx context.Context, addr string, done <-chan struct{}, limit time.Duration) error {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if ready(addr) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-done:
+			return fmt.Errorf("the process serving %s exited before it was ready", addr)
+		case <-deadline.C:
+			return fmt.Errorf("%s/ready did not answer 200 within %v", addr, limit)
+		case <-tick.C:
+		}
+	}
+}
+
+func ready(addr string) bool {
+	resp, err := httpc.Get("http://" + addr + "/ready")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// findPluginPID finds the plugin's process: the logferry-plugin child of
+// the containerd shim that runs the plugin id (as e2e/plugin_test.go).
+func findPluginPID(pluginID string) (int, error) {
+	shims, err := exec.Command("pgrep", "-f", "containerd-shim.*"+pluginID).Output()
+	if err != nil {
+		return 0, fmt.Errorf("no shim for plugin %s: %w", pluginID, err)
+	}
+	for _, shim := range strings.Fields(string(shims)) {
+		kids, err := exec.Command("pgrep", "-P", shim, "-x", "logferry-plugin").Output()
+		if err == nil {
+			return strconv.Atoi(strings.Fields(string(kids))[0])
+		}
+	}
+	return 0, fmt.Errorf("no logferry-plugin process under the shim of %s: %w", pluginID, errGone)
+}
+
+// procStat is what /proc says about one process.
+type procStat struct {
+	cpuTicks int64 // utime + stime, clock ticks
+	fds      int
+	rssBytes int64
+}
+
+// clockTicks is USER_HZ, 100 on every Linux the project supports.
+const clockTicks = 100
+
+func readProc(pid int) (procStat, error) {
+	var st procStat
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return st, err
+	}
+	// The command name may hold spaces: fields start after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return st, fmt.Errorf("/proc/%d/stat: no ')'", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return st, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	stt, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return st, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	st.cpuTicks = ut + stt
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return st, err
+	}
+	st.fds = len(ents)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return st, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			fs := strings.Fields(v)
+			if len(fs) == 2 {
+				kb, _ := strconv.ParseInt(fs[0], 10, 64)
+				st.rssBytes = kb << 10
+			}
+		}
+	}
+	return st, nil
+}
+
+// scrape reads addr's /metrics and returns the sum of every sample of each
+// family in names (a family absent from the page is absent from the map).
+func scrape(ctx context.Context, addr string, names []string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return sumFamilies(body, names), nil
+}
+
+// sumFamilies sums the samples of each named family in a Prometheus text
+// exposition. A name may be family{label="value"}: then only the samples
+// with that label are summed.
+func sumFamilies(body []byte, names []string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		for _, name := range names {
+			family, match, _ := strings.Cut(name, "{")
+			rest, ok := strings.CutPrefix(line, family)
+			if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+				continue
+			}
+			if match != "" {
+				labels, _, _ := strings.Cut(rest, "}")
+				if !strings.Contains(labels, strings.TrimSuffix(match, "}")) {
+					continue
+				}
+			}
+			f := strings.Fields(line)
+			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				out[name] += v
+			}
+		}
+	}
+	return out
+}
+
+// dockerdPID reads the pidfile scripts/dockerd keeps in the daemon's
+// directory.
+func dockerdPID(dir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "dockerd.pid"))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}

@@ -1,0 +1,279 @@
+package soak
+
+import (
+	"encoding/csv"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// writeReport writes report.md, the charts, samples.csv and latency.csv to
+// dir.
+func writeReport(dir string, r *Result) error {
+	if err := writeSamplesCSV(filepath.Join(dir, "samples.csv"), r); err != nil {
+		return err
+	}
+	if err := writeLatencyCSV(filepath.Join(dir, "latency.csv"), r); err != nil {
+		return err
+	}
+	charts, err := writeCharts(dir, r)
+	if err != nil {
+		return fmt.Errorf("charts: %w", err)
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(reportMarkdown(r, charts)), 0o644)
+}
+
+func reportMarkdown(r *Result, charts []chart) string {
+	cfg := r.Config
+	var b strings.Builder
+	verdict := "PASS"
+	if !r.Pass {
+		verdict = "FAIL"
+	}
+	fmt.Fprintf(&b, "# Soak report %s: %s\n\n", r.Start.UTC().Format("2006-01-02 15:04 UTC"), verdict)
+	fmt.Fprintf(&b, "Revision `%s`, %s, %d CPUs, %s. Run id `%s`.\n\n", gitRevision(), runtime.Version(), runtime.NumCPU(), kernel(), r.RunID)
+	if dirty := dirtyGoFiles(); dirty != "" {
+		fmt.Fprintf(&b, "The binaries were built from a working tree with uncommitted changes to: %s.\n\n", dirty)
+	}
+	fmt.Fprintf(&b, "Workload: %v; %g lines/s over %d long-lived containers per binary (%g lines/s each; %d-byte lines, 20 %% on stderr, every %dth line %d KiB, half of them non-ASCII); "+
+		"%d churn containers a minute at %g lines/s, alive 2-15 s or (one in five) 1-3 min, one in five with a TTY, one in three rotating (max-size %s, max-file 2), "+
+		"a quarter of the sidecar's on the local driver (the Engine-stream fallback), a docker logs read every 15 s; removed %v after exit. "+
+		"Warm-up %v; samples every %v; the latency probe polls every %v.\n\n",
+		cfg.Duration, cfg.Rate, cfg.Containers, cfg.Rate/float64(2*cfg.Containers), cfg.LineSize, cfg.LongEvery, cfg.LongSize>>10,
+		cfg.ChurnPerMinute, cfg.ChurnRate, cfg.RotateSize, cfg.RmDelay, cfg.Warmup, cfg.SampleEvery, cfg.ProbeEvery)
+	fmt.Fprintf(&b, "Both binaries: default batch wait (1 s) and batch size; retries 2, backoff 100 ms-2 s, timeout 2 s (as `make chaos`); the sidecar with `--overflow spool`.\n\n")
+
+	b.WriteString("## Targets\n\n| target | value | bound | result |\n|---|---|---|---|\n")
+	for _, t := range r.Targets {
+		res := "PASS"
+		switch {
+		case t.ReportOnly:
+			res = "reported"
+		case !t.Pass:
+			res = "**FAIL**"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t.Name, t.Value, t.Bound, res)
+	}
+
+	b.WriteString("\n## Processes\n\nIdle: the first sample (before the first container) and the last (every container removed and its lines delivered). " +
+		"Loaded: mean after the warm-up until the end of the run.\n\n" +
+		"| process | restarts | goroutines idle / loaded / idle | FDs idle / loaded / idle | RSS MiB idle / loaded / max / idle | heap MiB loaded | CPU % mean / max |\n|---|---|---|---|---|---|---|\n")
+	for _, proc := range procs {
+		var all, loaded []Sample
+		pids := map[int]bool{}
+		for _, s := range r.Samples {
+			if s.Proc != proc {
+				continue
+			}
+			all = append(all, s)
+			pids[s.PID] = true
+			if s.At.After(r.Start.Add(cfg.Warmup)) && s.At.Before(r.Start.Add(cfg.Duration)) {
+				loaded = append(loaded, s)
+			}
+		}
+		if len(all) == 0 {
+			continue
+		}
+		first := all[0]
+		// The idle end: the last value read of each series.
+		lastOf := func(f func(Sample) float64) float64 {
+			for i := len(all) - 1; i >= 0; i-- {
+				if v := f(all[i]); v >= 0 {
+					return v
+				}
+			}
+			return -1
+		}
+		mean := func(f func(Sample) float64) float64 {
+			sum, n := 0.0, 0
+			for _, s := range loaded {
+				if v := f(s); v >= 0 {
+					sum += v
+					n++
+				}
+			}
+			if n == 0 {
+				return -1
+			}
+			return sum / float64(n)
+		}
+		maxRSS := 0.0
+		for _, s := range all {
+			maxRSS = max(maxRSS, s.RSS)
+		}
+		c := r.CPU[proc]
+		fmt.Fprintf(&b, "| %s | %d | %s / %.0f / %s | %s / %.0f / %s | %.1f / %.1f / %.1f / %.1f | %s | %.1f / %.1f |\n", proc, len(pids)-1,
+			num(first.Goroutines), mean(func(s Sample) float64 { return s.Goroutines }), num(lastOf(func(s Sample) float64 { return s.Goroutines })),
+			num(first.FDs), mean(func(s Sample) float64 { return s.FDs }), num(lastOf(func(s Sample) float64 { return s.FDs })),
+			mib(first.RSS), mib(mean(func(s Sample) float64 { return s.RSS })), mib(maxRSS), mib(lastOf(func(s Sample) float64 { return s.RSS })),
+			numMiB(mean(func(s Sample) float64 { return s.Heap })), c.Mean, c.Max)
+	}
+
+	b.WriteString("\n## Latency, write -> queryable\n\n")
+	b.WriteString("A sampled line is every line whose sequence number is a multiple of 100 (every 40 KiB line among them). " +
+		"Write time is the entry's timestamp, which dockerd sets when it reads the line from the container; queryable is the middle of " +
+		"the interval between the last probe query that did not return the line and the first that did (resolution: the median width of that interval). " +
+		"Disturbed: written from 2 s before a disturbance until 30 s after it settled (the sampled lines written during it, ±2 s, were all queryable; " +
+		"for a Loki outage, its backlog drained).\n\n")
+	b.WriteString("| capture style | window | n | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|\n")
+	for _, style := range styles {
+		l := r.Latency[style]
+		for _, row := range []struct {
+			name string
+			p    Percentiles
+		}{{"steady", l.Steady}, {"steady, 40 KiB lines", l.Long}, {"disturbances", l.Disturbed}} {
+			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %s |\n", style, row.name, row.p.N, ms(row.p.P50), ms(row.p.P90), ms(row.p.P99), ms(row.p.Max))
+		}
+	}
+	if r.ProbeFull > 0 {
+		fmt.Fprintf(&b, "\n%d probe queries hit their limit of %d entries: some samples may be missing.\n", r.ProbeFull, probeLimit)
+	}
+
+	b.WriteString("\n## Disturbances\n\n`took` is from the first action until the disturbed part answered again: for Loki, SIGTERM (SIGKILL after 10 s), the planned down time, and its start-up (WAL replay).\n\n")
+	b.WriteString("| kind | at | took | settled after its end | backlog drained after Loki was back | error |\n|---|---|---|---|---|---|\n")
+	for _, w := range r.Windows {
+		drain := ""
+		for _, rec := range r.Recovery {
+			if rec.Window.Start.Equal(w.Start) {
+				drain = fmt.Sprintf("%s (%d sampled lines)", ms(rec.Drain), rec.Samples)
+			}
+		}
+		errs := ""
+		if w.Err != nil {
+			errs = w.Err.Error()
+		}
+		settled := ""
+		if w.Settled.After(w.End) {
+			settled = ms(w.Settled.Sub(w.End))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", w.Kind, w.Start.Sub(r.Start).Round(time.Second), ms(w.End.Sub(w.Start)), settled, drain, errs)
+	}
+
+	d := r.Delivery
+	b.WriteString("\n## Exact delivery\n\nEvery container's lines read back from Loki by paging `query_range` per container and counted by loggen's sequence numbers.\n\n")
+	b.WriteString("| capture style | containers | written | lost | duplicated |\n|---|---|---|---|---|\n")
+	for _, style := range styles {
+		ps := d.PerStyle[style]
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", style, ps[0], ps[1], ps[2], ps[3])
+	}
+	fmt.Fprintf(&b, "| all | %d | %d | %d | %d |\n", d.Containers, d.Written, d.Lost, d.Duplicated)
+	fmt.Fprintf(&b, "\n%d long non-ASCII lines of json-file containers arrived in json-file's stored form (U+FFFD where dockerd's 16 KiB cut split a character; the file holds no more) and count as delivered.\n", d.Stored)
+	if d.CheckErr != nil {
+		fmt.Fprintf(&b, "\nThe check failed for some containers: %v\n", d.CheckErr)
+	}
+	if len(d.Problems) > 0 {
+		b.WriteString("\nProblems:\n\n")
+		for i, p := range d.Problems {
+			if i == 50 {
+				fmt.Fprintf(&b, "- ... and %d more\n", len(d.Problems)-50)
+				break
+			}
+			fmt.Fprintf(&b, "- %s\n", p)
+		}
+	}
+
+	b.WriteString("\n## Charts\n\n")
+	for _, c := range charts {
+		fmt.Fprintf(&b, "### %s\n\n![%s](%s)\n\n", c.Title, c.Title, c.File)
+	}
+	b.WriteString("## Reading this report\n\n" +
+		"Leak slopes are least-squares slopes per minute of each series against time, with the number of soak containers alive that the process serves " +
+		"as a second regressor (churn moves goroutines, FDs and streams up and down with it) and one intercept per process incarnation (a killed sidecar " +
+		"or a re-enabled plugin starts a new one; its first 30 s are left out). Samples from the warm-up, the last 15 s, and from 2 s before each " +
+		"disturbance to a minute after it settled (see Latency) are left out. Samples every few seconds are autocorrelated, so the 95 % interval is widened by the lag-1 " +
+		"autocorrelation of the residuals (rho). A leak target fails when its interval excludes 0. Heap and dockerd's RSS are reported, not judged. " +
+		"CPU is % of one core from utime+stime in /proc/<pid>/stat between samples. Raw data: `samples.csv` (one row per process and sample), " +
+		"`latency.csv` (one row per sampled line).\n\n")
+	return b.String()
+}
+
+func num(v float64) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+func numMiB(v float64) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f", mib(v))
+}
+
+func gitRevision() string {
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// dirtyGoFiles lists the tracked Go files (and scripts) with uncommitted
+// changes: they are in the binaries measured.
+func dirtyGoFiles() string {
+	out, err := exec.Command("git", "diff", "--name-only", "HEAD", "--", "*.go", "scripts", "config.json").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(string(out)), ", ")
+}
+
+func kernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return runtime.GOOS
+	}
+	return "Linux " + strings.TrimSpace(string(b))
+}
+
+func writeSamplesCSV(path string, r *Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	_ = w.Write([]string{"time", "seconds", "process", "pid", "goroutines", "fds", "rss_bytes", "heap_inuse_bytes", "cpu_percent",
+		"containers_alive", "streams", "positions", "spool_bytes", "queue_bytes", "entries_sent"})
+	for _, s := range r.Samples {
+		_ = w.Write([]string{s.At.UTC().Format(time.RFC3339Nano), f3(s.At.Sub(r.Start).Seconds()), s.Proc, strconv.Itoa(s.PID),
+			f3(s.Goroutines), f3(s.FDs), f3(s.RSS), f3(s.Heap), f3(s.CPU), f3(s.Alive), f3(s.Streams), f3(s.Positions),
+			f3(s.Spool), f3(s.Queue), f3(s.Sent)})
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func writeLatencyCSV(path string, r *Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	ls := slices.Clone(r.Latencies)
+	slices.SortFunc(ls, func(a, b Latency) int { return a.Write.Compare(b.Write) })
+	w := csv.NewWriter(f)
+	_ = w.Write([]string{"write_time", "style", "id", "seq", "long", "latency_seconds", "lower_seconds", "upper_seconds", "in_disturbance"})
+	for _, l := range ls {
+		_ = w.Write([]string{l.Write.UTC().Format(time.RFC3339Nano), l.Style, l.ID, strconv.FormatUint(l.Seq, 10), strconv.FormatBool(l.Long),
+			f3(l.Value().Seconds()), f3(l.Lower.Sub(l.Write).Seconds()), f3(l.Upper.Sub(l.Write).Seconds()),
+			strconv.FormatBool(inWindows(r.Windows, l.Write, windowBefore, latencyAfter))})
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func f3(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }

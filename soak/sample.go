@@ -1,0 +1,205 @@
+package soak
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Processes sampled.
+const (
+	procPlugin  = "plugin"
+	procSidecar = "sidecar"
+	procDockerd = "dockerd"
+)
+
+var procs = []string{procPlugin, procSidecar, procDockerd}
+
+// Sample is one observation of one process. A value that could not be read
+// is -1.
+type Sample struct {
+	At         time.Time
+	Proc       string
+	PID        int
+	Goroutines float64
+	FDs        float64
+	RSS        float64 // bytes
+	Heap       float64 // go_memstats_heap_inuse_bytes
+	CPU        float64 // % of one core since the previous sample of the same pid
+	Alive      float64 // soak containers alive that this process serves
+	Streams    float64 // plugin: streams active + draining; sidecar: containers shipped (routes file and api)
+	Positions  float64 // sidecar: positions entries
+	Spool      float64 // logferry_spool_bytes
+	Queue      float64 // logferry_loki_queue_bytes
+	Sent       float64 // logferry_loki_entries_sent_total, summed over restarts
+}
+
+// metricNames are the families the sampler reads from both binaries.
+var metricNames = []string{
+	"go_goroutines", "go_memstats_heap_inuse_bytes",
+	"logferry_plugin_streams_active", "logferry_plugin_streams_draining",
+	`logferry_sidecar_containers{route="file"}`, `logferry_sidecar_containers{route="api"}`, "logferry_sidecar_positions",
+	"logferry_spool_bytes", "logferry_spool_unacked_bytes", "logferry_loki_queue_bytes", "logferry_loki_entries_sent_total",
+}
+
+// sampler reads /proc and /metrics of the plugin, the sidecar and dockerd
+// every SampleEvery until its context ends.
+type sampler struct {
+	e *env
+
+	mu      sync.Mutex
+	samples []Sample
+
+	// Only the sampler goroutine uses these.
+	prevCPU  map[string]cpuMark
+	sentBase map[string]float64 // counter total of earlier incarnations
+	sentLast map[string]float64
+}
+
+type cpuMark struct {
+	pid   int
+	ticks int64
+	at    time.Time
+}
+
+func newSampler(e *env) *sampler {
+	return &sampler{e: e, prevCPU: map[string]cpuMark{}, sentBase: map[string]float64{}, sentLast: map[string]float64{}}
+}
+
+func (s *sampler) run(ctx context.Context) {
+	tick := time.NewTicker(s.e.cfg.SampleEvery)
+	defer tick.Stop()
+	for {
+		s.sampleAll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *sampler) all() []Sample {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Sample(nil), s.samples...)
+}
+
+func (s *sampler) sampleAll(ctx context.Context) {
+	e := s.e
+	now := time.Now()
+	for _, p := range procs {
+		smp := Sample{At: now, Proc: p, Goroutines: -1, FDs: -1, RSS: -1, Heap: -1, CPU: -1,
+			Streams: -1, Positions: -1, Spool: -1, Queue: -1, Sent: -1}
+		var pid int
+		var err error
+		var metricsAddr string
+		switch p {
+		case procPlugin:
+			pid, err = findPluginPID(e.pluginID)
+			metricsAddr = e.pluginMetrics
+			smp.Alive = float64(e.work.aliveCount(stylePlugin))
+		case procSidecar:
+			pid, err = e.sc.pid()
+			metricsAddr = e.sc.metrics
+			smp.Alive = float64(e.work.aliveCount(styleFile) + e.work.aliveCount(styleAPI))
+		case procDockerd:
+			pid, err = dockerdPID(e.d.Dir())
+			smp.Alive = float64(e.work.aliveTotal())
+		}
+		if err != nil || pid == 0 {
+			continue // not running now (a disturbance): no sample
+		}
+		smp.PID = pid
+		st, err := readProc(pid)
+		if err != nil {
+			continue
+		}
+		smp.FDs, smp.RSS = float64(st.fds), float64(st.rssBytes)
+		if prev, ok := s.prevCPU[p]; ok && prev.pid == pid {
+			if dt := now.Sub(prev.at).Seconds(); dt > 0 {
+				smp.CPU = 100 * float64(st.cpuTicks-prev.ticks) / clockTicks / dt
+			}
+		}
+		s.prevCPU[p] = cpuMark{pid: pid, ticks: st.cpuTicks, at: now}
+		if metricsAddr != "" {
+			// Not ctx: the last sample, taken as the observers stop, is
+			// the idle end of the run.
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			m, err := scrape(sctx, metricsAddr, metricNames)
+			cancel()
+			if err == nil {
+				s.fromMetrics(&smp, m)
+			}
+		} else {
+			s.dockerdInfo(ctx, &smp)
+		}
+		s.mu.Lock()
+		s.samples = append(s.samples, smp)
+		s.mu.Unlock()
+	}
+}
+
+func (s *sampler) fromMetrics(smp *Sample, m map[string]float64) {
+	get := func(name string) float64 {
+		if v, ok := m[name]; ok {
+			return v
+		}
+		return -1
+	}
+	smp.Goroutines = get("go_goroutines")
+	smp.Heap = get("go_memstats_heap_inuse_bytes")
+	smp.Spool = get("logferry_spool_bytes")
+	smp.Queue = get("logferry_loki_queue_bytes")
+	switch smp.Proc {
+	case procPlugin:
+		a, d := get("logferry_plugin_streams_active"), get("logferry_plugin_streams_draining")
+		if a >= 0 {
+			smp.Streams = a + max(d, 0)
+		}
+	case procSidecar:
+		// The containers it ships; it also counts the plugin's, skipped.
+		f, a := get(`logferry_sidecar_containers{route="file"}`), get(`logferry_sidecar_containers{route="api"}`)
+		if f >= 0 || a >= 0 {
+			smp.Streams = max(f, 0) + max(a, 0)
+		}
+		smp.Positions = get("logferry_sidecar_positions")
+	}
+	if sent, ok := m["logferry_loki_entries_sent_total"]; ok {
+		// A restarted process counts from 0 again.
+		if sent < s.sentLast[smp.Proc] {
+			s.sentBase[smp.Proc] += s.sentLast[smp.Proc]
+		}
+		s.sentLast[smp.Proc] = sent
+		smp.Sent = s.sentBase[smp.Proc] + sent
+	}
+}
+
+// dockerdInfo reads dockerd's own goroutine count from docker info.
+func (s *sampler) dockerdInfo(ctx context.Context, smp *Sample) {
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	out, _, err := s.e.d.DockerCtx(ictx, "info", "--format", "{{.NGoroutines}}")
+	if err != nil {
+		return
+	}
+	if v, err := strconv.ParseFloat(strings.TrimSpace(out), 64); err == nil {
+		smp.Goroutines = v
+	}
+}
+
+// shipped is the entries both binaries have had acknowledged by Loki, from
+// the latest samples.
+func (s *sampler) shipped() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := map[string]float64{}
+	for _, smp := range s.samples {
+		if smp.Sent >= 0 {
+			last[smp.Proc] = smp.Sent
+		}
+	}
+	return last[procPlugin] + last[procSidecar]
+}

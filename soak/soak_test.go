@@ -1,0 +1,320 @@
+package soak
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/logferry/logferry/internal/dockertest"
+	"github.com/logferry/logferry/internal/loggen"
+	"github.com/logferry/logferry/internal/lokitest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		dockertest.Shutdown()
+		os.Exit(code)
+	}))
+}
+
+// TestSoakShort is make soak's 3-minute form (make test): the same targets
+// at 1,000 lines/s over 4 containers per binary, 20 containers a minute,
+// Loki down 10 s once, the sidecar killed once, the plugin disabled and
+// enabled once. About 4-5 minutes. LF_SOAK_OUT keeps the report there.
+func TestSoakShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the soak needs dockerd and Loki")
+	}
+	if os.Getenv(lokitest.EnvLokiBin) == "" {
+		t.Skip("LOKI_BIN is not set (make soak-short sets it)")
+	}
+	if os.Getenv("LF_SOAK_SHORT") == "" {
+		// Not in make test yet: a plugin disable/enable while a container
+		// exits can lose that container's last lines (found by the soak,
+		// not fixed), and the short form disables the plugin once.
+		t.Skip("LF_SOAK_SHORT is not set (make soak-short sets it)")
+	}
+	cfg := ShortConfig()
+	cfg.OutDir = os.Getenv("LF_SOAK_OUT")
+	if cfg.OutDir == "" {
+		cfg.OutDir = t.TempDir()
+	}
+	res, err := Run(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("report: %s", filepath.Join(cfg.OutDir, "report.md"))
+	for _, tg := range res.Targets {
+		switch {
+		case tg.ReportOnly:
+			t.Logf("info %s: %s (%s)", tg.Name, tg.Value, tg.Bound)
+		case !tg.Pass:
+			t.Errorf("FAIL %s: %s (want %s)", tg.Name, tg.Value, tg.Bound)
+		default:
+			t.Logf("ok   %s: %s", tg.Name, tg.Value)
+		}
+	}
+	for _, p := range res.Delivery.Problems {
+		t.Logf("problem: %s", p)
+	}
+}
+
+func TestFitSlope(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	noise := func(sd float64) float64 { return rnd.NormFloat64() * sd }
+	tests := []struct {
+		name     string
+		gen      func(i int, tm, alive float64) (seg int, y float64)
+		wantZero bool    // the interval includes 0
+		want     float64 // slope, when not ~0
+	}{
+		{"flat with noise", func(i int, tm, a float64) (int, float64) { return 0, 100 + noise(3) }, true, 0},
+		{"constant", func(i int, tm, a float64) (int, float64) { return 0, 42 }, true, 0},
+		{"leak of 2 per minute", func(i int, tm, a float64) (int, float64) { return 0, 100 + 2*tm + noise(3) }, false, 2},
+		{"churn explains the movement", func(i int, tm, a float64) (int, float64) { return 0, 50 + 3*a + noise(1) }, true, 0},
+		{"leak under churn", func(i int, tm, a float64) (int, float64) { return 0, 50 + 3*a + 0.5*tm + noise(1) }, false, 0.5},
+		{"restart resets the level, no leak", func(i int, tm, a float64) (int, float64) {
+			if tm > 15 {
+				return 1, 20 + noise(1)
+			}
+			return 0, 200 + noise(1)
+		}, true, 0},
+		{"restart, leak in each incarnation", func(i int, tm, a float64) (int, float64) {
+			if tm > 15 {
+				return 1, 20 + tm + noise(1)
+			}
+			return 0, 200 + tm + noise(1)
+		}, false, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var pts []Point
+			for i := range 360 { // 30 minutes every 5 s
+				tm := float64(i) / 12
+				alive := 50 + 10*math.Sin(float64(i)/7) + float64(rnd.IntN(5))
+				seg, y := tt.gen(i, tm, alive)
+				pts = append(pts, Point{Seg: seg, T: tm, Alive: alive, Y: y})
+			}
+			f := FitSlope(pts)
+			if f.IncludesZero() != tt.wantZero {
+				t.Fatalf("fit %+v: includes zero %v, want %v", f, f.IncludesZero(), tt.wantZero)
+			}
+			if !tt.wantZero && math.Abs(f.Slope-tt.want) > 0.1*tt.want+0.05 {
+				t.Errorf("slope %v, want about %v", f.Slope, tt.want)
+			}
+		})
+	}
+}
+
+func TestFitSlopeTooFewPoints(t *testing.T) {
+	f := FitSlope([]Point{{T: 1, Y: 1}, {T: 2, Y: 5}})
+	if f.OK || !f.IncludesZero() {
+		t.Errorf("two points: %+v, want no interval", f)
+	}
+}
+
+func TestTQuantile(t *testing.T) {
+	for df, want := range map[int]float64{1: 12.706, 10: 2.228, 30: 2.042, 40: 2.021, 120: 1.980, 100000: 1.960} {
+		if got := tQuantile975(df); math.Abs(got-want) > 0.002 {
+			t.Errorf("t(%d) = %v, want %v", df, got, want)
+		}
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	p := percentiles(ds)
+	if p.N != 100 || p.P50 != 50*time.Millisecond || p.P90 != 90*time.Millisecond || p.P99 != 99*time.Millisecond || p.Max != 100*time.Millisecond {
+		t.Errorf("percentiles = %+v", p)
+	}
+	if z := percentiles(nil); z.N != 0 || z.P99 != 0 {
+		t.Errorf("empty = %+v", z)
+	}
+}
+
+func TestProbeFields(t *testing.T) {
+	tests := []struct {
+		line string
+		id   string
+		seq  uint64
+		ok   bool
+	}{
+		{"loggen id=ab12-pl0003 seq=1200 stream=stdout len=200 text=ascii xyz", "ab12-pl0003", 1200, true},
+		{"loggen id=x seq=100 stream=stderr len=40960 text=unicode ", "x", 100, true},
+		{"hello", "", 0, false},
+		{"loggen id=x seq=abc stream=stdout", "", 0, false},
+		{"loggen id=x seq=100", "", 0, false},
+	}
+	for _, tt := range tests {
+		id, seq, ok := probeFields(tt.line)
+		if ok != tt.ok || (ok && (id != tt.id || seq != tt.seq)) {
+			t.Errorf("probeFields(%q) = %q, %d, %v; want %q, %d, %v", tt.line, id, seq, ok, tt.id, tt.seq, tt.ok)
+		}
+	}
+}
+
+func TestSumFamilies(t *testing.T) {
+	body := []byte(`# HELP go_goroutines x
+go_goroutines 42
+go_goroutines_other 7
+logferry_sidecar_containers{route="file"} 3
+logferry_sidecar_containers{route="api"} 2
+logferry_spool_bytes 1e+06
+`)
+	got := sumFamilies(body, []string{"go_goroutines", "logferry_sidecar_containers", `logferry_sidecar_containers{route="api"}`,
+		"logferry_spool_bytes", "absent"})
+	want := map[string]float64{"go_goroutines": 42, "logferry_sidecar_containers": 5, `logferry_sidecar_containers{route="api"}`: 2,
+		"logferry_spool_bytes": 1e6}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+}
+
+func TestPlan(t *testing.T) {
+	count := func(evs []event) map[string]int {
+		m := map[string]int{}
+		for _, e := range evs {
+			m[e.Kind]++
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		cfg  Config
+		want map[string]int
+	}{
+		{"short form: one of each", ShortConfig().withDefaults(), map[string]int{kindLoki: 1, kindSidecar: 1, kindPlugin: 1}},
+		{"30 minutes", DefaultConfig().withDefaults(), map[string]int{kindLoki: 2, kindSidecar: 1, kindPlugin: 1}},
+		{"2 hours", func() Config { c := DefaultConfig(); c.Duration = 2 * time.Hour; return c.withDefaults() }(),
+			map[string]int{kindLoki: 11, kindSidecar: 2, kindPlugin: 2}},
+		{"none", func() Config {
+			c := DefaultConfig()
+			c.LokiEvery, c.SidecarKillEvery, c.PluginCycleEvery = 0, 0, 0
+			return c.withDefaults()
+		}(), map[string]int{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			evs := plan(tt.cfg)
+			got := count(evs)
+			if len(got) != len(tt.want) {
+				t.Fatalf("plan = %v, want counts %v", evs, tt.want)
+			}
+			for k, v := range tt.want {
+				if got[k] != v {
+					t.Errorf("%s: %d, want %d (plan %v)", k, got[k], v, evs)
+				}
+			}
+			for i, e := range evs {
+				if e.At < tt.cfg.Warmup || e.At >= tt.cfg.Duration {
+					t.Errorf("event %d at %v: outside [warm-up %v, %v)", i, e.At, tt.cfg.Warmup, tt.cfg.Duration)
+				}
+				if i > 0 && e.At < evs[i-1].At {
+					t.Errorf("events out of order: %v", evs)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := ShortConfig()
+	c.OutDir = "x"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("short form: %v", err)
+	}
+	c.LongEvery, c.Duration, c.OutDir = 250, time.Second, ""
+	err := c.Validate()
+	for _, want := range []string{"long-every 250", "duration 1s", "no output directory"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to mention %q", err, want)
+		}
+	}
+}
+
+func TestParseStored(t *testing.T) {
+	split := 0
+	for seq := uint64(1); seq <= 20; seq++ {
+		orig := loggen.Format("u", seq, loggen.Stdout, 40<<10, true)
+		view := jsonFileView(orig)
+		rec, gotSplit, err := parseStored(view, true)
+		if err != nil || rec.Seq != seq {
+			t.Fatalf("seq %d: parseStored(stored form) = %+v, %v", seq, rec, err)
+		}
+		if gotSplit != (view != orig) {
+			t.Errorf("seq %d: split = %v, but the stored form differs: %v", seq, gotSplit, view != orig)
+		}
+		if view != orig {
+			split++
+			if _, _, err := parseStored(view, false); err == nil {
+				t.Errorf("seq %d: the stored form passes as the plugin's line", seq)
+			}
+		}
+		if _, _, err := parseStored(orig[:len(orig)-1], true); err == nil {
+			t.Errorf("seq %d: a truncated line passes", seq)
+		}
+	}
+	if split == 0 {
+		t.Fatal("no line had a character across a 16 KiB cut; the test proves nothing")
+	}
+}
+
+func TestSettleAndInWindows(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	ws := []Window{{Kind: kindLoki, Start: at(10), End: at(40)}}
+	ls := []Latency{
+		{Write: at(5), Upper: at(6)},   // before: not the outage's
+		{Write: at(20), Upper: at(55)}, // written during the outage, drained at 55
+		{Write: at(41), Upper: at(50)}, // within 2 s of the end
+		{Write: at(60), Upper: at(90)}, // later: not the outage's
+	}
+	got := settle(ws, ls)
+	if !got[0].Settled.Equal(at(55)) || !ws[0].Settled.IsZero() {
+		t.Fatalf("settled at %v (input %v), want %v and the input untouched", got[0].Settled, ws[0].Settled, at(55))
+	}
+	for _, tt := range []struct {
+		sec  float64
+		want bool
+	}{{7, false}, {8.5, true}, {30, true}, {80, true}, {85.5, false}} {
+		if in := inWindows(got, at(tt.sec), 2*time.Second, 30*time.Second); in != tt.want {
+			t.Errorf("t=%v s: in windows %v, want %v", tt.sec, in, tt.want)
+		}
+	}
+}
+
+func TestPollsLower(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	tests := []struct {
+		name  string
+		q     polls
+		write float64
+		want  float64
+	}{
+		{"written before the last poll", polls{normal: at(10)}, 9.5, 10},
+		{"written after the last poll", polls{normal: at(10)}, 10.1, 10.1},
+		{"old line: the last poll that still covered it", polls{normal: at(60)}, 20, 25},
+		{"a sweep covered it later", polls{normal: at(60), sweep: at(58)}, 20, 58},
+		{"no poll yet", polls{}, 3, 3},
+	}
+	for _, tt := range tests {
+		if got := tt.q.lower(at(tt.write)); !got.Equal(at(tt.want)) {
+			t.Errorf("%s: lower = %v, want %v", tt.name, got.Sub(t0), at(tt.want).Sub(t0))
+		}
+	}
+}
