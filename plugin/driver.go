@@ -327,6 +327,12 @@ func (d *Driver) Shutdown(ctx context.Context) {
 	for _, s := range streams {
 		s.abort()
 	}
+	for _, s := range streams { // each reads what its pipe holds, then ends
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+		}
+	}
 	// Flush what the dispatchers hold first: their acknowledgements move
 	// the positions saved below.
 	d.pool.Close(ctx)

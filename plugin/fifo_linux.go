@@ -85,9 +85,11 @@ type fifoReader struct {
 	empty  int           // grid ticks in a row that found the pipe empty
 	timer  *time.Timer
 
-	mu      sync.Mutex
-	fd      int      // -1 after Close
-	waiting *os.File // the netpoller's duplicate while Read waits on it
+	mu       sync.Mutex
+	fd       int      // -1 after Close
+	waiting  *os.File // the netpoller's duplicate while Read waits on it
+	draining bool     // Drain was called: no waiting, empty is the end
+	drainCh  chan struct{}
 }
 
 func openFIFOReader(path string) (*fifoReader, error) {
@@ -110,7 +112,7 @@ func openFIFOReader(path string) (*fifoReader, error) {
 			size = 64 << 10 // Linux's default since 2.6.11
 		}
 	}
-	return &fifoReader{name: path, fd: fd, closed: make(chan struct{}), wait: pauseFor(size)}, nil
+	return &fifoReader{name: path, fd: fd, closed: make(chan struct{}), drainCh: make(chan struct{}), wait: pauseFor(size)}, nil
 }
 
 // Read returns what the pipe holds, up to len(p); io.EOF once no writer has
@@ -132,7 +134,11 @@ func (r *fifoReader) Read(p []byte) (int, error) {
 			return 0, os.ErrClosed
 		}
 		n, err := unix.Read(r.fd, p)
+		draining := r.draining
 		r.mu.Unlock()
+		if err == unix.EAGAIN && draining {
+			return 0, io.EOF // shutting down: what the pipe held is read
+		}
 		if err == unix.EAGAIN {
 			if r.empty > 0 && r.empty < fifoIdleTicks {
 				// A steady stream between two writes: look again at the
@@ -144,6 +150,9 @@ func (r *fifoReader) Read(p []byte) (int, error) {
 				continue
 			}
 			n, err = r.waitRead(p)
+			if errDrained(err) {
+				return 0, io.EOF
+			}
 		}
 		switch {
 		case n > 0:
@@ -178,9 +187,39 @@ func (r *fifoReader) sleep(d time.Duration) error {
 	select {
 	case <-r.timer.C:
 		return nil
+	case <-r.drainCh:
+		r.timer.Stop()
+		return nil
 	case <-r.closed:
 		r.timer.Stop()
 		return os.ErrClosed
+	}
+}
+
+// errDrainWait ends a wait in the netpoller that Drain cut short.
+var errDrainWait = errors.New("draining")
+
+func errDrained(err error) bool {
+	return errors.Is(err, errDrainWait) || errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// Drain is for the plugin's shutdown: from now on Read returns what the
+// pipe holds without waiting, then io.EOF, so that lines the daemon wrote
+// are read before the process ends. A FIFO that no process holds open
+// loses its contents: left in the pipe, they would be gone if the
+// container stopped before the next plugin process opened it (found by
+// the soak: a container that exited during docker plugin disable/enable
+// lost its last lines).
+func (r *fifoReader) Drain() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fd < 0 || r.draining {
+		return
+	}
+	r.draining = true
+	close(r.drainCh)
+	if r.waiting != nil {
+		_ = r.waiting.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -202,6 +241,11 @@ func (r *fifoReader) waitRead(p []byte) (n int, err error) {
 	// Non-blocking (the flag belongs to the shared open file), so NewFile
 	// registers it with the netpoller.
 	f := os.NewFile(uintptr(dup), r.name)
+	if r.draining {
+		r.mu.Unlock()
+		f.Close()
+		return 0, errDrainWait
+	}
 	r.waiting = f
 	r.mu.Unlock()
 

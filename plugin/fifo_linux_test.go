@@ -276,3 +276,70 @@ func TestFIFOReaderSteadyStream(t *testing.T) {
 		t.Fatal("Read still sleeping 10 s after Close")
 	}
 }
+
+// Drain (shutdown): Read returns what the pipe holds, then io.EOF, while a
+// writer still has the FIFO open; a Read waiting in the netpoller ends too.
+func TestFIFOReaderDrain(t *testing.T) {
+	p := newFIFO(t)
+	r, err := openFIFOReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	errc := make(chan error, 1)
+	go func() { // waits: the pipe is empty
+		_, err := r.Read(make([]byte, 64))
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		t.Fatalf("Read of an empty pipe returned: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := w.WriteString("kept\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteString("left in the pipe at shutdown\n"); err != nil {
+		t.Fatal(err)
+	}
+	r.Drain()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != "left in the pipe at shutdown\n" {
+		t.Fatalf("drained %q", got)
+	}
+
+	r2, err := openFIFOReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	go func() {
+		_, err := r2.Read(make([]byte, 64))
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		t.Fatalf("Read of an empty pipe returned: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	r2.Drain()
+	select {
+	case err := <-errc:
+		if err != io.EOF {
+			t.Fatalf("a waiting Read after Drain: %v, want io.EOF", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a waiting Read still blocked 10 s after Drain")
+	}
+}

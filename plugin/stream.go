@@ -292,12 +292,22 @@ func (s *stream) stop(grace time.Duration) {
 	}
 }
 
-// abort ends the read at once (plugin shutdown): what is still in the pipe
-// stays there for the next plugin process to read.
+// abort ends the read (plugin shutdown) once what the pipe holds now is
+// read: into the local copy and to the dispatcher, so that it is not lost
+// with the pipe if the container stops before the next plugin process
+// opens it. What the daemon writes after that stays in the pipe for the
+// next process. The caller waits for done.
 func (s *stream) abort() {
 	s.mu.Lock()
 	s.stopping = true
 	s.mu.Unlock()
+	if s.fifo == nil {
+		return
+	}
+	if d, ok := s.fifo.(interface{ Drain() }); ok {
+		d.Drain()
+		return
+	}
 	s.fifo.Close()
 }
 
