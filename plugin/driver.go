@@ -303,8 +303,36 @@ func (d *Driver) ReadLogs(ctx context.Context, info Info, cfg ReadConfig) (io.Re
 	if d.store == nil {
 		return nil, ErrNoLocalCopy
 	}
+	// docker logs right after docker stop: StopLogging returned before the
+	// stream read the last of its pipe into the local copy; wait for that
+	// (a little: the pipe holds at most 1 MiB).
+	d.mu.Lock()
+	var ending []*stream
+	for _, s := range d.streams {
+		if s.info.ContainerID == info.ContainerID {
+			s.mu.Lock()
+			if s.stopping {
+				ending = append(ending, s)
+			}
+			s.mu.Unlock()
+		}
+	}
+	d.mu.Unlock()
+	for _, s := range ending {
+		t := time.NewTimer(readLogsWait)
+		select {
+		case <-s.done:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
 	return d.store.Read(ctx, info.ContainerID, cfg)
 }
+
+// readLogsWait bounds how long ReadLogs waits for a stopping stream to
+// read the rest of its pipe.
+const readLogsWait = 2 * time.Second
 
 // Active returns the number of streams being read.
 func (d *Driver) Active() int {
@@ -314,8 +342,8 @@ func (d *Driver) Active() int {
 }
 
 // Shutdown stops reading every FIFO without forgetting them (the next
-// process re-attaches; what is in the pipes stays there), then flushes the
-// dispatchers within ctx.
+// process re-attaches) once each has read what its pipe holds now, then
+// flushes the dispatchers within ctx.
 func (d *Driver) Shutdown(ctx context.Context) {
 	d.mu.Lock()
 	d.closed = true

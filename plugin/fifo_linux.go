@@ -89,7 +89,8 @@ type fifoReader struct {
 	fd       int      // -1 after Close
 	waiting  *os.File // the netpoller's duplicate while Read waits on it
 	draining bool     // Drain was called: no waiting, empty is the end
-	drainCh  chan struct{}
+	hurry    bool     // Hurry or Drain was called: no sleeping on the grid
+	hurryCh  chan struct{}
 }
 
 func openFIFOReader(path string) (*fifoReader, error) {
@@ -112,7 +113,7 @@ func openFIFOReader(path string) (*fifoReader, error) {
 			size = 64 << 10 // Linux's default since 2.6.11
 		}
 	}
-	return &fifoReader{name: path, fd: fd, closed: make(chan struct{}), drainCh: make(chan struct{}), wait: pauseFor(size)}, nil
+	return &fifoReader{name: path, fd: fd, closed: make(chan struct{}), hurryCh: make(chan struct{}), wait: pauseFor(size)}, nil
 }
 
 // Read returns what the pipe holds, up to len(p); io.EOF once no writer has
@@ -134,13 +135,13 @@ func (r *fifoReader) Read(p []byte) (int, error) {
 			return 0, os.ErrClosed
 		}
 		n, err := unix.Read(r.fd, p)
-		draining := r.draining
+		draining, hurry := r.draining, r.hurry
 		r.mu.Unlock()
 		if err == unix.EAGAIN && draining {
 			return 0, io.EOF // shutting down: what the pipe held is read
 		}
 		if err == unix.EAGAIN {
-			if r.empty > 0 && r.empty < fifoIdleTicks {
+			if r.empty > 0 && r.empty < fifoIdleTicks && !hurry {
 				// A steady stream between two writes: look again at the
 				// next tick.
 				r.empty++
@@ -161,6 +162,8 @@ func (r *fifoReader) Read(p []byte) (int, error) {
 				r.next, r.empty = 0, 0
 			case n >= fifoBusy:
 				r.next, r.empty = r.wait, 0
+			case hurry: // stopping: read on as the pipe fills
+				r.next, r.empty = 0, 0
 			default: // a steady stream: the next read on the grid
 				r.next, r.empty = untilTick(time.Now()), 1
 			}
@@ -187,7 +190,7 @@ func (r *fifoReader) sleep(d time.Duration) error {
 	select {
 	case <-r.timer.C:
 		return nil
-	case <-r.drainCh:
+	case <-r.hurryCh:
 		r.timer.Stop()
 		return nil
 	case <-r.closed:
@@ -217,9 +220,26 @@ func (r *fifoReader) Drain() {
 		return
 	}
 	r.draining = true
-	close(r.drainCh)
+	r.hurryLocked()
 	if r.waiting != nil {
 		_ = r.waiting.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// Hurry is for StopLogging: the daemon has written everything and closes
+// its end next, and a docker logs right after docker stop must find every
+// line in the local copy, so the reader stops sleeping on the grid and
+// reads to the EOF as the data comes.
+func (r *fifoReader) Hurry() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hurryLocked()
+}
+
+func (r *fifoReader) hurryLocked() {
+	if !r.hurry {
+		r.hurry = true
+		close(r.hurryCh)
 	}
 }
 

@@ -288,6 +288,9 @@ func (s *stream) stop(grace time.Duration) {
 		s.keeper = nil
 	}
 	if s.fifo != nil {
+		if h, ok := s.fifo.(interface{ Hurry() }); ok {
+			h.Hurry() // off the grid: read what the daemon wrote now
+		}
 		s.forceStop = time.AfterFunc(grace, func() { s.fifo.Close() })
 	}
 }
