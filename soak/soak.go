@@ -275,6 +275,13 @@ func (e *env) soak() *Result {
 	goOwned(&run, func() { e.work.startLongLived(runCtx, workCtx, end) })
 	goOwned(&run, func() { e.work.churn(runCtx, workCtx, end) })
 	run.Wait()
+	// The long-lived containers write until end by themselves; without
+	// churn and disturbances the goroutines above return at once, and the
+	// 5 minutes below must count from end, not from now.
+	if d := time.Until(end); d > 0 {
+		t := time.NewTimer(d)
+		<-t.C
+	}
 	e.logf("run over; waiting for the containers to exit")
 	done := make(chan struct{})
 	go func() { e.work.wg.Wait(); close(done) }()
