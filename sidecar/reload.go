@@ -28,11 +28,8 @@ var ErrNeedsRestart = errors.New("needs a restart")
 // restart applies, options that do not parse) changes nothing.
 func (r *Router) Reload(cfg Config) (changed []string, err error) {
 	before := map[string]string{}
-	for _, s := range r.cfg.Effective {
-		before[s.Key] = s.Value
-	}
 	r.mu.Lock()
-	for _, s := range r.live.Effective {
+	for _, s := range r.live.Effective { // r.cfg's until the first reload
 		before[s.Key] = s.Value
 	}
 	r.mu.Unlock()

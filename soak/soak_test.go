@@ -251,7 +251,7 @@ func TestParseStored(t *testing.T) {
 	split := 0
 	for seq := uint64(1); seq <= 20; seq++ {
 		orig := loggen.Format("u", seq, loggen.Stdout, 40<<10, true)
-		view := jsonFileView(orig)
+		view := loggen.JSONFileView(orig)
 		rec, gotSplit, err := parseStored(view, true)
 		if err != nil || rec.Seq != seq {
 			t.Fatalf("seq %d: parseStored(stored form) = %+v, %v", seq, rec, err)

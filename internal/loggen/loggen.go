@@ -237,3 +237,29 @@ func truncate(s string) string {
 	}
 	return s
 }
+
+// DockerChunk is where dockerd cuts a long line (its copier's buffer).
+const DockerChunk = 16 << 10
+
+// JSONFileView returns line as dockerd's json-file driver stores it: cut
+// into 16 KiB chunks, one JSON object each, whose encoder writes every byte
+// of invalid UTF-8 as U+FFFD. When a cut falls inside a multi-byte
+// character both halves are lost on disk for good, so a reader of the file
+// (the sidecar) ships U+FFFD there; the plugin receives the raw bytes.
+func JSONFileView(line string) string {
+	var b strings.Builder
+	for len(line) > 0 {
+		chunk := line[:min(len(line), DockerChunk)]
+		line = line[len(chunk):]
+		for i := 0; i < len(chunk); {
+			r, size := utf8.DecodeRuneInString(chunk[i:])
+			if r == utf8.RuneError && size == 1 {
+				b.WriteRune(utf8.RuneError)
+			} else {
+				b.WriteString(chunk[i : i+size])
+			}
+			i += size
+		}
+	}
+	return b.String()
+}

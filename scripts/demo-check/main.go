@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/logferry/logferry/internal/loggen"
 	"github.com/logferry/logferry/internal/lokitest"
@@ -35,32 +34,6 @@ type run struct {
 	splitRunes int
 }
 
-// dockerChunk is where dockerd cuts a long line (its copier's buffer).
-const dockerChunk = 16 << 10
-
-// jsonFileView returns line as dockerd's json-file driver stores it: cut
-// into 16 KiB chunks, one JSON object each, whose encoder writes every byte
-// of invalid UTF-8 as U+FFFD. When a cut falls inside a multi-byte
-// character, both halves are lost on disk for good: a reader of the file
-// (the sidecar) cannot get them back. The plugin receives the raw bytes.
-func jsonFileView(line string) string {
-	var b strings.Builder
-	for len(line) > 0 {
-		chunk := line[:min(len(line), dockerChunk)]
-		line = line[len(chunk):]
-		for i := 0; i < len(chunk); {
-			r, size := utf8.DecodeRuneInString(chunk[i:])
-			if r == utf8.RuneError && size == 1 {
-				b.WriteRune(utf8.RuneError)
-			} else {
-				b.WriteString(chunk[i : i+size])
-			}
-			i += size
-		}
-	}
-	return b.String()
-}
-
 // parse reads a generator line. split is true for a line that differs
 // from what the generator wrote only as jsonFileView changes it.
 func parse(line string) (rec loggen.Record, split bool, err error) {
@@ -68,8 +41,8 @@ func parse(line string) (rec loggen.Record, split bool, err error) {
 	if err == nil {
 		return rec, false, nil
 	}
-	if (errors.Is(err, loggen.ErrLength) || errors.Is(err, loggen.ErrContent)) && rec.Unicode && rec.Len > dockerChunk &&
-		line == jsonFileView(loggen.Format(rec.ID, rec.Seq, rec.Stream, rec.Len, rec.Unicode)) {
+	if (errors.Is(err, loggen.ErrLength) || errors.Is(err, loggen.ErrContent)) && rec.Unicode && rec.Len > loggen.DockerChunk &&
+		line == loggen.JSONFileView(loggen.Format(rec.ID, rec.Seq, rec.Stream, rec.Len, rec.Unicode)) {
 		return rec, true, nil
 	}
 	return rec, false, err

@@ -14,7 +14,7 @@ func splitLine(t *testing.T) string {
 	t.Helper()
 	for seq := uint64(1); seq < 100; seq++ {
 		line := loggen.Format("demo", seq, loggen.Stderr, 40<<10, true)
-		if !utf8.RuneStart(line[dockerChunk]) {
+		if !utf8.RuneStart(line[loggen.DockerChunk]) {
 			return line
 		}
 	}
@@ -24,7 +24,7 @@ func splitLine(t *testing.T) string {
 
 func TestParse(t *testing.T) {
 	split := splitLine(t)
-	stored := jsonFileView(split)
+	stored := loggen.JSONFileView(split)
 	if stored == split || !strings.ContainsRune(stored, utf8.RuneError) {
 		t.Fatal("jsonFileView left a line with a cut character unchanged")
 	}
@@ -39,7 +39,7 @@ func TestParse(t *testing.T) {
 	}{
 		{"whole long line", split, false, false},
 		{"as json-file stored it", stored, true, false},
-		{"ascii long line, unchanged by json-file", jsonFileView(ascii), false, false},
+		{"ascii long line, unchanged by json-file", loggen.JSONFileView(ascii), false, false},
 		{"json-file's damage and more", string(damaged), false, true},
 		{"not a generator line", "hello", false, true},
 	}
