@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/logferry/logferry/internal/dockertest"
+	"github.com/logferry/logferry/internal/loggen"
 	"github.com/logferry/logferry/shared/loki"
 )
 
@@ -183,5 +184,58 @@ func TestHarness(t *testing.T) {
 	}
 	if g := r.GoroutinesPerStream(); g > 1 {
 		t.Errorf("idle: %.2f goroutines per stream, want at most 1", g)
+	}
+}
+
+// TestSinkTracksLines checks the steady-rate benchmark's delivery and
+// latency accounting: each generator line is told apart by id and
+// sequence number, a repeat and a foreign line are counted, and each
+// entry's delay runs from its timestamp to its push's arrival.
+func TestSinkTracksLines(t *testing.T) {
+	s, err := NewSink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.TrackLines()
+	g := loggen.Config{ID: "c1", Size: 120}
+	entry := func(seq uint64, age time.Duration) loki.EntryAdapter {
+		_, line := g.Line(seq)
+		at := time.Now().Add(-age)
+		return loki.EntryAdapter{Timestamp: loki.Timestamp{Seconds: at.Unix(), Nanos: int32(at.Nanosecond())}, Line: line}
+	}
+	push := func(entries ...loki.EntryAdapter) {
+		t.Helper()
+		req := loki.PushRequest{Streams: []loki.StreamAdapter{{Labels: `{a="1"}`, Entries: entries}}}
+		raw, err := req.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post(s.URL(), "application/x-protobuf", bytes.NewReader(snappy.Encode(nil, raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("push: %s", resp.Status)
+		}
+	}
+	push(entry(0, time.Hour)) // before the measured stretch: not timed
+	s.MeasureLatency(true)
+	push(entry(1, 300*time.Millisecond), entry(2, 2*time.Second), entry(200, 0))
+	s.MeasureLatency(false)
+	push(entry(3, time.Hour))
+	if d, dups, bad, _ := s.Lines(); d != 5 || dups != 0 || bad != 0 {
+		t.Fatalf("Lines() = %d distinct, %d again, %d foreign; want 5, 0, 0", d, dups, bad)
+	}
+	lat := s.Latency()
+	if lat.N != 3 || lat.P50 < 300*time.Millisecond || lat.P50 > time.Second ||
+		lat.Max < 2*time.Second || lat.Max > 3*time.Second || lat.P99 < 2*time.Second || lat.P99 > 3*time.Second {
+		t.Fatalf("Latency() = %+v; want 3 entries, p50 ~300ms, p99 and max ~2s", lat)
+	}
+	push(entry(2, 0), loki.EntryAdapter{Line: "not a generator line"})
+	d, dups, bad, first := s.Lines()
+	if d != 5 || dups != 1 || bad != 1 || first != "c1 seq 2 arrived again" {
+		t.Fatalf("Lines() = %d distinct, %d again, %d foreign, first %q; want 5, 1, 1 and the repeat", d, dups, bad, first)
 	}
 }

@@ -36,6 +36,7 @@ type Sink struct {
 	streams map[string]int64 // entries per stream selector
 	changed chan struct{}    // closed and replaced when a push was counted
 	delay   time.Duration    // SetDelay
+	track   *lineTrack       // TrackLines
 }
 
 // SetDelay makes every push wait d before it is answered, as a slow Loki
@@ -112,6 +113,7 @@ func (s *Sink) push(w http.ResponseWriter, r *http.Request) {
 // the plugin it measures. Every field is checked to be well-formed. Called
 // with s.mu held.
 func (s *Sink) count(p []byte) (entries, lineBytes int64, err error) {
+	now := time.Now()
 	err = walk(p, func(field int, v []byte) error {
 		if field != 1 { // PushRequest.streams
 			return nil
@@ -124,12 +126,24 @@ func (s *Sink) count(p []byte) (entries, lineBytes int64, err error) {
 				labels = v
 			case 2: // StreamAdapter.entries
 				n++
-				return walk(v, func(field int, v []byte) error {
-					if field == 2 { // EntryAdapter.line
+				var ts time.Time
+				var line []byte
+				err := walk(v, func(field int, v []byte) error {
+					switch field {
+					case 1: // EntryAdapter.timestamp
+						var err error
+						ts, err = entryTime(v)
+						return err
+					case 2: // EntryAdapter.line
 						lineBytes += int64(len(v))
+						line = v
 					}
 					return nil
 				})
+				if err == nil && s.track != nil {
+					s.track.line(ts, line, now)
+				}
+				return err
 			}
 			return nil
 		})

@@ -172,14 +172,20 @@ func (w SteadyWindow) PerLine(v float64) float64 { return v / float64(w.Lines) }
 
 // SteadyResult is what a steady run measured.
 type SteadyResult struct {
-	Config    SteadyConfig
-	Window    SteadyWindow // the measured window
-	Profiled  SteadyWindow // the profile phase, if any (figures distorted by the profilers)
-	Straced   SteadyWindow // the strace part of it
-	Written   int64        // every line written, warm-up and profile phase included
-	Received  int64        // every line the sink counted
-	Rejected  int64
-	Streams   int // distinct Loki streams at the sink
+	Config   SteadyConfig
+	Window   SteadyWindow // the measured window
+	Profiled SteadyWindow // the profile phase, if any (figures distorted by the profilers)
+	Straced  SteadyWindow // the strace part of it
+	Written  int64        // every line written, warm-up and profile phase included
+	Received int64        // every line the sink counted
+	Rejected int64
+	Streams  int // distinct Loki streams at the sink
+	// Distinct and Duplicates are the lines the sink told apart by their
+	// container and sequence number.
+	Distinct, Duplicates int64
+	// Latency is from each line's daemon timestamp (its write) to its
+	// push reaching the sink, for the entries that arrived in the window.
+	Latency   Latency
 	PeakRSS   int64
 	RSS       int64
 	Threads   int
@@ -209,6 +215,7 @@ func RunSteady(ctx context.Context, cfg SteadyConfig) (res SteadyResult, err err
 		return res, err
 	}
 	defer sink.Close()
+	sink.TrackLines()
 
 	names := make([]string, cfg.Containers)
 	for i := range names {
@@ -286,6 +293,7 @@ func RunSteady(ctx context.Context, cfg SteadyConfig) (res SteadyResult, err err
 	if err != nil {
 		return fail("measuring", err)
 	}
+	sink.MeasureLatency(true)
 	if err := waitFor(cfg.Duration); err != nil {
 		return fail("measured window", err)
 	}
@@ -293,7 +301,8 @@ func RunSteady(ctx context.Context, cfg SteadyConfig) (res SteadyResult, err err
 	if err != nil {
 		return fail("measuring", err)
 	}
-	res.Window = s1.sub(s0)
+	sink.MeasureLatency(false)
+	res.Window, res.Latency = s1.sub(s0), sink.Latency()
 	if cfg.ProfileDir != "" {
 		if err := profilePhase(ctx, cfg, target, sink, counts, &res); err != nil {
 			return fail("profiling", err)
@@ -339,6 +348,13 @@ func RunSteady(ctx context.Context, cfg SteadyConfig) (res SteadyResult, err err
 	}
 	if res.Rejected > 0 {
 		errs = append(errs, fmt.Errorf("the sink could not decode %d pushes", res.Rejected))
+	}
+	var unparsed int64
+	var first string
+	res.Distinct, res.Duplicates, unparsed, first = sink.Lines()
+	if res.Distinct != total || res.Duplicates > 0 || unparsed > 0 {
+		errs = append(errs, fmt.Errorf("the sink has %d distinct lines of the %d written, %d again, %d not the generator's (first: %s)",
+			res.Distinct, total, res.Duplicates, unparsed, first))
 	}
 	if err := errors.Join(errs...); err != nil {
 		keep = true

@@ -153,10 +153,10 @@ func printResult(r bench.SteadyResult) {
 	if c.LongEvery > 0 {
 		long = fmt.Sprintf("one of %d KiB every %d", c.LongSize>>10, c.LongEvery)
 	}
-	fmt.Printf("RESULT steady %s %d x %d lines/s (%d B lines, %s, %.0f%% stderr, every %s) for %.0f s after %s warm-up: CPU %.2f s (user %.2f, sys %.2f) = %.1f%% of one core, %.1f CPU-s per million lines; %d lines written and %d delivered in the window (%.0f lines/s), all %d written lines at the sink: OK; %d pushes; peak RSS %.1f MiB; load average %s\n",
+	fmt.Printf("RESULT steady %s %d x %d lines/s (%d B lines, %s, %.0f%% stderr, every %s) for %.0f s after %s warm-up: CPU %.2f s (user %.2f, sys %.2f) = %.1f%% of one core, %.1f CPU-s per million lines; %d lines written and %d delivered in the window (%.0f lines/s), all %d written lines at the sink once each: OK; write -> push latency in the window %s; %d pushes; peak RSS %.1f MiB; load average %s\n",
 		c.Target, c.Containers, c.Rate, c.LineSize, long, c.StderrShare*100, c.Tick, w.Wall.Seconds(), c.Warmup,
 		w.CPU().Seconds(), w.User.Seconds(), w.System.Seconds(), 100*w.CoreShare(), w.CPUSecondsPerMillion(),
-		w.Lines, w.Delivered, float64(w.Lines)/w.Wall.Seconds(), r.Written, w.Pushes, bench.MiB(r.PeakRSS), bench.LoadAvg())
+		w.Lines, w.Delivered, float64(w.Lines)/w.Wall.Seconds(), r.Written, r.Latency, w.Pushes, bench.MiB(r.PeakRSS), bench.LoadAvg())
 	printPerLine("measured window", w)
 	if r.Profiled.Lines > 0 {
 		printPerLine("CPU-profile phase (profiler on)", r.Profiled)
