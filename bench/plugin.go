@@ -99,19 +99,48 @@ func StartPlugin(ctx context.Context, cfg PluginConfig) (*Plugin, error) {
 	if err := p.start(cmd); err != nil {
 		return nil, err
 	}
-	p.rpc = &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-		DisableKeepAlives: true,
-	}}
+	p.rpc = unixClient(socket)
 	p.web = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 	if err := p.waitReady(ctx); err != nil {
 		p.Stop()
 		return nil, err
 	}
 	return p, nil
+}
+
+// unixClient is an HTTP client that talks to the plugin socket, as the
+// daemon does.
+func unixClient(socket string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		DisableKeepAlives: true,
+	}}
+}
+
+// waitActivated returns once the plugin answers /Plugin.Activate (a peer
+// without logferry's /ready).
+func (p *Plugin) waitActivated(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		err := p.call(ctx, "/Plugin.Activate", struct{}{}, nil)
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-p.exited:
+			t.Stop()
+			return fmt.Errorf("the plugin exited during start-up (%v); its log:\n%s", p.waitErr, p.LogTail(20))
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("the plugin did not answer: %v; its log:\n%s", err, p.LogTail(20))
+		case <-t.C:
+		}
+	}
 }
 
 func freePort() (int, error) {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -112,6 +113,9 @@ func (t *lineTrack) line(ts time.Time, line []byte, now time.Time) {
 		t.n++
 		t.max = max(t.max, d)
 	}
+	// Promtail's docker stage ships json-file's "log" value as it is, with
+	// the newline the daemon stored; logferry's capture strips it.
+	line = bytes.TrimSuffix(line, []byte{'\n'})
 	rec, err := loggen.Parse(string(line))
 	if err != nil {
 		if t.unparsed == 0 && t.firstDup == "" {

@@ -15,6 +15,7 @@ type steadyPlugin struct {
 	p       *Plugin
 	fifos   []string
 	writers []*fifoWriter
+	peer    bool // Grafana's driver: no /metrics, none of logferry's counters
 }
 
 var _ steadyTarget = (*steadyPlugin)(nil)
@@ -29,40 +30,53 @@ func startSteadyPlugin(ctx context.Context, cfg SteadyConfig, dir, lokiURL strin
 		return nil, nil, err
 	}
 	t := &steadyPlugin{p: p}
+	writers, err := t.open(ctx, dir, names, cfg.LogOpts)
+	if err != nil {
+		t.close()
+		return nil, nil, err
+	}
+	return t, writers, nil
+}
+
+// open makes each container's FIFO and starts logging it, as the daemon
+// does when a container starts.
+func (t *steadyPlugin) open(ctx context.Context, dir string, names []string, opts map[string]string) ([]logWriter, error) {
 	var writers []logWriter
 	for _, name := range names {
 		fifo := filepath.Join(dir, name+".fifo")
 		if err := MakeFIFO(fifo); err != nil {
-			t.close()
-			return nil, nil, err
+			return nil, err
 		}
-		if err := p.StartLogging(ctx, fifo, ContainerInfo("/"+name, cfg.LogOpts)); err != nil {
-			t.close()
-			return nil, nil, err
+		if err := t.p.StartLogging(ctx, fifo, ContainerInfo("/"+name, opts)); err != nil {
+			return nil, err
 		}
 		t.fifos = append(t.fifos, fifo)
 		f, err := OpenWriter(fifo)
 		if err != nil {
-			t.close()
-			return nil, nil, err
+			return nil, err
 		}
 		w := &fifoWriter{f: f, name: name}
 		t.writers = append(t.writers, w)
 		writers = append(writers, w)
 	}
-	return t, writers, nil
+	return writers, nil
 }
 
 func (t *steadyPlugin) proc() *child   { return &t.p.child }
 func (t *steadyPlugin) listen() string { return t.p.MetricsAddr() }
 
-func (t *steadyPlugin) metrics(ctx context.Context) (Samples, error) { return t.p.Metrics(ctx) }
+func (t *steadyPlugin) metrics(ctx context.Context) (Samples, error) {
+	if t.peer {
+		return Samples{}, nil
+	}
+	return t.p.Metrics(ctx)
+}
 
 // finish stops every stream in the daemon's order (StopLogging, then close
 // the FIFO) and the plugin, and fails if the plugin dropped, cut or could
 // not decode anything.
 func (t *steadyPlugin) finish(ctx context.Context) error {
-	m, err := t.p.Metrics(ctx)
+	m, err := t.metrics(ctx)
 	if err != nil {
 		return err
 	}

@@ -176,8 +176,8 @@ const (
 )
 
 // live looks at the live path for src, the live file being read.
-func (c *chain) live(src *source) (liveState, error) {
-	fi, err := os.Lstat(c.files.path)
+func (c *chain) live(src *source, stat *liveStat) (liveState, error) {
+	fi, err := stat.get(c.files.path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return liveSame, err
 	}
@@ -322,4 +322,23 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-tm.C:
 		return nil
 	}
+}
+
+// liveStat is one Lstat of the live path shared by the looks of one
+// Tailer.check; a nil *liveStat takes a fresh one at each get.
+type liveStat struct {
+	done bool
+	fi   fs.FileInfo
+	err  error
+}
+
+func (s *liveStat) get(path string) (fs.FileInfo, error) {
+	if s == nil {
+		return os.Lstat(path)
+	}
+	if !s.done {
+		s.fi, s.err = os.Lstat(path)
+		s.done = true
+	}
+	return s.fi, s.err
 }

@@ -208,7 +208,11 @@ func (p *pinSet) close() *keptLog {
 // held (the anchor, or the last pin), as soon as the live path names a
 // file that is not held. A rotation caught half done is looked at again on
 // the next call.
-func (p *pinSet) pinNewer() error {
+func (p *pinSet) pinNewer() error { return p.pinNewerStat(nil) }
+
+// pinNewerStat is pinNewer with the live path's Lstat taken from stat
+// when it is not nil (Tailer.check shares one with chain.live).
+func (p *pinSet) pinNewerStat(stat *liveStat) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || p.anchor == nil {
@@ -219,7 +223,7 @@ func (p *pinSet) pinNewer() error {
 		newest = p.pins[n-1]
 	}
 	if newest.live {
-		fi, err := os.Lstat(p.files.path)
+		fi, err := stat.get(p.files.path)
 		if err != nil || sameFile(fi, newest) {
 			return nil // no file newer than the live one we have
 		}

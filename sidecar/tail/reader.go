@@ -59,7 +59,7 @@ func (r *lineReader) held() int64 { return int64(r.end - r.start) }
 func (r *lineReader) readAll(ctx context.Context, src *source) (progress bool, err error) {
 	defer r.idle()
 	for {
-		n, rerr := r.fill(src.r)
+		n, room, rerr := r.fill(src.r)
 		if n > 0 {
 			progress = true
 			src.eof = false
@@ -67,8 +67,13 @@ func (r *lineReader) readAll(ctx context.Context, src *source) (progress bool, e
 			if err := r.lines(src.off); err != nil {
 				return progress, err
 			}
-			if err := r.pin(); err != nil {
-				return progress, err
+			// A read that filled the buffer reads on into a backlog:
+			// look for rotations meanwhile. A shorter one reached the
+			// end, and the caller looks before its next read.
+			if n == room {
+				if err := r.pin(); err != nil {
+					return progress, err
+				}
 			}
 		}
 		if r.afterRead != nil {
@@ -76,6 +81,12 @@ func (r *lineReader) readAll(ctx context.Context, src *source) (progress bool, e
 		}
 		switch {
 		case rerr == io.EOF || n == 0 && rerr == nil:
+			src.eof = true
+			return progress, nil
+		case rerr == nil && n < room && src.zr == nil:
+			// A regular file (nothing else is opened) gave less than
+			// asked: that was its end, and another read now would find
+			// nothing (one system call saved per read on the grid).
 			src.eof = true
 			return progress, nil
 		case rerr != nil && src.zr != nil:
@@ -92,17 +103,18 @@ func (r *lineReader) readAll(ctx context.Context, src *source) (progress bool, e
 	}
 }
 
-// fill reads once from src into the buffer.
-func (r *lineReader) fill(src io.Reader) (int, error) {
+// fill reads once from src into the buffer; room is what it asked for.
+func (r *lineReader) fill(src io.Reader) (n, room int, err error) {
 	if r.buf == nil {
 		r.buf = getBuffer(r.size)
 	}
 	if r.end == len(r.buf) {
 		r.makeRoom()
 	}
-	n, err := src.Read(r.buf[r.end:])
+	room = len(r.buf) - r.end
+	n, err = src.Read(r.buf[r.end:])
 	r.end += n
-	return n, err
+	return n, room, err
 }
 
 // makeRoom frees space at the end of a full buffer.

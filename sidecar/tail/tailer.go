@@ -280,11 +280,13 @@ func (t *Tailer) check(ctx context.Context) (bool, error) {
 		}
 		return true, t.use(src, expectNL)
 	}
-	if err := t.pins.pinNewer(); err != nil {
+	// One Lstat of the live path for both looks.
+	var stat liveStat
+	if err := t.pins.pinNewerStat(&stat); err != nil {
 		return false, err
 	}
 	if src.live {
-		switch state, err := t.chain.live(src); {
+		switch state, err := t.chain.live(src, &stat); {
 		case err != nil:
 			return false, err
 		case state == liveSame:

@@ -61,7 +61,7 @@ type flags struct {
 
 func main() {
 	var f flags
-	flag.StringVar(&f.target, "target", bench.TargetPlugin, "plugin or sidecar")
+	flag.StringVar(&f.target, "target", bench.TargetPlugin, "plugin, sidecar, or a peer built by scripts/peers: grafana-driver (fed like the plugin) or promtail (tailing like the sidecar); a peer needs -bin and -long-every -1")
 	flag.StringVar(&f.bin, "bin", "", "the target's binary (default: CGO_ENABLED=0 go build -trimpath ./cmd/logferry-<target> into a temporary directory)")
 	flag.IntVar(&f.containers, "containers", 25, "containers writing at once")
 	flag.IntVar(&f.rate, "rate", 200, "lines per second each container writes")
@@ -94,8 +94,14 @@ func main() {
 }
 
 func run(ctx context.Context, f flags) error {
-	if f.target != bench.TargetPlugin && f.target != bench.TargetSidecar {
-		return fmt.Errorf("-target %q: want plugin or sidecar", f.target)
+	switch f.target {
+	case bench.TargetPlugin, bench.TargetSidecar:
+	case bench.TargetGrafanaDriver, bench.TargetPromtail:
+		if f.bin == "" {
+			return fmt.Errorf("-target %s needs -bin: its binary from scripts/peers build", f.target)
+		}
+	default:
+		return fmt.Errorf("-target %q: want plugin, sidecar, grafana-driver or promtail", f.target)
 	}
 	if f.containers <= 0 || f.rate <= 0 || f.duration <= 0 || f.runs <= 0 {
 		return fmt.Errorf("-containers, -rate, -duration and -runs must be positive")
@@ -110,8 +116,8 @@ func run(ctx context.Context, f flags) error {
 	opts := map[string]string{}
 	for _, kv := range strings.Fields(f.logOpts) {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok || f.target != bench.TargetPlugin {
-			return fmt.Errorf("-log-opts %q: want KEY=VALUE items, for -target plugin", f.logOpts)
+		if !ok || f.target != bench.TargetPlugin && f.target != bench.TargetGrafanaDriver {
+			return fmt.Errorf("-log-opts %q: want KEY=VALUE items, for -target plugin or grafana-driver", f.logOpts)
 		}
 		opts[k] = v
 	}
