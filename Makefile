@@ -13,7 +13,7 @@ BUILDINFO := github.com/logferry/logferry/shared/buildinfo
 LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION) -X $(BUILDINFO).date=$(BUILD_DATE)
 export LF_LDFLAGS := $(LDFLAGS)
 
-.PHONY: all build test chaos unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image release test-release plugin-push soak soak-short
+.PHONY: all build test chaos unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image release test-release plugin-push soak soak-short bench-peers
 
 all: build
 
@@ -61,6 +61,14 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(SHARED)
 	scripts/bench-plugin
 	scripts/bench-sidecar
+	scripts/bench-steady
+
+# logferry's plugin and sidecar beside Grafana's Loki Docker driver and
+# Promtail under the same steady load, interleaved, median of 3 (built the
+# first time from the Go module proxy into the cache, ~10-25 minutes; then
+# ~20 minutes). Needs root: the driver runs in a private mount namespace.
+bench-peers:
+	scripts/peers bench
 
 # Runs each fuzz target for FUZZTIME (default 2m).
 FUZZTIME ?= 2m

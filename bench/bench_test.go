@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -237,5 +238,51 @@ func TestSinkTracksLines(t *testing.T) {
 	d, dups, bad, first := s.Lines()
 	if d != 5 || dups != 1 || bad != 1 || first != "c1 seq 2 arrived again" {
 		t.Fatalf("Lines() = %d distinct, %d again, %d foreign, first %q; want 5, 1, 1 and the repeat", d, dups, bad, first)
+	}
+}
+
+// TestSinkForwards checks Sink.Forward: a push reaches the Loki behind the
+// sink before the sink counts it, and a refusal there is the pusher's
+// answer, not counted.
+func TestSinkForwards(t *testing.T) {
+	upstream, err := NewSink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upstream.Close()
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "slow down", http.StatusTooManyRequests)
+	}))
+	defer refuse.Close()
+	req := loki.PushRequest{Streams: []loki.StreamAdapter{{Labels: `{a="1"}`, Entries: []loki.EntryAdapter{{Line: "one"}, {Line: "two"}}}}}
+	raw, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := snappy.Encode(nil, raw)
+	for _, tc := range []struct {
+		to         string
+		status     int
+		counted    int64
+		upstreamed int64
+	}{
+		{upstream.URL(), http.StatusNoContent, 2, 2},
+		{refuse.URL + "/loki/api/v1/push", http.StatusTooManyRequests, 0, 2},
+	} {
+		s, err := NewSink()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Forward(tc.to)
+		resp, err := http.Post(s.URL(), "application/x-protobuf", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || s.Entries() != tc.counted || upstream.Entries() != tc.upstreamed {
+			t.Errorf("forward to %s: status %d, sink %d entries, upstream %d; want %d, %d, %d",
+				tc.to, resp.StatusCode, s.Entries(), upstream.Entries(), tc.status, tc.counted, tc.upstreamed)
+		}
+		s.Close()
 	}
 }

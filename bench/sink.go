@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -37,6 +38,44 @@ type Sink struct {
 	changed chan struct{}    // closed and replaced when a push was counted
 	delay   time.Duration    // SetDelay
 	track   *lineTrack       // TrackLines
+	forward string           // Forward
+	fwd     *http.Client
+}
+
+// Forward makes the sink hand every push, as it came, to a real Loki's
+// push URL before it answers: the shipper's push succeeds only once that
+// Loki has accepted it (its status is passed back when it refuses), and
+// TrackLines' latency runs to that moment, when Loki's ingesters hold the
+// entries and queries find them. Call it before the first push.
+func (s *Sink) Forward(pushURL string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forward = pushURL
+	s.fwd = &http.Client{Timeout: 30 * time.Second}
+}
+
+// pass hands body to the Loki of Forward; the status to answer with when
+// it did not accept it. Called with s.mu held.
+func (s *Sink) pass(r *http.Request, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, s.forward, bytes.NewReader(body))
+	if err != nil {
+		return http.StatusInternalServerError, err
+	}
+	for _, h := range []string{"Content-Type", "Content-Encoding", "X-Scope-OrgID"} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	resp, err := s.fwd.Do(req)
+	if err != nil {
+		return http.StatusBadGateway, err
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("loki: %s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	return 0, nil
 }
 
 // SetDelay makes every push wait d before it is answered, as a slow Loki
@@ -82,9 +121,15 @@ func (s *Sink) push(w http.ResponseWriter, r *http.Request) {
 			s.raw, err = snappy.Decode(s.raw[:n], s.body)
 		}
 	}
-	var entries, bytes int64
+	if err == nil && s.forward != "" {
+		if status, ferr := s.pass(r, s.body); ferr != nil {
+			http.Error(w, "sink: "+ferr.Error(), status)
+			return
+		}
+	}
+	var entries, lineBytes int64
 	if err == nil {
-		entries, bytes, err = s.count(s.raw)
+		entries, lineBytes, err = s.count(s.raw)
 	}
 	if err != nil {
 		s.bad.Add(1)
@@ -100,7 +145,7 @@ func (s *Sink) push(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.entries.Add(entries)
-	s.bytes.Add(bytes)
+	s.bytes.Add(lineBytes)
 	s.requests.Add(1)
 	close(s.changed)
 	s.changed = make(chan struct{})

@@ -58,6 +58,10 @@ type SteadyConfig struct {
 	Env     []string // added to the shipper's environment
 	Args    []string // more sidecar flags
 	KeepDir bool
+	// Forward, when set, is a real Loki's push URL the sink hands every
+	// push to before it answers (Sink.Forward): the latency then runs to
+	// Loki's acceptance.
+	Forward string
 }
 
 func (c *SteadyConfig) defaults() error {
@@ -219,6 +223,9 @@ func RunSteady(ctx context.Context, cfg SteadyConfig) (res SteadyResult, err err
 	}
 	defer sink.Close()
 	sink.TrackLines()
+	if cfg.Forward != "" {
+		sink.Forward(cfg.Forward)
+	}
 
 	names := make([]string, cfg.Containers)
 	for i := range names {

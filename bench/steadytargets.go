@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"syscall"
 )
 
 // steadyPlugin is the plugin under a steady load: one FIFO per container,
@@ -47,11 +49,31 @@ func (t *steadyPlugin) open(ctx context.Context, dir string, names []string, opt
 		if err := MakeFIFO(fifo); err != nil {
 			return nil, err
 		}
+		// The daemon holds the write end before StartLogging, and a
+		// plugin may open the read end blocking (Grafana's driver does):
+		// open both at once.
+		type opened struct {
+			f   *os.File
+			err error
+		}
+		wch := make(chan opened, 1)
+		go func() {
+			f, err := OpenWriter(fifo)
+			wch <- opened{f, err}
+		}()
 		if err := t.p.StartLogging(ctx, fifo, ContainerInfo("/"+name, opts)); err != nil {
+			// Release the open above: a reader that comes and goes.
+			if r, rerr := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); rerr == nil {
+				if o := <-wch; o.f != nil {
+					o.f.Close()
+				}
+				r.Close()
+			}
 			return nil, err
 		}
 		t.fifos = append(t.fifos, fifo)
-		f, err := OpenWriter(fifo)
+		o := <-wch
+		f, err := o.f, o.err
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +116,7 @@ func (t *steadyPlugin) finish(ctx context.Context) error {
 			t.writers[i].Close()
 		}
 	}
-	if err := t.p.Stop(); err != nil {
+	if err := t.p.Stop(); err != nil && !(t.peer && killedBy(err, syscall.SIGTERM)) {
 		errs = append(errs, fmt.Errorf("the plugin's exit after SIGTERM: %w", err))
 	}
 	return errors.Join(errs...)
@@ -211,4 +233,15 @@ func (t *steadySidecar) close() {
 		t.sc.Stop()
 	}
 	t.eng.Close()
+}
+
+// killedBy reports whether a child's exit error says signal sig ended it
+// (Grafana's driver does not catch SIGTERM).
+func killedBy(err error, sig syscall.Signal) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == sig
 }

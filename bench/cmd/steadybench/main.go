@@ -57,6 +57,7 @@ type flags struct {
 	logOpts    string
 	args       string
 	keep       bool
+	loki       string
 }
 
 func main() {
@@ -80,6 +81,7 @@ func main() {
 	flag.StringVar(&f.logOpts, "log-opts", "", "plugin: space-separated KEY=VALUE log-opts of every container, e.g. \"no-file=true\"")
 	flag.StringVar(&f.args, "sidecar-flags", "", "space-separated flags added to the sidecar's")
 	flag.BoolVar(&f.keep, "keep", false, "keep each run's directory (socket, state, logs)")
+	flag.StringVar(&f.loki, "loki", "", "a real Loki's push `URL` (e.g. scripts/loki start DIR; DIR/loki.url + /loki/api/v1/push): the sink hands it every push before answering, and the latency runs to Loki's acceptance")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "steadybench: unexpected arguments %q\n", flag.Args())
@@ -142,6 +144,7 @@ func run(ctx context.Context, f flags) error {
 		LongEvery: f.longEvery, LongSize: f.longSize, StderrShare: f.stderr, Tick: f.tick,
 		Warmup: f.warmup, Duration: f.duration, ProfileDir: f.profileDir, ProfileFor: f.profileFor,
 		StraceFor: f.straceFor, LogOpts: opts, Env: strings.Fields(f.env), Args: strings.Fields(f.args), KeepDir: f.keep,
+		Forward: f.loki,
 	}
 	for i := 1; i <= f.runs; i++ {
 		r, err := bench.RunSteady(ctx, cfg)
@@ -159,10 +162,10 @@ func printResult(r bench.SteadyResult) {
 	if c.LongEvery > 0 {
 		long = fmt.Sprintf("one of %d KiB every %d", c.LongSize>>10, c.LongEvery)
 	}
-	fmt.Printf("RESULT steady %s %d x %d lines/s (%d B lines, %s, %.0f%% stderr, every %s) for %.0f s after %s warm-up: CPU %.2f s (user %.2f, sys %.2f) = %.1f%% of one core, %.1f CPU-s per million lines; %d lines written and %d delivered in the window (%.0f lines/s), all %d written lines at the sink once each: OK; write -> push latency in the window %s; %d pushes; peak RSS %.1f MiB; load average %s\n",
+	fmt.Printf("RESULT steady %s %d x %d lines/s (%d B lines, %s, %.0f%% stderr, every %s) for %.0f s after %s warm-up: CPU %.2f s (user %.2f, sys %.2f) = %.1f%% of one core, %.1f CPU-s per million lines; %d lines written and %d delivered in the window (%.0f lines/s), all %d written lines at the sink once each: OK; write -> %s latency in the window %s; %d pushes; peak RSS %.1f MiB; load average %s\n",
 		c.Target, c.Containers, c.Rate, c.LineSize, long, c.StderrShare*100, c.Tick, w.Wall.Seconds(), c.Warmup,
 		w.CPU().Seconds(), w.User.Seconds(), w.System.Seconds(), 100*w.CoreShare(), w.CPUSecondsPerMillion(),
-		w.Lines, w.Delivered, float64(w.Lines)/w.Wall.Seconds(), r.Written, r.Latency, w.Pushes, bench.MiB(r.PeakRSS), bench.LoadAvg())
+		w.Lines, w.Delivered, float64(w.Lines)/w.Wall.Seconds(), r.Written, latencyEnd(c), r.Latency, w.Pushes, bench.MiB(r.PeakRSS), bench.LoadAvg())
 	printPerLine("measured window", w)
 	if r.Profiled.Lines > 0 {
 		printPerLine("CPU-profile phase (profiler on)", r.Profiled)
@@ -192,6 +195,14 @@ func printPerLine(label string, w bench.SteadyWindow) {
 		label, w.Wall.Seconds(), w.Lines, w.DaemonWrites, w.CPU().Seconds(), 100*w.CoreShare(), float64(w.CPU())/float64(time.Microsecond)/float64(w.Lines),
 		k(float64(w.ReadCalls)), k(float64(w.WriteCalls)), k(float64(w.CtxSwitches)), k(float64(w.Involuntary)),
 		k(w.Mallocs), k(w.AllocBytes)/1024, k(w.GCs), k(float64(w.Pushes)), k(w.PositionsSaved), w.BenchCPU.Seconds())
+}
+
+// latencyEnd names where the latency was taken.
+func latencyEnd(c bench.SteadyConfig) string {
+	if c.Forward != "" {
+		return "accepted by Loki"
+	}
+	return "push"
 }
 
 func note(prefix, s string) string {

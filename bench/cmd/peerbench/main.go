@@ -1,0 +1,149 @@
+// Command peerbench runs logferry and the shippers it is compared with
+// under the same steady load, interleaved, and prints a table of medians
+// (make bench-peers, through scripts/peers, which builds the peers):
+//
+//	plugin          logferry's plugin, fed through FIFOs as dockerd feeds it
+//	grafana-driver  Grafana's Loki Docker driver, fed the same way
+//	sidecar         logferry's sidecar, tailing json-file logs
+//	promtail        Promtail tailing the same logs with its docker stage
+//
+// Each run is bench.RunSteady (see steadybench): -containers containers
+// writing -rate lines a second each in 10 ms bursts, -size-byte lines, a
+// third on stderr, measured over -duration after -warmup; the sink checks
+// that every line arrived exactly once and times each from its write to its
+// push. The order of the four is rotated from one round to the next. The
+// peers ship each of dockerd's 16 KiB pieces of a long line as an entry of
+// its own, so the load has no long lines.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/logferry/logferry/bench"
+)
+
+type target struct {
+	name, bin, version, settings string
+	results                      []bench.SteadyResult
+}
+
+func main() {
+	var (
+		driverBin, driverVersion     string
+		promtailBin, promtailVersion string
+		runs, containers, rate, size int
+		warmup, duration             time.Duration
+	)
+	flag.StringVar(&driverBin, "driver-bin", "", "Grafana's Loki Docker driver binary (scripts/peers path grafana-driver)")
+	flag.StringVar(&driverVersion, "driver-version", "", "its version, for the table")
+	flag.StringVar(&promtailBin, "promtail-bin", "", "Promtail binary (scripts/peers path promtail)")
+	flag.StringVar(&promtailVersion, "promtail-version", "", "its version, for the table")
+	flag.IntVar(&runs, "runs", 3, "rounds; each runs all four once")
+	flag.IntVar(&containers, "containers", 25, "containers writing at once")
+	flag.IntVar(&rate, "rate", 200, "lines per second each container writes")
+	flag.IntVar(&size, "size", 200, "bytes of a line")
+	flag.DurationVar(&warmup, "warmup", 15*time.Second, "writing before each measured window")
+	flag.DurationVar(&duration, "duration", 60*time.Second, "each measured window")
+	flag.Parse()
+	if driverBin == "" || promtailBin == "" || runs <= 0 {
+		fmt.Fprintln(os.Stderr, "peerbench: -driver-bin and -promtail-bin are needed (scripts/peers bench builds and passes them); -runs must be positive")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, driverBin, driverVersion, promtailBin, promtailVersion, runs, containers, rate, size, warmup, duration); err != nil {
+		fmt.Fprintln(os.Stderr, "peerbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, driverBin, driverVersion, promtailBin, promtailVersion string, runs, containers, rate, size int, warmup, duration time.Duration) error {
+	dir, err := bench.TempDir("lf-peerbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	plugin, err := bench.BuildPlugin(ctx, dir)
+	if err != nil {
+		return err
+	}
+	sidecar, err := bench.BuildSidecar(ctx, dir)
+	if err != nil {
+		return err
+	}
+	targets := []*target{
+		{name: bench.TargetPlugin, bin: plugin, version: "this tree", settings: "defaults (local copy for docker logs on)"},
+		{name: bench.TargetGrafanaDriver, bin: driverBin, version: driverVersion, settings: "defaults (loki-url only; local copy on)"},
+		{name: bench.TargetSidecar, bin: sidecar, version: "this tree", settings: "defaults"},
+		{name: bench.TargetPromtail, bin: promtailBin, version: promtailVersion, settings: "static target over */*-json.log, `docker: {}` stage, defaults otherwise"},
+	}
+	fmt.Printf("# peerbench: %d rounds of %d targets, %d containers x %d lines/s of %d B, %s windows after %s warm-up; %d CPUs, load average %s\n",
+		runs, len(targets), containers, rate, size, duration, warmup, runtime.NumCPU(), bench.LoadAvg())
+	for round := range runs {
+		for i := range targets {
+			t := targets[(i+round)%len(targets)]
+			cfg := bench.SteadyConfig{
+				Target: t.name, Binary: t.bin, Containers: containers, Rate: rate, LineSize: size,
+				LongEvery: -1, Warmup: warmup, Duration: duration,
+			}
+			r, err := bench.RunSteady(ctx, cfg)
+			if err != nil {
+				return fmt.Errorf("round %d, %s: %w", round+1, t.name, err)
+			}
+			w := r.Window
+			fmt.Printf("RUN %d %s: %.2f%% of a core, %.2f CPU-s per million lines, latency %s, peak RSS %.1f MiB, %d lines once each; load average %s\n",
+				round+1, t.name, 100*w.CoreShare(), w.CPUSecondsPerMillion(), r.Latency, bench.MiB(r.PeakRSS), r.Written, bench.LoadAvg())
+			t.results = append(t.results, r)
+		}
+	}
+	fmt.Println()
+	fmt.Printf("| shipper | version | CPU, %% of one core | CPU-s per million lines | write -> push p50 | p99 | max | peak RSS, MiB | every line once | settings |\n")
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, t := range targets {
+		share := medianOf(t.results, func(r bench.SteadyResult) float64 { return 100 * r.Window.CoreShare() })
+		fmt.Printf("| %s | %s | **%.2f** (%s) | %.2f | %s | %s | %s | %.1f | yes, %d runs | %s |\n",
+			t.name, t.version, share, all(t.results, func(r bench.SteadyResult) float64 { return 100 * r.Window.CoreShare() }),
+			medianOf(t.results, func(r bench.SteadyResult) float64 { return r.Window.CPUSecondsPerMillion() }),
+			ms(medianOf(t.results, func(r bench.SteadyResult) float64 { return float64(r.Latency.P50) })),
+			ms(medianOf(t.results, func(r bench.SteadyResult) float64 { return float64(r.Latency.P99) })),
+			ms(medianOf(t.results, func(r bench.SteadyResult) float64 { return float64(r.Latency.Max) })),
+			medianOf(t.results, func(r bench.SteadyResult) float64 { return bench.MiB(r.PeakRSS) }),
+			len(t.results), t.settings)
+	}
+	cpu := func(i int) float64 {
+		return medianOf(targets[i].results, func(r bench.SteadyResult) float64 { return r.Window.CPUSecondsPerMillion() })
+	}
+	fmt.Printf("\nRATIO CPU per line: grafana-driver / plugin = %.1f, promtail / sidecar = %.1f\n", cpu(1)/cpu(0), cpu(3)/cpu(2))
+	return nil
+}
+
+func medianOf(rs []bench.SteadyResult, f func(bench.SteadyResult) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func all(rs []bench.SteadyResult, f func(bench.SteadyResult) float64) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = fmt.Sprintf("%.2f", f(r))
+	}
+	return strings.Join(s, ", ")
+}
+
+func ms(ns float64) string { return time.Duration(ns).Round(time.Millisecond).String() }
