@@ -489,9 +489,9 @@ func (r *Router) savePositions(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		if err := r.pos.Flush(); err != nil {
+		if wrote, err := r.pos.FlushChanged(); err != nil {
 			r.log.Error("saving positions", "err", err)
-		} else {
+		} else if wrote {
 			r.m.positionsSaved.Inc()
 		}
 		r.m.positions.Set(float64(r.pos.Len()))

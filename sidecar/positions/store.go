@@ -188,23 +188,30 @@ func (s *Store) IDs() []string {
 // the file, fsync of the directory. A crash at any point leaves either the
 // old or the new file whole. On error the changes stay pending.
 func (s *Store) Flush() error {
+	_, err := s.FlushChanged()
+	return err
+}
+
+// FlushChanged is Flush, and reports whether it wrote the file (false:
+// nothing changed since the last write).
+func (s *Store) FlushChanged() (bool, error) {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 
 	s.mu.Lock()
 	if s.version == s.flushed {
 		s.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	version := s.version
 	b := Encode(s.m)
 	s.mu.Unlock()
 
 	if err := atomicfile.Write(s.path, b, atomicfile.Options{}); err != nil {
-		return fmt.Errorf("positions file %s: %w", s.path, err)
+		return false, fmt.Errorf("positions file %s: %w", s.path, err)
 	}
 	s.mu.Lock()
 	s.flushed = version
 	s.mu.Unlock()
-	return nil
+	return true, nil
 }

@@ -122,12 +122,13 @@ func TestFlushOnlyWhenChanged(t *testing.T) {
 	}
 	for _, st := range steps {
 		st.change()
-		if err := s.Flush(); err != nil {
+		wrote, err := s.FlushChanged()
+		if err != nil {
 			t.Fatal(err)
 		}
 		now := inode(t, s.Path())
-		if rewrote := now != ino; rewrote != st.rewrite {
-			t.Errorf("%s: rewrote=%v, want %v", st.name, rewrote, st.rewrite)
+		if rewrote := now != ino; rewrote != st.rewrite || wrote != st.rewrite {
+			t.Errorf("%s: rewrote=%v, FlushChanged said %v, want %v", st.name, rewrote, wrote, st.rewrite)
 		}
 		ino = now
 	}
