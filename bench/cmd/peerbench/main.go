@@ -14,6 +14,10 @@
 // push. The order of the four is rotated from one round to the next. The
 // peers ship each of dockerd's 16 KiB pieces of a long line as an entry of
 // its own, so the load has no long lines.
+//
+// Then (-flat-out-lines) the sidecar and Promtail each read one json-file
+// log of 250-byte lines from its start as fast as they can, -runs times,
+// interleaved: MiB of json-file per CPU-second, lines/s, peak RSS.
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -29,6 +34,7 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/bench"
+	"github.com/logferry/logferry/internal/loggen"
 )
 
 type target struct {
@@ -42,6 +48,8 @@ func main() {
 		promtailBin, promtailVersion string
 		runs, containers, rate, size int
 		warmup, duration             time.Duration
+		flatLines                    int
+		steady                       bool
 	)
 	flag.StringVar(&driverBin, "driver-bin", "", "Grafana's Loki Docker driver binary (scripts/peers path grafana-driver)")
 	flag.StringVar(&driverVersion, "driver-version", "", "its version, for the table")
@@ -53,6 +61,8 @@ func main() {
 	flag.IntVar(&size, "size", 200, "bytes of a line")
 	flag.DurationVar(&warmup, "warmup", 15*time.Second, "writing before each measured window")
 	flag.DurationVar(&duration, "duration", 60*time.Second, "each measured window")
+	flag.BoolVar(&steady, "steady", true, "run the steady-rate comparison (false: only the flat-out one)")
+	flag.IntVar(&flatLines, "flat-out-lines", 1000000, "then the sidecar and Promtail read a json-file log of this many 250-byte lines from its start, flat out, -runs times each, interleaved (0: not)")
 	flag.Parse()
 	if driverBin == "" || promtailBin == "" || runs <= 0 {
 		fmt.Fprintln(os.Stderr, "peerbench: -driver-bin and -promtail-bin are needed (scripts/peers bench builds and passes them); -runs must be positive")
@@ -60,13 +70,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, driverBin, driverVersion, promtailBin, promtailVersion, runs, containers, rate, size, warmup, duration); err != nil {
+	if err := run(ctx, driverBin, driverVersion, promtailBin, promtailVersion, runs, containers, rate, size, warmup, duration, flatLines, steady); err != nil {
 		fmt.Fprintln(os.Stderr, "peerbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, driverBin, driverVersion, promtailBin, promtailVersion string, runs, containers, rate, size int, warmup, duration time.Duration) error {
+func run(ctx context.Context, driverBin, driverVersion, promtailBin, promtailVersion string, runs, containers, rate, size int, warmup, duration time.Duration, flatLines int, steady bool) error {
 	dir, err := bench.TempDir("lf-peerbench-")
 	if err != nil {
 		return err
@@ -79,6 +89,9 @@ func run(ctx context.Context, driverBin, driverVersion, promtailBin, promtailVer
 	sidecar, err := bench.BuildSidecar(ctx, dir)
 	if err != nil {
 		return err
+	}
+	if !steady {
+		return flatOut(ctx, dir, sidecar, promtailBin, promtailVersion, runs, flatLines)
 	}
 	targets := []*target{
 		{name: bench.TargetPlugin, bin: plugin, version: "this tree", settings: "defaults (local copy for docker logs on)"},
@@ -123,6 +136,55 @@ func run(ctx context.Context, driverBin, driverVersion, promtailBin, promtailVer
 		return medianOf(targets[i].results, func(r bench.SteadyResult) float64 { return r.Window.CPUSecondsPerMillion() })
 	}
 	fmt.Printf("\nRATIO CPU per line: grafana-driver / plugin = %.1f, promtail / sidecar = %.1f\n", cpu(1)/cpu(0), cpu(3)/cpu(2))
+	if flatLines <= 0 {
+		return nil
+	}
+	return flatOut(ctx, dir, sidecar, promtailBin, promtailVersion, runs, flatLines)
+}
+
+// flatOut has the sidecar and Promtail read one json-file log from its
+// start as fast as they can, interleaved.
+func flatOut(ctx context.Context, dir, sidecar, promtailBin, promtailVersion string, runs, lines int) error {
+	log, err := bench.WriteJSONFileLog(filepath.Join(dir, "containers"), "peerbench",
+		loggen.Config{ID: "peerbench", Lines: uint64(lines), Size: 250, StderrShare: 0.3}, time.Now())
+	if err != nil {
+		return fmt.Errorf("writing the json-file log: %w", err)
+	}
+	fmt.Printf("\n# flat out: %d lines of 250 B, %.1f MiB of json-file read from its start, %d runs each, interleaved; load average %s\n",
+		log.Lines, bench.MiB(log.FileBytes), runs, bench.LoadAvg())
+	var sc, pt []bench.SidecarThroughputResult
+	for round := range runs {
+		r, err := bench.RunSidecarThroughput(ctx, bench.SidecarThroughputConfig{Binary: sidecar, Log: log})
+		if err != nil {
+			return fmt.Errorf("flat out, round %d, sidecar: %w", round+1, err)
+		}
+		fmt.Printf("FLAT %d sidecar: %.1f MiB of json-file per CPU-s, %.0f lines/s, peak RSS %.1f MiB\n", round+1, r.MiBPerCPUSecond(), r.LinesPerSecond(), bench.MiB(r.PeakRSS))
+		sc = append(sc, r)
+		r, err = bench.RunPromtailThroughput(ctx, promtailBin, log)
+		if err != nil {
+			return fmt.Errorf("flat out, round %d, promtail: %w", round+1, err)
+		}
+		fmt.Printf("FLAT %d promtail: %.1f MiB of json-file per CPU-s, %.0f lines/s, peak RSS %.1f MiB\n", round+1, r.MiBPerCPUSecond(), r.LinesPerSecond(), bench.MiB(r.PeakRSS))
+		pt = append(pt, r)
+	}
+	med := func(rs []bench.SidecarThroughputResult, f func(bench.SidecarThroughputResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	mib := func(r bench.SidecarThroughputResult) float64 { return r.MiBPerCPUSecond() }
+	lps := func(r bench.SidecarThroughputResult) float64 { return r.LinesPerSecond() }
+	rss := func(r bench.SidecarThroughputResult) float64 { return bench.MiB(r.PeakRSS) }
+	fmt.Printf("\n| shipper, json-file read from its start | version | MiB of json-file per CPU-s | lines/s, wall | peak RSS, MiB |\n|---|---|---|---|---|\n")
+	fmt.Printf("| sidecar | this tree | **%.1f** | %.0f | %.1f |\n", med(sc, mib), med(sc, lps), med(sc, rss))
+	fmt.Printf("| promtail | %s | **%.1f** | %.0f | %.1f |\n", promtailVersion, med(pt, mib), med(pt, lps), med(pt, rss))
+	fmt.Printf("\nRATIO flat out, MiB per CPU-s: sidecar / promtail = %.1f\n", med(sc, mib)/med(pt, mib))
 	return nil
 }
 
