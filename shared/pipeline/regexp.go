@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"strings"
+	"unicode/utf8"
 )
 
 // lineRegexp is a regexp that finds its leftmost match faster when every
@@ -124,6 +125,13 @@ func literalPrefixes(re *syntax.Regexp) ([]string, bool) {
 			if p == nil || len(acc)*len(p) > maxPrefixes {
 				return nonEmpty(acc), false
 			}
+			// Each prefix is one more scan of the line: a literal
+			// already found is not split by a class of characters that
+			// may follow it (seq= stays one prefix, not seq=0 ...
+			// seq=9); alternatives of words still extend it.
+			if len(p) > 1 && nonEmpty(acc) != nil && singleChars(p) {
+				return acc, false
+			}
 			next := make([]string, 0, len(acc)*len(p))
 			for _, a := range acc {
 				for _, b := range p {
@@ -138,6 +146,16 @@ func literalPrefixes(re *syntax.Regexp) ([]string, bool) {
 		return acc, true
 	}
 	return nil, false
+}
+
+// singleChars reports whether every one of ps is one character (a class).
+func singleChars(ps []string) bool {
+	for _, p := range ps {
+		if utf8.RuneCountInString(p) != 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // nonEmpty returns ps, or nil when one of them is empty (no prefilter).

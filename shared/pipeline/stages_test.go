@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"maps"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -732,5 +734,34 @@ func TestLimitByLabel(t *testing.T) {
 	count("ns=c", 1)
 	if k := count("ns=a", 5); k != 2 {
 		t.Errorf("ns=a after eviction kept %d, want 2", k)
+	}
+}
+
+// TestLineRegexpPrefixes checks the literals the prefilter scans for: each
+// is one scan of the line, so a literal is not split by a class that
+// follows it, and the matches stay regexp's.
+func TestLineRegexpPrefixes(t *testing.T) {
+	for _, tc := range []struct {
+		expr string
+		want []string
+	}{
+		{`(level|lvl|severity)=(?P<level>\w+)`, []string{"level=", "lvl=", "severity="}},
+		{`seq=(?P<seq>\d+) stream=(?P<stream>\w+)`, []string{"seq="}},
+		{`[ab]x(?P<n>\d)`, []string{"ax", "bx"}},
+		{`^seq=(\d+)`, nil},
+		{`\d+ms`, []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}},
+	} {
+		lr := newLineRegexp(regexp.MustCompile(tc.expr))
+		if !slices.Equal(lr.prefixes, tc.want) {
+			t.Errorf("%s: prefixes %q, want %q", tc.expr, lr.prefixes, tc.want)
+		}
+		for _, line := range []string{
+			"loggen id=sidecarbench seq=12 stream=stdout len=250 text=ascii seq=7 x",
+			"ts=1 lvl=warn level=error", "bx7 ax1", "seq=x seq=", "",
+		} {
+			if got, want := lr.FindStringSubmatchIndex(line), lr.re.FindStringSubmatchIndex(line); !slices.Equal(got, want) {
+				t.Errorf("%s on %q: %v, want regexp's %v", tc.expr, line, got, want)
+			}
+		}
 	}
 }
