@@ -4,12 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"time"
 )
 
@@ -37,22 +31,8 @@ func RunPromtailThroughput(ctx context.Context, bin string, log JSONFileLog) (re
 		return res, err
 	}
 	defer sink.Close()
-	port, err := freePort()
+	p, err := startPromtail(bin, dir, sink.URL(), log.Path, nil, nil)
 	if err != nil {
-		return res, err
-	}
-	conf := filepath.Join(dir, "promtail.yaml")
-	body := fmt.Sprintf(promtailConfig, port, filepath.Join(dir, "positions.yaml"), sink.URL(), log.Path)
-	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-		return res, err
-	}
-	p := &Sidecar{
-		child:  child{logPath: filepath.Join(dir, "promtail.log")},
-		listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		web:    &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
-	}
-	p.started = time.Now()
-	if err := p.start(exec.Command(bin, "-config.file="+conf)); err != nil {
 		return res, err
 	}
 	defer p.Stop()

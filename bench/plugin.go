@@ -122,26 +122,7 @@ func unixClient(socket string) *http.Client {
 
 // waitActivated returns once the plugin answers /Plugin.Activate (a peer
 // without logferry's /ready).
-func (p *Plugin) waitActivated(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		err := p.call(ctx, "/Plugin.Activate", struct{}{}, nil)
-		if err == nil {
-			return nil
-		}
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-p.exited:
-			t.Stop()
-			return fmt.Errorf("the plugin exited during start-up (%v); its log:\n%s", p.waitErr, p.LogTail(20))
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("the plugin did not answer: %v; its log:\n%s", err, p.LogTail(20))
-		case <-t.C:
-		}
-	}
-}
+func (p *Plugin) waitActivated(ctx context.Context) error { return p.waitUp(ctx, nil) }
 
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -153,20 +134,31 @@ func freePort() (int, error) {
 }
 
 func (p *Plugin) waitReady(ctx context.Context) error {
+	return p.waitUp(ctx, func() error {
+		resp, err := p.get(ctx, "/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/ready: %s", resp.Status)
+		}
+		return nil
+	})
+}
+
+// waitUp polls until the plugin answers /Plugin.Activate and ready (when
+// not nil) succeeds, for at most 30 s.
+func (p *Plugin) waitUp(ctx context.Context, ready func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
 		err := p.call(ctx, "/Plugin.Activate", struct{}{}, nil)
+		if err == nil && ready != nil {
+			err = ready()
+		}
 		if err == nil {
-			var resp *http.Response
-			resp, err = p.get(ctx, "/ready")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return nil
-				}
-				err = fmt.Errorf("/ready: %s", resp.Status)
-			}
+			return nil
 		}
 		t := time.NewTimer(50 * time.Millisecond)
 		select {

@@ -121,6 +121,7 @@ var _ steadyTarget = (*steadyPromtail)(nil)
 func startSteadyPromtail(ctx context.Context, cfg SteadyConfig, dir, lokiURL string, names []string) (steadyTarget, []logWriter, error) {
 	containers := filepath.Join(dir, "containers")
 	t := &steadyPromtail{}
+	var err error
 	var writers []logWriter
 	for _, name := range names {
 		w, err := openJSONFileLog(containers, ContainerID(name))
@@ -131,27 +132,8 @@ func startSteadyPromtail(ctx context.Context, cfg SteadyConfig, dir, lokiURL str
 		t.writers = append(t.writers, w)
 		writers = append(writers, w)
 	}
-	port, err := freePort()
+	t.s, err = startPromtail(cfg.Binary, dir, lokiURL, filepath.Join(containers, "*", "*-json.log"), cfg.Args, cfg.Env)
 	if err != nil {
-		t.close()
-		return nil, nil, err
-	}
-	conf := filepath.Join(dir, "promtail.yaml")
-	body := fmt.Sprintf(promtailConfig, port, filepath.Join(dir, "positions.yaml"), lokiURL, filepath.Join(containers, "*", "*-json.log"))
-	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-		t.close()
-		return nil, nil, err
-	}
-	t.s = &Sidecar{
-		child:  child{logPath: filepath.Join(dir, "promtail.log")},
-		listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		web:    &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
-	}
-	cmd := exec.Command(cfg.Binary, append([]string{"-config.file=" + conf}, cfg.Args...)...)
-	cmd.Env = append(os.Environ(), cfg.Env...)
-	t.s.started = time.Now()
-	if err := t.s.start(cmd); err != nil {
-		t.s = nil
 		t.close()
 		return nil, nil, err
 	}
@@ -162,6 +144,33 @@ func startSteadyPromtail(ctx context.Context, cfg SteadyConfig, dir, lokiURL str
 		return nil, nil, fmt.Errorf("%w; its log:\n%s", err, t.s.LogTail(20))
 	}
 	return t, writers, nil
+}
+
+// startPromtail runs Promtail on the json-file logs matching glob, with
+// its listener on a free port of 127.0.0.1 and its configuration and
+// positions in dir.
+func startPromtail(bin, dir, lokiURL, glob string, args, env []string) (*Sidecar, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, "promtail.yaml")
+	body := fmt.Sprintf(promtailConfig, port, filepath.Join(dir, "positions.yaml"), lokiURL, glob)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		return nil, err
+	}
+	s := &Sidecar{
+		child:  child{logPath: filepath.Join(dir, "promtail.log")},
+		listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		web:    &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+	}
+	cmd := exec.Command(bin, append([]string{"-config.file=" + conf}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	s.started = time.Now()
+	if err := s.start(cmd); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (t *steadyPromtail) proc() *child   { return &t.s.child }

@@ -172,11 +172,7 @@ func flatOut(ctx context.Context, dir, sidecar, promtailBin, promtailVersion str
 		for i, r := range rs {
 			v[i] = f(r)
 		}
-		slices.Sort(v)
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		return median(v)
 	}
 	mib := func(r bench.SidecarThroughputResult) float64 { return r.MiBPerCPUSecond() }
 	lps := func(r bench.SidecarThroughputResult) float64 { return r.LinesPerSecond() }
@@ -193,6 +189,11 @@ func medianOf(rs []bench.SteadyResult, f func(bench.SteadyResult) float64) float
 	for i, r := range rs {
 		v[i] = f(r)
 	}
+	return median(v)
+}
+
+// median of v (sorted in place).
+func median(v []float64) float64 {
 	slices.Sort(v)
 	if len(v)%2 == 1 {
 		return v[len(v)/2]
