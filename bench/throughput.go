@@ -20,10 +20,13 @@ var ErrDropped = errors.New("the plugin dropped entries")
 
 // ThroughputConfig is one FIFO -> plugin -> sink run.
 type ThroughputConfig struct {
-	Binary   string            // plugin binary, from BuildPlugin
-	Lines    int               // frames to write (one line each)
-	LineSize int               // bytes per line
-	LogOpts  map[string]string // the container's log-opts, e.g. no-file=true
+	Binary   string // plugin binary, from BuildPlugin
+	Lines    int    // frames to write (one line each)
+	LineSize int    // bytes per line
+	// JSONLines writes JSON objects instead of plain loggen lines (see
+	// loggen.Config.JSON), for the pipelines that parse JSON.
+	JSONLines bool
+	LogOpts   map[string]string // the container's log-opts, e.g. no-file=true
 	// WriteSize is the size of each write into the FIFO (default 1 MiB): the
 	// write returns when the plugin has read all but the pipe's last 64 KiB.
 	WriteSize int
@@ -122,7 +125,7 @@ func RunThroughput(ctx context.Context, cfg ThroughputConfig) (res ThroughputRes
 	defer cancel()
 	res.LogOpts, res.LineSize, res.FrameWrites = cfg.LogOpts, cfg.LineSize, cfg.FrameWrites
 
-	frames, err := EncodeFrames(loggen.Config{ID: "bench", Lines: uint64(cfg.Lines), Size: cfg.LineSize}, time.Now())
+	frames, err := EncodeFrames(loggen.Config{ID: "bench", Lines: uint64(cfg.Lines), Size: cfg.LineSize, JSON: cfg.JSONLines}, time.Now())
 	if err != nil {
 		return res, err
 	}

@@ -20,6 +20,9 @@ type Config struct {
 	LongEvery   uint64  // every LongEvery-th line is LongSize bytes; 0: none
 	LongSize    int
 	Unicode     bool // pad with non-ASCII text, see Format
+	// JSON wraps every line in a JSON object, as a service that logs JSON
+	// writes it (see AppendJSON): Size is then the whole object's size.
+	JSON bool
 }
 
 // Validate reports every invalid field, naming its flag.
@@ -62,13 +65,16 @@ func (c Config) LineSize(seq uint64) int {
 
 // Line returns line seq and its stream.
 func (c Config) Line(seq uint64) (stream, line string) {
-	stream = c.Stream(seq)
-	return stream, Format(c.ID, seq, stream, c.LineSize(seq), c.Unicode)
+	stream, b := c.AppendLine(nil, seq)
+	return stream, string(b)
 }
 
 // AppendLine is Line appending to dst.
 func (c Config) AppendLine(dst []byte, seq uint64) (stream string, line []byte) {
 	stream = c.Stream(seq)
+	if c.JSON {
+		return stream, AppendJSON(dst, c.ID, seq, stream, c.LineSize(seq), c.Unicode)
+	}
 	return stream, Append(dst, c.ID, seq, stream, c.LineSize(seq), c.Unicode)
 }
 

@@ -263,3 +263,39 @@ func JSONFileView(line string) string {
 	}
 	return b.String()
 }
+
+// jsonLevels are the levels AppendJSON gives stdout lines in turn; stderr
+// lines are "error".
+var jsonLevels = [...]string{"info", "info", "debug", "info", "warn"}
+
+// AppendJSON appends line seq as a service that logs JSON writes it, one
+// object on one line:
+//
+//	{"level":"info","seq":N,"stream":"stdout","msg":"<the loggen line>"}
+//
+// The loggen line in "msg" (see Append, JSON-escaped when unicode) is padded
+// so that the whole object is about size bytes, never less than its header
+// needs. Parse the "msg" field's value to check the line.
+func AppendJSON(dst []byte, id string, seq uint64, stream string, size int, unicode bool) []byte {
+	level := "error"
+	if stream == Stdout {
+		level = jsonLevels[seq%uint64(len(jsonLevels))]
+	}
+	start := len(dst)
+	dst = append(dst, `{"level":"`...)
+	dst = append(dst, level...)
+	dst = append(dst, `","seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"stream":"`...)
+	dst = append(dst, stream...)
+	dst = append(dst, `","msg":"`...)
+	inner := size - (len(dst) - start) - len(`"}`)
+	line := Append(nil, id, seq, stream, max(inner, 0), unicode)
+	for _, c := range line {
+		if c == '"' || c == '\\' {
+			dst = append(dst, '\\')
+		}
+		dst = append(dst, c)
+	}
+	return append(dst, `"}`...)
+}

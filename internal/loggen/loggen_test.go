@@ -1,6 +1,7 @@
 package loggen
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -230,6 +231,40 @@ func BenchmarkParse(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if _, err := Parse(line); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestAppendJSON(t *testing.T) {
+	for _, unicode := range []bool{false, true} {
+		cfg := Config{ID: "j", Lines: 20, Size: 200, StderrShare: 0.3, JSON: true, Unicode: unicode}
+		for seq := uint64(1); seq <= cfg.Lines; seq++ {
+			stream, line := cfg.Line(seq)
+			var obj struct {
+				Level  string `json:"level"`
+				Seq    uint64 `json:"seq"`
+				Stream string `json:"stream"`
+				Msg    string `json:"msg"`
+			}
+			if err := json.Unmarshal([]byte(line), &obj); err != nil {
+				t.Fatalf("unicode=%v seq %d: %q is not a JSON object: %v", unicode, seq, line, err)
+			}
+			if obj.Seq != seq || obj.Stream != stream || obj.Level == "" {
+				t.Errorf("unicode=%v seq %d: got %+v", unicode, seq, obj)
+			}
+			if stream == Stderr && obj.Level != "error" {
+				t.Errorf("seq %d on stderr has level %q, want error", seq, obj.Level)
+			}
+			rec, err := Parse(obj.Msg)
+			if err != nil {
+				t.Fatalf("unicode=%v seq %d: msg: %v", unicode, seq, err)
+			}
+			if rec.Seq != seq || rec.Stream != stream || rec.ID != "j" {
+				t.Errorf("seq %d: msg says %+v", seq, rec)
+			}
+			if !unicode && len(line) != cfg.Size {
+				t.Errorf("seq %d: %d bytes, want %d", seq, len(line), cfg.Size)
+			}
 		}
 	}
 }

@@ -26,7 +26,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +44,7 @@ type flags struct {
 	mode      string
 	lines     int
 	size      int
+	jsonLines bool
 	runs      int
 	variants  string
 	streams   int
@@ -63,6 +63,7 @@ func main() {
 	flag.StringVar(&f.mode, "mode", "all", "throughput, idle or all")
 	flag.IntVar(&f.lines, "lines", 1_000_000, "throughput: frames to write")
 	flag.IntVar(&f.size, "size", 250, "bytes per line")
+	flag.BoolVar(&f.jsonLines, "json-lines", false, "throughput: write JSON lines ({\"level\":...,\"seq\":N,\"stream\":...,\"msg\":\"loggen ...\"}), as a service that logs JSON does; the +json pipeline reads them")
 	flag.IntVar(&f.runs, "runs", 3, "throughput: runs of each variant (a fresh plugin process each)")
 	flag.StringVar(&f.variants, "variants", "file,no-file", "throughput: comma-separated variants: file (the default, with the local copy for docker logs), no-file (log-opt no-file=true); a +frames suffix (file+frames) writes each frame with its own write(2), as dockerd does, instead of -write-size chunks")
 	flag.IntVar(&f.streams, "streams", 500, "idle: streams")
@@ -117,7 +118,7 @@ func run(ctx context.Context, f flags) error {
 
 // variant parses a -variants item: file or no-file, then modifiers each
 // after a +: frames (one write(2) per frame), or a pipeline (see
-// benchPipelines).
+// bench.Pipelines).
 func variant(v string) (opts map[string]string, frameWrites bool, err error) {
 	parts := strings.Split(v, "+")
 	switch parts[0] {
@@ -127,32 +128,20 @@ func variant(v string) (opts map[string]string, frameWrites bool, err error) {
 		opts = map[string]string{"no-file": "true"}
 	default:
 		return nil, false, fmt.Errorf("-variants: unknown variant %q (want file or no-file, then +frames or +%s)", v,
-			strings.Join(slices.Sorted(maps.Keys(benchPipelines)), ", +"))
+			strings.ReplaceAll(bench.PipelineNames(), ", ", ", +"))
 	}
 	for _, m := range parts[1:] {
 		if m == "frames" {
 			frameWrites = true
 			continue
 		}
-		p, ok := benchPipelines[m]
+		p, ok := bench.Pipelines[m]
 		if !ok {
 			return nil, false, fmt.Errorf("-variants: unknown modifier %q in %q", m, v)
 		}
 		maps.Copy(opts, p)
 	}
 	return opts, frameWrites, nil
-}
-
-// benchPipelines are the pipelines the throughput runs can add, as
-// log-opts, over the benchmark's loggen lines ("loggen id=bench seq=N
-// stream=stdout len=250 text=ascii ...").
-var benchPipelines = map[string]map[string]string{
-	// the java stack-trace preset: every loggen line is a first line
-	"java": {"multiline": "java"},
-	// regex + labels, the driver documentation's kind of pipeline
-	"regex": {"loki-pipeline-stages": "- regex:\n    expression: 'seq=(?P<seq>\\d+) stream=(?P<stream>\\w+)'\n- labels:\n    out: stream\n"},
-	// logfmt fields into structured metadata (the lines are not JSON)
-	"logfmt": {"loki-pipeline-stages": "- logfmt:\n    mapping:\n      seq:\n      len:\n- structured_metadata:\n    seq:\n    len:\n"},
 }
 
 func throughput(ctx context.Context, f flags, bin string) error {
@@ -164,7 +153,7 @@ func throughput(ctx context.Context, f flags, bin string) error {
 		var rates, walls, hwms []float64
 		for i := 1; i <= f.runs; i++ {
 			r, err := bench.RunThroughput(ctx, bench.ThroughputConfig{
-				Binary: bin, Lines: f.lines, LineSize: f.size, LogOpts: opts, WriteSize: f.writeSize, FrameWrites: frameWrites, KeepDir: f.keep, SinkDelay: f.sinkDelay, PluginEnv: strings.Fields(f.pluginEnv),
+				Binary: bin, Lines: f.lines, LineSize: f.size, JSONLines: f.jsonLines, LogOpts: opts, WriteSize: f.writeSize, FrameWrites: frameWrites, KeepDir: f.keep, SinkDelay: f.sinkDelay, PluginEnv: strings.Fields(f.pluginEnv),
 			})
 			if err != nil {
 				return fmt.Errorf("throughput %s run %d: %w", v, i, err)
@@ -187,7 +176,7 @@ func throughput(ctx context.Context, f flags, bin string) error {
 			}
 			out := filepath.Join(f.perfDir, v+".perf.data")
 			r, err := bench.RunThroughput(ctx, bench.ThroughputConfig{
-				Binary: bin, Lines: f.lines, LineSize: f.size, LogOpts: opts, WriteSize: f.writeSize, FrameWrites: frameWrites, PerfData: out, PluginEnv: strings.Fields(f.pluginEnv),
+				Binary: bin, Lines: f.lines, LineSize: f.size, JSONLines: f.jsonLines, LogOpts: opts, WriteSize: f.writeSize, FrameWrites: frameWrites, PerfData: out, PluginEnv: strings.Fields(f.pluginEnv),
 			})
 			if err != nil {
 				return fmt.Errorf("throughput %s under perf: %w", v, err)

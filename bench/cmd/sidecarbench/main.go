@@ -53,6 +53,8 @@ type flags struct {
 	keep         bool
 	sidecarEnv   string
 	sidecarFlags string
+	pipeline     string
+	jsonLines    bool
 }
 
 func main() {
@@ -68,6 +70,8 @@ func main() {
 	flag.DurationVar(&f.profileFor, "profile-for", 0, "length of the -cpuprofile profile (default: the longest measured run's wall time plus 1 s, or 30 s with -runs 0)")
 	flag.StringVar(&f.sidecarEnv, "sidecar-env", "", "space-separated KEY=VALUE added to the sidecar's environment, e.g. \"GOMAXPROCS=1 GOGC=200\"")
 	flag.StringVar(&f.sidecarFlags, "sidecar-flags", "", "space-separated flags added to the sidecar's, e.g. \"--loki-batch-size=4MiB\"")
+	flag.StringVar(&f.pipeline, "pipeline", "", "add one of the benchmarks' pipelines ("+bench.PipelineNames()+"; see bench.Pipelines) through a --config file")
+	flag.BoolVar(&f.jsonLines, "json-lines", false, "write JSON lines ({\"level\":...,\"seq\":N,\"stream\":...,\"msg\":\"loggen ...\"}), as a service that logs JSON does; -pipeline json reads them")
 	flag.BoolVar(&f.keep, "keep", false, "keep each run's directory (socket, state, sidecar.log)")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -112,7 +116,7 @@ func run(ctx context.Context, f flags) error {
 	fmt.Printf("# sidecarbench: sidecar %s%s%s, %d CPUs, load average %s\n", bin, note(" with env ", f.sidecarEnv), note(" with flags ", f.sidecarFlags), runtime.NumCPU(), bench.LoadAvg())
 
 	log, err := bench.WriteJSONFileLog(filepath.Join(dir, "containers"), "sidecarbench",
-		loggen.Config{ID: "sidecarbench", Lines: uint64(f.lines), Size: f.size, StderrShare: f.stderr}, time.Now())
+		loggen.Config{ID: "sidecarbench", Lines: uint64(f.lines), Size: f.size, StderrShare: f.stderr, JSON: f.jsonLines}, time.Now())
 	if err != nil {
 		return fmt.Errorf("writing the json-file log: %w", err)
 	}
@@ -123,9 +127,18 @@ func run(ctx context.Context, f flags) error {
 	fmt.Printf("# json-file log: %d lines (%d on stderr) of %d B text, %.1f MiB on disk (%.1f MiB of text), %s, written in %.2f s; the container is %s\n",
 		log.Lines, log.Stderr, f.size, bench.MiB(log.FileBytes), bench.MiB(log.LineBytes), log.Path, log.WriteTime.Seconds(), discovery)
 
+	args := strings.Fields(f.sidecarFlags)
+	if f.pipeline != "" {
+		path, err := bench.WritePipelineConfig(dir, f.pipeline)
+		if err != nil {
+			return fmt.Errorf("-pipeline: %w", err)
+		}
+		args = append(args, "--config="+path)
+		fmt.Printf("# pipeline %s: %s\n", f.pipeline, bench.Pipelines[f.pipeline])
+	}
 	cfg := bench.SidecarThroughputConfig{
 		Binary: bin, Log: log, Announce: f.announce, DeliveryTimeout: f.timeout, KeepDir: f.keep,
-		SidecarEnv: strings.Fields(f.sidecarEnv), SidecarArgs: strings.Fields(f.sidecarFlags),
+		SidecarEnv: strings.Fields(f.sidecarEnv), SidecarArgs: args,
 	}
 	var rates, speeds, hwms, walls []float64
 	for i := 1; i <= f.runs; i++ {
