@@ -46,7 +46,7 @@ func TestTemplateSeesTypes(t *testing.T) {
 	// JSON numbers stay numbers for templates, as in Promtail.
 	p := mustParse(t, "- json: {expressions: {n: , s: }}\n- template: {source: out, template: '{{ if gt .n 3.0 }}big{{ end }} {{ add .n 1 }} {{ .missing }}'}")
 	e := run(p, `{"n": 5, "s": "x"}`)
-	if got := e.Extracted["out"]; got != "big 6 <no value>" {
+	if got, _ := e.Extracted("out"); got != "big 6 <no value>" {
 		t.Errorf("out = %q", got)
 	}
 }

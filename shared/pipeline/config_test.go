@@ -166,7 +166,7 @@ func TestMultilineStageConfig(t *testing.T) {
 	}
 	// The regex stage runs on the joined entry and captures all of it.
 	e := run(p, "[2020-12-03 11:36:23] ERROR in app\nTraceback (most recent call last):\n  File \"x\"")
-	if got := e.Extracted["message"]; got != "ERROR in app\nTraceback (most recent call last):\n  File \"x\"" {
+	if got, _ := e.Extracted("message"); got != "ERROR in app\nTraceback (most recent call last):\n  File \"x\"" {
 		t.Errorf("message = %q", got)
 	}
 }

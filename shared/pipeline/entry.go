@@ -32,12 +32,12 @@ type Entry struct {
 	// StructuredMetadata are the entry's fields that make no stream,
 	// sorted by name; copied on first change as Labels are.
 	StructuredMetadata []labels.Pair
-	// Extracted holds what parsing stages found, for later stages. Values
+	// extracted holds what parsing stages found, for later stages. Values
 	// are strings, float64 or bool (JSON numbers and booleans keep their
 	// type, as in Promtail). The labels the entry started with are also
 	// visible to stages under their names, as Promtail's extracted map
-	// starts with them, without being copied into the map.
-	Extracted map[string]any
+	// starts with them, without being copied into it. See Extracted.
+	extracted extracted
 	// Tenant is the Loki tenant a tenant stage chose; "" keeps the
 	// endpoint's.
 	Tenant string
@@ -62,14 +62,14 @@ type Entry struct {
 // Reset makes e the entry of a line from source, in the stream set: its
 // labels and structured metadata. It keeps e's map for reuse.
 func (e *Entry) Reset(set *labels.Set, source string, timeNano int64, line string) {
-	clear(e.Extracted)
+	e.extracted.reset()
 	*e = Entry{
 		Line:               line,
 		Time:               timeNano,
 		Source:             source,
 		Labels:             set.Labels,
 		StructuredMetadata: set.StructuredMetadata,
-		Extracted:          e.Extracted,
+		extracted:          e.extracted,
 		baseLabels:         set.Labels,
 		baseSource:         source,
 		labelBuf:           e.labelBuf[:0],
@@ -105,17 +105,17 @@ func (e *Entry) Finish(maxLine int) (cut bool) {
 
 // get returns what a stage reads under name: the extracted value, else the
 // label the entry started with (source included).
-func (e *Entry) get(name string) (any, bool) {
-	if v, ok := e.Extracted[name]; ok {
+func (e *Entry) get(name string) (value, bool) {
+	if v, ok := e.extracted.lookup(name); ok {
 		return v, true
 	}
 	if name == labels.LabelSource {
-		return e.baseSource, e.baseSource != ""
+		return stringValue(e.baseSource), e.baseSource != ""
 	}
 	if i, ok := slices.BinarySearchFunc(e.baseLabels, name, cmpPairName); ok {
-		return e.baseLabels[i].Value, true
+		return stringValue(e.baseLabels[i].Value), true
 	}
-	return nil, false
+	return value{}, false
 }
 
 // getString is get as a string (see stringOf).
@@ -124,15 +124,13 @@ func (e *Entry) getString(name string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	return stringOf(v)
+	return v.str()
 }
 
-func (e *Entry) set(name string, v any) {
-	if e.Extracted == nil {
-		e.Extracted = make(map[string]any, 8)
-	}
-	e.Extracted[name] = v
-}
+// set extracts v under name; setString a string, without boxing it.
+func (e *Entry) set(name string, v any)        { e.extracted.set(name, anyValue(v)) }
+func (e *Entry) setString(name, v string)      { e.extracted.set(name, stringValue(v)) }
+func (e *Entry) setValue(name string, v value) { e.extracted.set(name, v) }
 
 func cmpPairName(p labels.Pair, name string) int { return strings.Compare(p.Name, name) }
 

@@ -198,7 +198,13 @@ func FuzzJSONScan(f *testing.F) {
 		walkJSONObject(s, i, 1, func(key string, esc bool, vs, ve int) bool {
 			k := jsonUnquote(key, esc)
 			if v, ok := jsonSpanValue(s[vs:ve]); ok {
-				got[k] = v
+				got[k] = v.any()
+				// The text a stage reads is the value's, formatted.
+				if str, ok := v.str(); ok {
+					if want, _ := stringOf(v.any()); str != want {
+						t.Fatalf("%q: %s reads as %q, want %q", k, s[vs:ve], str, want)
+					}
+				}
 			} else {
 				delete(got, k)
 			}

@@ -111,7 +111,17 @@ func scanJSONNumber(s string, i int) (int, bool) {
 func scanJSONString(s string, i int) (end int, escaped, ok bool) {
 	i++
 	for i < len(s) {
-		// Most bytes are plain: skip them in a tight loop.
+		// Most bytes are plain: skip eight at a time while none of them is
+		// special, then one at a time.
+		for i+8 <= len(s) {
+			b := s[i : i+8]
+			x := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+				uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+			if jsonSpecialWord(x) {
+				break
+			}
+			i += 8
+		}
 		for i < len(s) && jsonPlain[s[i]] {
 			i++
 		}
@@ -145,6 +155,18 @@ func scanJSONString(s string, i int) (end int, escaped, ok bool) {
 		}
 	}
 	return i, escaped, false
+}
+
+// jsonSpecialWord reports whether any of the 8 bytes in x is '"', '\\' or
+// a control character, testing them at once: x has a zero byte exactly when
+// (x - 0x01..01) & ^x & 0x80..80 is not zero, and a byte below 0x20
+// exactly when (x - 0x20..20) & ^x & 0x80..80 is not zero (the borrows only
+// ever mark bytes above a byte that is really marked).
+func jsonSpecialWord(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q := x ^ (ones * '"')
+	bs := x ^ (ones * '\\')
+	return ((q-ones)&^q|(bs-ones)&^bs|(x-ones*0x20)&^x)&highs != 0
 }
 
 // jsonPlain marks the bytes a JSON string holds as they are: not '"',

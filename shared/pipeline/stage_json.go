@@ -218,38 +218,42 @@ func (s *jsonStage) runPaths(e *Entry, in string) bool {
 			continue
 		}
 		if v, ok := jsonSpanValue(in[vs:ve]); ok {
-			e.set(x.name, v)
+			e.setValue(x.name, v)
 		}
 	}
 	return true
 }
 
 // jsonSpanValue converts a valid JSON value's text to what extracted holds.
-func jsonSpanValue(raw string) (any, bool) {
+func jsonSpanValue(raw string) (value, bool) {
 	switch raw[0] {
 	case '"':
 		_, esc, _ := scanJSONString(raw, 0)
-		return jsonUnquote(raw[1:len(raw)-1], esc), true
+		return stringValue(jsonUnquote(raw[1:len(raw)-1], esc)), true
 	case 't':
-		return true, true
+		return anyValue(true), true
 	case 'f':
-		return false, true
+		return anyValue(false), true
 	case 'n':
-		return nil, false
+		return value{}, false
 	case '{', '[':
 		var v any
 		if err := json.Unmarshal([]byte(raw), &v); err != nil {
-			return nil, false
+			return value{}, false
 		}
-		return extractedValue(v)
+		x, ok := extractedValue(v)
+		return anyValue(x), ok
 	default:
+		if x, ok := smallIntValue(raw); ok {
+			return x, true
+		}
 		// encoding/json decodes numbers with ParseFloat too; out of
 		// range (1e400) it fails, and the field is left out.
 		f, err := strconv.ParseFloat(raw, 64)
 		if err != nil {
-			return nil, false
+			return value{}, false
 		}
-		return f, true
+		return value{kind: valueFloat, f: f}, true
 	}
 }
 
@@ -315,4 +319,32 @@ func searchJMESPath(jm *jmespath.JMESPath, doc any) (r any, err error) {
 		}
 	}()
 	return jm.Search(doc)
+}
+
+// smallIntValue reads a JSON number that is an integer of at most 15
+// digits (ids, counts, sequence numbers: most numbers in logs) without
+// strconv: its float64 is exact, and its text is what formatting that
+// float64 back gives (JSON has no leading zeros), so the value keeps the
+// text for value.str instead of formatting it again.
+func smallIntValue(raw string) (value, bool) {
+	digits := raw
+	if digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || len(digits) > 15 {
+		return value{}, false
+	}
+	var n uint64
+	for i := 0; i < len(digits); i++ {
+		c := digits[i]
+		if c < '0' || c > '9' {
+			return value{}, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	f := float64(n)
+	if raw[0] == '-' {
+		f = -f // -0 stays -0, as ParseFloat reads it
+	}
+	return value{kind: valueFloat, f: f, s: raw}, true
 }

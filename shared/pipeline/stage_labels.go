@@ -74,8 +74,8 @@ func (*structuredMetadataStage) kind() kind { return kindStructuredMetadata }
 
 func (s *structuredMetadataStage) run(_ *Pipeline, e *Entry) {
 	for _, kv := range s.set {
-		if v, ok := e.Extracted[kv.value]; ok {
-			if str, ok := stringOf(v); ok {
+		if v, ok := e.extracted.lookup(kv.value); ok {
+			if str, ok := v.str(); ok {
 				e.setMetadata(kv.key, str)
 			}
 			continue

@@ -55,7 +55,7 @@ func (s *logfmtStage) run(_ *Pipeline, e *Entry) {
 	scanLogfmt(in, func(key, value string) {
 		for _, m := range s.mapping {
 			if m.value == key {
-				e.set(m.key, value)
+				e.setString(m.key, value)
 			}
 		}
 	})

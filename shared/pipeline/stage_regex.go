@@ -68,6 +68,6 @@ func (s *regexStage) run(p *Pipeline, e *Entry) {
 		if name == "" || m[2*i] < 0 {
 			continue
 		}
-		e.set(name, in[m[2*i]:m[2*i+1]])
+		e.setString(name, in[m[2*i]:m[2*i+1]])
 	}
 }

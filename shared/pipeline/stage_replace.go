@@ -104,10 +104,10 @@ func (s *replaceStage) run(p *Pipeline, e *Entry) {
 		return
 	}
 	for _, kv := range extracted {
-		e.set(kv.key, kv.value)
+		e.setString(kv.key, kv.value)
 	}
 	if s.source != "" {
-		e.set(s.source, string(out))
+		e.setString(s.source, string(out))
 	} else {
 		e.Line = string(out)
 	}

@@ -38,10 +38,10 @@ func (*templateStage) kind() kind { return kindTemplate }
 
 func (s *templateStage) run(p *Pipeline, e *Entry) {
 	v, ok := e.get(s.source)
-	out, err := s.tmpl.execute(&p.out, p.templateData(e, v, ok))
+	out, err := s.tmpl.execute(&p.out, p.templateData(e, v.any(), ok))
 	if err != nil {
 		p.fail(kindTemplate)
 		return
 	}
-	e.set(s.source, out)
+	e.setString(s.source, out)
 }

@@ -36,7 +36,7 @@ func sha3Hex(s string) string { h := sha3.Sum256([]byte(s)); return hex.EncodeTo
 func (c stageCase) check(t *testing.T, e *Entry) {
 	t.Helper()
 	for k, want := range c.extracted {
-		if got, ok := e.Extracted[k]; !ok || !reflect.DeepEqual(got, want) {
+		if got, ok := e.Extracted(k); !ok || !reflect.DeepEqual(got, want) {
 			t.Errorf("extracted[%q] = %#v (present %v), want %#v", k, got, ok, want)
 		}
 	}

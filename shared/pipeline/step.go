@@ -29,15 +29,19 @@ import (
 // from two goroutines (the reader and the flusher): they serialize, and
 // Out is called with the Step's lock held.
 type Step struct {
-	inst    *Pipeline // nil: no stages
-	set     *labels.Set
-	meta    []loki.LabelPairAdapter // the container's own, when no stage changed it
-	maxLine int
-	guard   *Guard       // the endpoint's bound on line-derived labels; nil: none
-	memo    [2]guardMemo // by source: stdout, stderr
-	invalid prometheus.Counter
-	e       Entry
-	o       Output // what entry returns: one per Step, so no allocation per line
+	inst *Pipeline // nil: no stages
+	set  *labels.Set
+	meta []loki.LabelPairAdapter // the container's own, when no stage changed it
+	// metaSlab is where the entries whose metadata a stage changed get
+	// their own copy: cut from one allocation of metaSlabPairs, not one
+	// allocation each. An entry keeps its slab alive while it waits.
+	metaSlab []loki.LabelPairAdapter
+	maxLine  int
+	guard    *Guard       // the endpoint's bound on line-derived labels; nil: none
+	memo     [2]guardMemo // by source: stdout, stderr
+	invalid  prometheus.Counter
+	e        Entry
+	o        Output // what entry returns: one per Step, so no allocation per line
 
 	wake chan struct{} // tells the flusher the deadline may have moved
 
@@ -205,7 +209,7 @@ func (s *Step) entry(source string, timeNano int64, line string) *Output {
 	s.guard.admit(&s.e, s.set.Labels, func() string { return s.inst.Stream(&s.e, s.set) }, memo, timeNano)
 	meta := s.meta
 	if s.e.MetadataChanged() {
-		meta = make([]loki.LabelPairAdapter, len(s.e.StructuredMetadata))
+		meta = s.ownMeta(len(s.e.StructuredMetadata))
 		for i, p := range s.e.StructuredMetadata {
 			meta[i] = loki.LabelPairAdapter{Name: p.Name, Value: p.Value}
 		}
@@ -213,6 +217,19 @@ func (s *Step) entry(source string, timeNano int64, line string) *Output {
 	*o = Output{Entry: loki.Entry{Stream: s.inst.Stream(&s.e, s.set), TimeNano: s.e.Time, Line: s.e.Line, Metadata: meta},
 		Source: source, Keep: true, Tenant: s.e.Tenant}
 	return o
+}
+
+// metaSlabPairs is how many metadata pairs one slab allocation holds.
+const metaSlabPairs = 256
+
+// ownMeta returns n pairs of fresh memory, cut from the slab.
+func (s *Step) ownMeta(n int) []loki.LabelPairAdapter {
+	if cap(s.metaSlab)-len(s.metaSlab) < n {
+		s.metaSlab = make([]loki.LabelPairAdapter, 0, max(metaSlabPairs, n))
+	}
+	at := len(s.metaSlab)
+	s.metaSlab = s.metaSlab[:at+n]
+	return s.metaSlab[at : at+n : at+n]
 }
 
 // Flush hands on the entries that waited MaxWait for another line.

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,46 @@ func TestStepFlusherHandsOnAtMaxWait(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("round %d: the open entry was never handed on", round)
+		}
+	}
+}
+
+// TestStepMetadataOwned: entries whose metadata a stage set each keep their
+// own pairs, across slab boundaries, after later lines reuse the step.
+func TestStepMetadataOwned(t *testing.T) {
+	p, err := Parse("- logfmt: {mapping: {seq: , lvl: }}\n- structured_metadata: {seq: , lvl: }")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := labels.NewBuilder(labels.DefaultConfig(), "h")
+	set, _ := b.Build(metadata.Container{Name: "/c"})
+	s := NewStep(StepConfig{Pipeline: p, Set: &set, MaxLine: 1 << 20, AckFloor: -1})
+	var kept [][]string
+	out := func(o *Output) error {
+		var m []string
+		for _, p := range o.Entry.Metadata {
+			m = append(m, p.Name+"="+p.Value)
+		}
+		kept = append(kept, m)
+		return nil
+	}
+	const n = 3*metaSlabPairs + 7
+	for i := range n {
+		line := fmt.Sprintf("seq=%d lvl=l%d", i, i%5)
+		if i%3 == 2 {
+			line = fmt.Sprintf("seq=%d", i) // one pair: the slab is cut unevenly
+		}
+		if err := s.Line("stdout", int64(i), []byte(line), int64(i), out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, m := range kept {
+		want := fmt.Sprintf("[lvl=l%d seq=%d]", i%5, i)
+		if i%3 == 2 {
+			want = fmt.Sprintf("[seq=%d]", i)
+		}
+		if got := fmt.Sprint(m); got != want {
+			t.Fatalf("entry %d: metadata %s, want %s", i, got, want)
 		}
 	}
 }

@@ -400,8 +400,8 @@ func (p *Pipeline) templateData(e *Entry, value any, hasValue bool) map[string]a
 	if e.baseSource != "" {
 		d["source"] = e.baseSource
 	}
-	for k, v := range e.Extracted {
-		d[k] = v
+	for _, kv := range e.extracted.kv {
+		d[kv.name] = kv.val.any()
 	}
 	if hasValue {
 		d["Value"] = value
