@@ -171,17 +171,26 @@ func (s *Sidecar) Metrics(ctx context.Context) (Samples, error) {
 }
 
 // CPUProfile fetches a CPU profile of the next d from the sidecar's
-// /debug/pprof/profile into file. It blocks for d.
+// /debug/pprof/profile into file, then its allocation profile (every
+// allocation since it started) into file + ".allocs". It blocks for d.
 func (s *Sidecar) CPUProfile(ctx context.Context, d time.Duration, file string) error {
 	secs := max(1, int((d+time.Second-1)/time.Second))
-	resp, err := s.get(ctx, "/debug/pprof/profile?seconds="+strconv.Itoa(secs), time.Duration(secs)*time.Second+time.Minute)
+	if err := s.fetch(ctx, "/debug/pprof/profile?seconds="+strconv.Itoa(secs), time.Duration(secs)*time.Second+time.Minute, file); err != nil {
+		return err
+	}
+	return s.fetch(ctx, "/debug/pprof/allocs", time.Minute, file+".allocs")
+}
+
+// fetch GETs path into file.
+func (s *Sidecar) fetch(ctx context.Context, path string, timeout time.Duration, file string) error {
+	resp, err := s.get(ctx, path, timeout)
 	if err != nil {
 		return fmt.Errorf("pprof: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("pprof: %s: %s", resp.Status, b)
+		return fmt.Errorf("pprof %s: %s: %s", path, resp.Status, b)
 	}
 	f, err := os.Create(file)
 	if err != nil {
@@ -189,7 +198,7 @@ func (s *Sidecar) CPUProfile(ctx context.Context, d time.Duration, file string) 
 	}
 	if _, err := io.Copy(f, resp.Body); err != nil {
 		f.Close()
-		return fmt.Errorf("pprof: %w", err)
+		return fmt.Errorf("pprof %s: %w", path, err)
 	}
 	return f.Close()
 }
