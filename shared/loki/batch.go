@@ -7,13 +7,18 @@ import (
 )
 
 // Entry is one log line for Loki. The dispatcher keeps the Entry until Loki
-// has answered, so Line must not alias a buffer the caller reuses; Metadata
-// is only read and may be shared between entries (one slice per container).
+// has answered, so Line must not alias a buffer the caller reuses; the
+// metadata slices are only read and may be shared between entries.
 type Entry struct {
 	Stream   string // Loki stream selector, e.g. {container_name="web", source="stdout"}
 	TimeNano int64
 	Line     string
-	Metadata []LabelPairAdapter // structured metadata
+	// The entry's structured metadata is SharedMetadata then Metadata:
+	// SharedMetadata is a slice many entries hold (the container's pairs),
+	// Metadata the entry's own, so an entry with fields of its own does not
+	// copy the container's. Names must not repeat across the two.
+	SharedMetadata []LabelPairAdapter
+	Metadata       []LabelPairAdapter
 
 	// Acker, when set, is told when this entry and every earlier entry of
 	// the same Acker are resolved; Offset is what it is told. Offsets of one
@@ -35,10 +40,26 @@ type Acker interface {
 // lines still count.
 func (e *Entry) size() int {
 	n := len(e.Line) + 16
+	for _, m := range e.SharedMetadata {
+		n += len(m.Name) + len(m.Value)
+	}
 	for _, m := range e.Metadata {
 		n += len(m.Name) + len(m.Value)
 	}
 	return n
+}
+
+// AllMetadata returns the entry's structured metadata in one slice:
+// SharedMetadata then Metadata, appended to dst when both have pairs.
+func (e *Entry) AllMetadata(dst []LabelPairAdapter) []LabelPairAdapter {
+	switch {
+	case len(e.SharedMetadata) == 0:
+		return e.Metadata
+	case len(e.Metadata) == 0:
+		return e.SharedMetadata
+	}
+	dst = append(dst, e.SharedMetadata...)
+	return append(dst, e.Metadata...)
 }
 
 // batch groups entries by stream into one PushRequest. It is reused between
@@ -50,7 +71,10 @@ type batch struct {
 	index   map[string]int
 	raw     []byte
 	body    []byte
-	acks    map[Acker]int64
+	// meta holds, for one encode, the metadata of entries with both
+	// shared and own pairs, joined (see Entry.AllMetadata).
+	meta []LabelPairAdapter
+	acks map[Acker]int64
 	// excluded are streams whose labels Loki could not parse: left out of
 	// the pushes, their entries are counted as dropped when the batch is.
 	excluded map[string]bool
@@ -77,6 +101,8 @@ func (b *batch) clearRequest() {
 	}
 	b.req.Streams = b.req.Streams[:0]
 	clear(b.index)
+	clear(b.meta)
+	b.meta = b.meta[:0]
 }
 
 // pushed reports whether e goes into the batch's pushes.
@@ -123,10 +149,22 @@ func (b *batch) encode() ([]byte, error) {
 			}
 		}
 		s := &b.req.Streams[idx]
+		meta := e.Metadata
+		switch {
+		case len(e.SharedMetadata) == 0:
+		case len(e.Metadata) == 0:
+			meta = e.SharedMetadata
+		default:
+			// b.meta may move as it grows: the entries before keep their
+			// part of the old array, which is not written again.
+			at := len(b.meta)
+			b.meta = append(append(b.meta, e.SharedMetadata...), e.Metadata...)
+			meta = b.meta[at:len(b.meta):len(b.meta)]
+		}
 		s.Entries = append(s.Entries, EntryAdapter{
 			Timestamp:          Timestamp{Seconds: floorDiv(e.TimeNano, 1e9), Nanos: int32(floorMod(e.TimeNano, 1e9))},
 			Line:               e.Line,
-			StructuredMetadata: e.Metadata,
+			StructuredMetadata: meta,
 		})
 	}
 	size := b.req.Size()

@@ -191,7 +191,7 @@ func (s *Step) entry(source string, timeNano int64, line string) *Output {
 		if s.maxLine > 0 && len(line) > s.maxLine {
 			line = cutRunes(line, s.maxLine) // a joined entry past the bound
 		}
-		*o = Output{Entry: loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, Metadata: s.meta},
+		*o = Output{Entry: loki.Entry{Stream: s.set.Stream(source), TimeNano: timeNano, Line: line, SharedMetadata: s.meta},
 			Source: source, Keep: true}
 		return o
 	}
@@ -207,16 +207,48 @@ func (s *Step) entry(source string, timeNano int64, line string) *Output {
 		memo = &s.memo[1]
 	}
 	s.guard.admit(&s.e, s.set.Labels, func() string { return s.inst.Stream(&s.e, s.set) }, memo, timeNano)
-	meta := s.meta
+	shared, meta := s.meta, []loki.LabelPairAdapter(nil)
 	if s.e.MetadataChanged() {
-		meta = s.ownMeta(len(s.e.StructuredMetadata))
-		for i, p := range s.e.StructuredMetadata {
+		// The stages added pairs, or changed the container's: an entry
+		// that keeps all the container's pairs shares them and owns only
+		// the others.
+		all, base := s.e.StructuredMetadata, s.set.StructuredMetadata
+		if !keepsAll(all, base) {
+			shared, base = nil, nil
+		}
+		meta = s.ownMeta(len(all) - len(base))
+		i := 0
+		for _, p := range all {
+			if len(base) > 0 && p == base[0] {
+				base = base[1:]
+				continue
+			}
 			meta[i] = loki.LabelPairAdapter{Name: p.Name, Value: p.Value}
+			i++
 		}
 	}
-	*o = Output{Entry: loki.Entry{Stream: s.inst.Stream(&s.e, s.set), TimeNano: s.e.Time, Line: s.e.Line, Metadata: meta},
+	*o = Output{Entry: loki.Entry{Stream: s.inst.Stream(&s.e, s.set), TimeNano: s.e.Time, Line: s.e.Line,
+		SharedMetadata: shared, Metadata: meta},
 		Source: source, Keep: true, Tenant: s.e.Tenant}
 	return o
+}
+
+// keepsAll reports whether all, sorted by name, holds every pair of base,
+// sorted by name, unchanged.
+func keepsAll(all, base []labels.Pair) bool {
+	for _, p := range all {
+		if len(base) == 0 {
+			return true
+		}
+		switch {
+		case p.Name < base[0].Name:
+		case p == base[0]:
+			base = base[1:]
+		default: // base[0] was changed or removed
+			return false
+		}
+	}
+	return len(base) == 0
 }
 
 // metaSlabPairs is how many metadata pairs one slab allocation holds.

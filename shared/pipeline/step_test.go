@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/shared/labels"
+	"github.com/logferry/logferry/shared/loki"
 	"github.com/logferry/logferry/shared/metadata"
 )
 
@@ -52,41 +53,64 @@ func TestStepFlusherHandsOnAtMaxWait(t *testing.T) {
 }
 
 // TestStepMetadataOwned: entries whose metadata a stage set each keep their
-// own pairs, across slab boundaries, after later lines reuse the step.
+// own pairs, across slab boundaries, after later lines reuse the step; the
+// container's pairs stay shared while no stage changed them, and a stage
+// that overrides one gets an entry that carries all of them itself.
 func TestStepMetadataOwned(t *testing.T) {
-	p, err := Parse("- logfmt: {mapping: {seq: , lvl: }}\n- structured_metadata: {seq: , lvl: }")
+	p, err := Parse("- logfmt: {mapping: {seq: , lvl: , image_name: }}\n- structured_metadata: {seq: , lvl: , image_name: }")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := labels.NewBuilder(labels.DefaultConfig(), "h")
-	set, _ := b.Build(metadata.Container{Name: "/c"})
-	s := NewStep(StepConfig{Pipeline: p, Set: &set, MaxLine: 1 << 20, AckFloor: -1})
+	set, _ := b.Build(metadata.Container{Name: "/c", ID: strings.Repeat("ab", 32), ImageName: "img:1"})
+	var meta []loki.LabelPairAdapter
+	for _, p := range set.StructuredMetadata {
+		meta = append(meta, loki.LabelPairAdapter{Name: p.Name, Value: p.Value})
+	}
+	if len(meta) != 2 {
+		t.Fatalf("container metadata %v, want container_id and image_name", meta)
+	}
+	s := NewStep(StepConfig{Pipeline: p, Set: &set, Meta: meta, MaxLine: 1 << 20, AckFloor: -1})
+	cid := "container_id=" + strings.Repeat("ab", 32)
 	var kept [][]string
+	var shares []bool
 	out := func(o *Output) error {
 		var m []string
-		for _, p := range o.Entry.Metadata {
+		for _, p := range o.Entry.AllMetadata(nil) {
 			m = append(m, p.Name+"="+p.Value)
 		}
 		kept = append(kept, m)
+		shares = append(shares, len(o.Entry.SharedMetadata) > 0 && &o.Entry.SharedMetadata[0] == &meta[0])
 		return nil
 	}
 	const n = 3*metaSlabPairs + 7
 	for i := range n {
 		line := fmt.Sprintf("seq=%d lvl=l%d", i, i%5)
-		if i%3 == 2 {
+		switch i % 4 {
+		case 2:
 			line = fmt.Sprintf("seq=%d", i) // one pair: the slab is cut unevenly
+		case 3:
+			line = fmt.Sprintf("seq=%d image_name=other", i) // overrides the container's
 		}
 		if err := s.Line("stdout", int64(i), []byte(line), int64(i), out); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i, m := range kept {
-		want := fmt.Sprintf("[lvl=l%d seq=%d]", i%5, i)
-		if i%3 == 2 {
-			want = fmt.Sprintf("[seq=%d]", i)
+		want := fmt.Sprintf("[%s image_name=img:1 lvl=l%d seq=%d]", cid, i%5, i)
+		shared := true
+		switch i % 4 {
+		case 2:
+			want = fmt.Sprintf("[%s image_name=img:1 seq=%d]", cid, i)
+		case 3:
+			want = fmt.Sprintf("[%s image_name=other seq=%d]", cid, i)
+			shared = false
 		}
 		if got := fmt.Sprint(m); got != want {
 			t.Fatalf("entry %d: metadata %s, want %s", i, got, want)
+		}
+		if shares[i] != shared {
+			t.Fatalf("entry %d: shares the container's metadata %v, want %v", i, shares[i], shared)
 		}
 	}
 }

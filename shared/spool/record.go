@@ -26,7 +26,7 @@ type Record struct {
 
 // RecordOf returns the Record that spools e.
 func RecordOf(e loki.Entry) Record {
-	return Record{Stream: e.Stream, TimeNano: e.TimeNano, Line: e.Line, Metadata: e.Metadata}
+	return Record{Stream: e.Stream, TimeNano: e.TimeNano, Line: e.Line, Metadata: e.AllMetadata(nil)}
 }
 
 // Entry returns r as a loki.Entry with Offset set to r.End and no Acker, for

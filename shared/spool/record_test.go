@@ -267,3 +267,29 @@ func FuzzRecordReader(f *testing.F) {
 		}
 	})
 }
+
+// TestRecordOfJoinsMetadata: a spooled entry keeps its shared and its own
+// metadata, in the order the push sends them.
+func TestRecordOfJoinsMetadata(t *testing.T) {
+	shared := []loki.LabelPairAdapter{{Name: "container_id", Value: "c1"}}
+	own := []loki.LabelPairAdapter{{Name: "seq", Value: "7"}}
+	for _, c := range []struct {
+		e    loki.Entry
+		want []loki.LabelPairAdapter
+	}{
+		{loki.Entry{Line: "a"}, nil},
+		{loki.Entry{Line: "b", SharedMetadata: shared}, shared},
+		{loki.Entry{Line: "c", Metadata: own}, own},
+		{loki.Entry{Line: "d", SharedMetadata: shared, Metadata: own}, append(append([]loki.LabelPairAdapter{}, shared...), own...)},
+	} {
+		r := RecordOf(c.e)
+		b := appendFrame(nil, &r)
+		var back Record
+		if err := decodePayload(b[headerSize:], &back); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back.Entry().Metadata, c.want) && !(len(back.Entry().Metadata) == 0 && len(c.want) == 0) {
+			t.Errorf("%s: metadata %v, want %v", c.e.Line, back.Entry().Metadata, c.want)
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package loki
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/golang/snappy"
+)
+
+// TestBatchSharedMetadata: an entry's metadata reaches Loki as its shared
+// pairs then its own, whichever of the two it has, across many entries (the
+// encoder's joining buffer grows and moves), and the shared slice is never
+// written: it has spare capacity an append would reuse.
+func TestBatchSharedMetadata(t *testing.T) {
+	shared := make([]LabelPairAdapter, 2, 8)
+	shared[0] = LabelPairAdapter{Name: "container_id", Value: "c1"}
+	shared[1] = LabelPairAdapter{Name: "image_name", Value: "img"}
+	spare := shared[:cap(shared)]
+	b := newBatch()
+	want := map[string]string{}
+	for i := range 500 {
+		e := Entry{Stream: `{a="b"}`, TimeNano: int64(i), Line: fmt.Sprint("line ", i)}
+		w := ""
+		switch i % 4 {
+		case 0: // none
+		case 1:
+			e.SharedMetadata = shared
+			w = "container_id=c1 image_name=img "
+		case 2:
+			e.Metadata = []LabelPairAdapter{{Name: "seq", Value: fmt.Sprint(i)}}
+			w = fmt.Sprintf("seq=%d ", i)
+		case 3:
+			e.SharedMetadata = shared
+			e.Metadata = []LabelPairAdapter{{Name: "seq", Value: fmt.Sprint(i)}, {Name: "level", Value: "info"}}
+			w = fmt.Sprintf("container_id=c1 image_name=img seq=%d level=info ", i)
+		}
+		want[e.Line] = w
+		b.add(e)
+	}
+	for round := range 2 { // encode may run again on the same batch
+		body, err := b.encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := snappy.Decode(nil, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var req PushRequest
+		if err := req.Unmarshal(raw); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, s := range req.Streams {
+			for _, e := range s.Entries {
+				got := ""
+				for _, m := range e.StructuredMetadata {
+					got += m.Name + "=" + m.Value + " "
+				}
+				if got != want[e.Line] {
+					t.Fatalf("round %d, %q: metadata %q, want %q", round, e.Line, got, want[e.Line])
+				}
+				n++
+			}
+		}
+		if n != 500 {
+			t.Fatalf("round %d: %d entries pushed, want 500", round, n)
+		}
+	}
+	for i, p := range spare[2:] {
+		if p != (LabelPairAdapter{}) {
+			t.Fatalf("the shared slice's spare capacity was written at %d: %v", i+2, p)
+		}
+	}
+	e := Entry{Line: "x", SharedMetadata: shared, Metadata: []LabelPairAdapter{{Name: "k", Value: "vv"}}}
+	if got, want := e.size(), 1+16+len("container_idc1image_nameimgkvv"); got != want {
+		t.Errorf("size() = %d, want %d", got, want)
+	}
+}
