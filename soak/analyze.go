@@ -85,7 +85,11 @@ func metricValue(s Sample, m string) float64 {
 	case "goroutines":
 		return s.Goroutines
 	case "fds":
-		return s.FDs
+		// Held descriptors: a quiet stream's wait is not a leak.
+		if s.FDs < 0 || s.FIFODups < 0 {
+			return s.FDs
+		}
+		return s.FDs - s.FIFODups
 	case "rss":
 		if s.RSS < 0 {
 			return -1

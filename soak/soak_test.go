@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -317,5 +318,45 @@ func TestPollsLower(t *testing.T) {
 		if got := tt.q.lower(at(tt.write)); !got.Equal(at(tt.want)) {
 			t.Errorf("%s: lower = %v, want %v", tt.name, got.Sub(t0), at(tt.want).Sub(t0))
 		}
+	}
+}
+
+// TestFIFODups: a FIFO opened three times counts two duplicates, a FIFO
+// opened once none, and the FD series the leak fit reads leaves the
+// duplicates out.
+func TestFIFODups(t *testing.T) {
+	dir := t.TempDir() + "/"
+	for _, name := range []string{"a", "b"} {
+		if err := syscall.Mkfifo(dir+name, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var files []*os.File
+	for _, name := range []string{"a", "a", "b", "a"} {
+		f, err := os.OpenFile(dir+name, os.O_RDWR, 0) // O_RDWR: no wait for a writer
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fifoDups(os.Getpid(), ents, dir); got != 2 {
+		t.Errorf("fifoDups = %d, want 2", got)
+	}
+	s := Sample{FDs: 40, FIFODups: 2}
+	if got := metricValue(s, "fds"); got != 38 {
+		t.Errorf("fds fitted = %v, want 38", got)
+	}
+	s.FIFODups = -1
+	if got := metricValue(s, "fds"); got != 40 {
+		t.Errorf("fds fitted without a dup count = %v, want 40", got)
 	}
 }
