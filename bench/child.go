@@ -108,3 +108,13 @@ func (c *child) signalAndWait(sig syscall.Signal, grace time.Duration) {
 
 // Exited is closed when the process has ended.
 func (c *child) Exited() <-chan struct{} { return c.exited }
+
+// HasExited reports whether the process has exited.
+func (c *child) HasExited() bool {
+	select {
+	case <-c.exited:
+		return true
+	default:
+		return false
+	}
+}

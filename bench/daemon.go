@@ -98,6 +98,23 @@ func runDir(prefix string, keep *bool, kept *string) (dir string, done func(), e
 	}, nil
 }
 
+// runDirAndSink is runDir with a sink for the run: done closes the sink,
+// then does runDir's done.
+func runDirAndSink(prefix string, keep *bool, kept *string) (dir string, sink *Sink, done func(), err error) {
+	dir, doneDir, err := runDir(prefix, keep, kept)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if sink, err = NewSink(); err != nil {
+		doneDir()
+		return "", nil, nil, err
+	}
+	return dir, sink, func() {
+		sink.Close()
+		doneDir()
+	}, nil
+}
+
 // TempDir makes a directory short enough for a unix socket path inside it.
 func TempDir(prefix string) (string, error) {
 	base := os.TempDir()

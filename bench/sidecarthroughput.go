@@ -214,16 +214,11 @@ func RunSidecarThroughput(ctx context.Context, cfg SidecarThroughputConfig) (res
 	res.Lines, res.FileBytes, res.LineBytes = cfg.Log.Lines, cfg.Log.FileBytes, cfg.Log.LineBytes
 
 	keep := cfg.KeepDir // a failure below keeps the directory too
-	dir, done, err := runDir("lf-sc-", &keep, &res.Dir)
+	dir, sink, done, err := runDirAndSink("lf-sc-", &keep, &res.Dir)
 	if err != nil {
 		return res, err
 	}
 	defer done()
-	sink, err := NewSink()
-	if err != nil {
-		return res, err
-	}
-	defer sink.Close()
 	eng, err := NewFakeEngine(filepath.Join(dir, "docker.sock"), "sidecarbench", cfg.CPUProfile != "")
 	if err != nil {
 		return res, err
@@ -271,14 +266,7 @@ func RunSidecarThroughput(ctx context.Context, cfg SidecarThroughputConfig) (res
 
 	wctx, wcancel := context.WithTimeout(ctx, cfg.DeliveryTimeout)
 	defer wcancel()
-	exited := func() bool {
-		select {
-		case <-sc.Exited():
-			return true
-		default:
-			return false
-		}
-	}
+	exited := sc.HasExited
 	err = sink.WaitEntries(wctx, res.Lines, exited)
 	res.Wall = time.Since(sc.Started())
 	res.Received, res.Pushes, res.Streams, res.SinkBytes = sink.Entries(), sink.Requests(), sink.Streams(), sink.Bytes()

@@ -212,16 +212,11 @@ func RunSteady(ctx context.Context, cfg SteadyConfig) (res SteadyResult, err err
 	}
 	res.Config = cfg
 	keep := cfg.KeepDir
-	dir, done, err := runDir("lf-steady-", &keep, &res.Dir)
+	dir, sink, done, err := runDirAndSink("lf-steady-", &keep, &res.Dir)
 	if err != nil {
 		return res, err
 	}
 	defer done()
-	sink, err := NewSink()
-	if err != nil {
-		return res, err
-	}
-	defer sink.Close()
 	sink.TrackLines()
 	if cfg.Forward != "" {
 		sink.Forward(cfg.Forward)
@@ -335,14 +330,7 @@ func RunSteady(ctx context.Context, cfg SteadyConfig) (res SteadyResult, err err
 	}
 	dctx, cancel := context.WithTimeout(ctx, cfg.DeliveryTimeout)
 	defer cancel()
-	exited := func() bool {
-		select {
-		case <-p.Exited():
-			return true
-		default:
-			return false
-		}
-	}
+	exited := p.HasExited
 	if err := sink.WaitEntries(dctx, total, exited); err != nil {
 		return fail("waiting for delivery", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -73,17 +74,21 @@ func startSteadyDriver(ctx context.Context, cfg SteadyConfig, dir, lokiURL strin
 		p.Stop()
 		return nil, nil, err
 	}
-	opts := map[string]string{"loki-url": lokiURL}
-	for k, v := range cfg.LogOpts {
-		opts[k] = v
-	}
 	t := &steadyPlugin{p: p, peer: true}
-	writers, err := t.open(ctx, dir, names, opts)
+	writers, err := t.open(ctx, dir, names, driverOpts(lokiURL, cfg.LogOpts))
 	if err != nil {
 		t.close()
 		return nil, nil, err
 	}
 	return t, writers, nil
+}
+
+// driverOpts are the log-opts of a container on Grafana's driver: its Loki
+// URL and logOpts.
+func driverOpts(lokiURL string, logOpts map[string]string) map[string]string {
+	opts := map[string]string{"loki-url": lokiURL}
+	maps.Copy(opts, logOpts)
+	return opts
 }
 
 // promtailConfig is Promtail's configuration for the containers' json-file

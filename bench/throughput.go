@@ -132,16 +132,11 @@ func RunThroughput(ctx context.Context, cfg ThroughputConfig) (res ThroughputRes
 	res.Frames, res.FrameBytes, res.LineBytes = frames.Count, int64(len(frames.Buf)), frames.LineBytes
 
 	keep := cfg.KeepDir // a failure below keeps the directory too
-	dir, done, err := runDir("lf-bench-", &keep, &res.Dir)
+	dir, sink, done, err := runDirAndSink("lf-bench-", &keep, &res.Dir)
 	if err != nil {
 		return res, err
 	}
 	defer done()
-	sink, err := NewSink()
-	if err != nil {
-		return res, err
-	}
-	defer sink.Close()
 	sink.SetDelay(cfg.SinkDelay)
 	p, err := StartPlugin(ctx, PluginConfig{Binary: cfg.Binary, Dir: dir, LokiURL: sink.URL(), Env: cfg.PluginEnv})
 	if err != nil {
