@@ -85,11 +85,13 @@ func metricValue(s Sample, m string) float64 {
 	case "goroutines":
 		return s.Goroutines
 	case "fds":
-		// Held descriptors: a quiet stream's wait is not a leak.
-		if s.FDs < 0 || s.FIFODups < 0 {
+		// One descriptor per FIFO, and none of a live spool segment: a
+		// quiet stream's wait, the keeper and a spool that holds data
+		// follow the streams' and Loki's state, not a leak.
+		if s.FDs < 0 || s.FIFODups < 0 || s.SpoolFDs < 0 {
 			return s.FDs
 		}
-		return s.FDs - s.FIFODups
+		return s.FDs - s.FIFODups - s.SpoolFDs
 	case "rss":
 		if s.RSS < 0 {
 			return -1

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,11 +162,21 @@ type procStat struct {
 	cpuTicks int64 // utime + stime, clock ticks
 	fds      int
 	// fifoDups are descriptors of a logging FIFO another descriptor of the
-	// process already has open: the plugin's reader of a quiet stream
-	// waits in the netpoller on a duplicate of its FIFO, which it closes
-	// when data arrives (plugin/fifo_linux.go), so their number follows
-	// how many streams are quiet at the instant, not a leak.
+	// process already has open. The plugin holds up to three per stream
+	// (plugin/stream.go, fifo_linux.go): the read end, its own write end
+	// (the keeper, from StartLogging to StopLogging; a stream re-attached
+	// after a restart has none) and, while the stream is quiet, a
+	// duplicate of the read end its reader waits on in the netpoller. How
+	// many streams are quiet at the sampled instant, and how many were
+	// re-attached, moves the count; one descriptor per FIFO is what says
+	// whether a FIFO is still held.
 	fifoDups int
+	// spoolFDs are descriptors of spool segments that still exist: a
+	// spool opens its newest segment to append to and the one it reads
+	// back while it holds data (after an outage, or when the memory
+	// queue overflowed), and closes them when it drained. A segment
+	// deleted but still open is not counted here.
+	spoolFDs int
 	rssBytes int64
 }
 
@@ -202,7 +213,7 @@ func readProc(pid int) (procStat, error) {
 		return st, err
 	}
 	st.fds = len(ents)
-	st.fifoDups = fifoDups(pid, ents, fifoDir)
+	st.fifoDups, st.spoolFDs = fdKinds(pid, ents, fifoDir)
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return st, err
@@ -219,23 +230,34 @@ func readProc(pid int) (procStat, error) {
 	return st, nil
 }
 
-// fifoDups counts the descriptors among ents (of /proc/<pid>/fd) that
-// open a file under dir another one opens too. A descriptor closed while
-// they are read is skipped.
-func fifoDups(pid int, ents []os.DirEntry, dir string) int {
+// spoolSegment matches a spool segment's path: <spool dir>/<endpoint
+// hash>/<position>.seg (shared/spool).
+var spoolSegment = regexp.MustCompile(`/spool/[0-9a-f]+/[0-9]+\.seg$`)
+
+// fdKinds counts, among ents (of /proc/<pid>/fd), the descriptors that open
+// a file under fifoDir another one opens too (dups), and those of spool
+// segments that exist (spool). A descriptor closed while they are read is
+// skipped.
+func fdKinds(pid int, ents []os.DirEntry, fifoDir string) (dups, spool int) {
 	seen := map[string]bool{}
-	n := 0
 	for _, e := range ents {
 		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
-		if err != nil || !strings.HasPrefix(target, dir) {
+		if err != nil {
+			continue
+		}
+		if spoolSegment.MatchString(target) {
+			spool++
+			continue
+		}
+		if !strings.HasPrefix(target, fifoDir) {
 			continue
 		}
 		if seen[target] {
-			n++
+			dups++
 		}
 		seen[target] = true
 	}
-	return n
+	return dups, spool
 }
 
 // scrape reads addr's /metrics and returns the sum of every sample of each

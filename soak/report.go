@@ -187,9 +187,12 @@ func reportMarkdown(r *Result, charts []chart) string {
 		"as a second regressor (churn moves goroutines, FDs and streams up and down with it) and one intercept per process incarnation (a killed sidecar " +
 		"or a re-enabled plugin starts a new one; its first 30 s are left out). Samples from the warm-up, the last 15 s, and from 2 s before each " +
 		"disturbance to a minute after it settled (see Latency) are left out. Samples every few seconds are autocorrelated, so the 95 % interval is widened by the lag-1 " +
-		"autocorrelation of the residuals (rho). The FD series fitted leaves out the duplicate of its FIFO that the plugin's reader of a quiet stream " +
-		"holds while it waits for data (closed when data arrives; `fifo_dups` in `samples.csv`), so it follows the descriptors held, not how many " +
-		"streams are quiet at the instant; the chart and the table above show every descriptor. A leak target fails when its interval excludes 0. Heap and dockerd's RSS are reported, not judged. " +
+		"autocorrelation of the residuals (rho). The FD series fitted counts one descriptor per FIFO and none of a spool segment that exists: " +
+		"the plugin also holds its own write end of a stream's FIFO (none for a stream re-attached after a restart) and, while the stream is " +
+		"quiet, a duplicate its reader waits on (`fifo_dups` in `samples.csv`); a spool keeps its segments open while it holds data, after an " +
+		"outage or an overflow (`spool_fds`). They follow the streams' and Loki's state, not a leak; a segment deleted but left open still counts. " +
+		"The chart and the table above show every descriptor. " +
+		"A leak target fails when its interval excludes 0. Heap and dockerd's RSS are reported, not judged. " +
 		"CPU is % of one core from utime+stime in /proc/<pid>/stat between samples. Raw data: `samples.csv` (one row per process and sample), " +
 		"`latency.csv` (one row per sampled line).\n\n")
 	return b.String()
@@ -241,11 +244,11 @@ func writeSamplesCSV(path string, r *Result) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	_ = w.Write([]string{"time", "seconds", "process", "pid", "goroutines", "fds", "fifo_dups", "rss_bytes", "heap_inuse_bytes", "cpu_percent",
+	_ = w.Write([]string{"time", "seconds", "process", "pid", "goroutines", "fds", "fifo_dups", "spool_fds", "rss_bytes", "heap_inuse_bytes", "cpu_percent",
 		"containers_alive", "streams", "positions", "spool_bytes", "queue_bytes", "entries_sent"})
 	for _, s := range r.Samples {
 		_ = w.Write([]string{s.At.UTC().Format(time.RFC3339Nano), f3(s.At.Sub(r.Start).Seconds()), s.Proc, strconv.Itoa(s.PID),
-			f3(s.Goroutines), f3(s.FDs), f3(s.FIFODups), f3(s.RSS), f3(s.Heap), f3(s.CPU), f3(s.Alive), f3(s.Streams), f3(s.Positions),
+			f3(s.Goroutines), f3(s.FDs), f3(s.FIFODups), f3(s.SpoolFDs), f3(s.RSS), f3(s.Heap), f3(s.CPU), f3(s.Alive), f3(s.Streams), f3(s.Positions),
 			f3(s.Spool), f3(s.Queue), f3(s.Sent)})
 	}
 	w.Flush()

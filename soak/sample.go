@@ -25,7 +25,8 @@ type Sample struct {
 	PID        int
 	Goroutines float64
 	FDs        float64
-	FIFODups   float64 // of FDs, the duplicates of a FIFO quiet streams' readers wait on (see procStat)
+	FIFODups   float64 // of FDs, those on a FIFO beyond the first descriptor of each (see procStat)
+	SpoolFDs   float64 // of FDs, those of spool segments that exist (see procStat)
 	RSS        float64 // bytes
 	Heap       float64 // go_memstats_heap_inuse_bytes
 	CPU        float64 // % of one core since the previous sample of the same pid
@@ -92,7 +93,7 @@ func (s *sampler) sampleAll(ctx context.Context) {
 	e := s.e
 	now := time.Now()
 	for _, p := range procs {
-		smp := Sample{At: now, Proc: p, Goroutines: -1, FDs: -1, FIFODups: -1, RSS: -1, Heap: -1, CPU: -1,
+		smp := Sample{At: now, Proc: p, Goroutines: -1, FDs: -1, FIFODups: -1, SpoolFDs: -1, RSS: -1, Heap: -1, CPU: -1,
 			Streams: -1, Positions: -1, Spool: -1, Queue: -1, Sent: -1}
 		var pid int
 		var err error
@@ -118,7 +119,7 @@ func (s *sampler) sampleAll(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		smp.FDs, smp.FIFODups, smp.RSS = float64(st.fds), float64(st.fifoDups), float64(st.rssBytes)
+		smp.FDs, smp.FIFODups, smp.SpoolFDs, smp.RSS = float64(st.fds), float64(st.fifoDups), float64(st.spoolFDs), float64(st.rssBytes)
 		if prev, ok := s.prevCPU[p]; ok && prev.pid == pid {
 			if dt := now.Sub(prev.at).Seconds(); dt > 0 {
 				smp.CPU = 100 * float64(st.cpuTicks-prev.ticks) / clockTicks / dt

@@ -321,9 +321,9 @@ func TestPollsLower(t *testing.T) {
 	}
 }
 
-// TestFIFODups: a FIFO opened three times counts two duplicates, a FIFO
-// opened once none, and the FD series the leak fit reads leaves the
-// duplicates out.
+// TestFIFODups: a FIFO opened three times counts two beyond its first
+// descriptor, a FIFO opened once none, and the FD series the leak fit
+// reads leaves them and live spool segments out.
 func TestFIFODups(t *testing.T) {
 	dir := t.TempDir() + "/"
 	for _, name := range []string{"a", "b"} {
@@ -348,15 +348,58 @@ func TestFIFODups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fifoDups(os.Getpid(), ents, dir); got != 2 {
-		t.Errorf("fifoDups = %d, want 2", got)
+	if dups, spool := fdKinds(os.Getpid(), ents, dir); dups != 2 || spool != 0 {
+		t.Errorf("fdKinds = %d dups, %d spool, want 2 and 0", dups, spool)
 	}
-	s := Sample{FDs: 40, FIFODups: 2}
+	s := Sample{FDs: 40, FIFODups: 2, SpoolFDs: 0}
 	if got := metricValue(s, "fds"); got != 38 {
 		t.Errorf("fds fitted = %v, want 38", got)
+	}
+	s.SpoolFDs = 2
+	if got := metricValue(s, "fds"); got != 36 {
+		t.Errorf("fds fitted with two spool segments = %v, want 36", got)
 	}
 	s.FIFODups = -1
 	if got := metricValue(s, "fds"); got != 40 {
 		t.Errorf("fds fitted without a dup count = %v, want 40", got)
+	}
+}
+
+// TestSpoolSegmentFDs: a spool segment that exists counts as a spool
+// descriptor; once deleted (still open) it does not.
+func TestSpoolSegmentFDs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool", "0123abcd")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for _, name := range []string{"00000000000000000000.seg", "00000000000000001234.seg", "lock"} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, spool := fdKinds(os.Getpid(), ents, "/nonexistent/")
+		return spool
+	}
+	if got := count(); got != 2 {
+		t.Fatalf("spool descriptors = %d, want 2", got)
+	}
+	if err := os.Remove(filepath.Join(dir, "00000000000000000000.seg")); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(); got != 1 {
+		t.Fatalf("spool descriptors after one segment was deleted = %d, want 1", got)
 	}
 }
