@@ -343,3 +343,51 @@ func TestFIFOReaderDrain(t *testing.T) {
 		t.Fatal("a waiting Read still blocked 10 s after Drain")
 	}
 }
+
+// TestFIFOReaderBusyPipeEndsWithAPause: the read that empties a pipe that
+// filled fast (here about 1 MiB at once) waits the short pause, not the
+// grid (a container writing flat out would fill the pipe within the tick and
+// wait for the rest of it); a small read after little came waits for the
+// grid, as a steady stream does.
+func TestFIFOReaderBusyPipeEndsWithAPause(t *testing.T) {
+	p := newFIFO(t)
+	r, err := openFIFOReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	const burst = fifoPipeSize - 8<<10 // the pipe holds it: the write does not wait
+	if _, err := w.Write(make([]byte, burst)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 32<<10)
+	got := 0
+	for got < burst {
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += n
+		if n == len(buf) && r.next != 0 {
+			t.Fatalf("after a full read the next waits %v, want 0", r.next)
+		}
+	}
+	if r.next != r.wait || r.next >= fifoTick {
+		t.Fatalf("after emptying a busy pipe the next read waits %v, want the pause %v", r.next, r.wait)
+	}
+	// A small write alone, read after the pause: the grid.
+	if _, err := w.Write(make([]byte, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Read(buf); err != nil || n != 100 {
+		t.Fatalf("the small read: %d, %v; want 100", n, err)
+	}
+	if r.next == r.wait || r.next > fifoTick {
+		t.Fatalf("after a small read the next waits %v, want the time to the next tick", r.next)
+	}
+}
