@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -23,6 +24,7 @@ var (
 	containerSize  = flag.Int("container-size", 250, "TestContainerThroughput: bytes per line")
 	containerRuns  = flag.Int("container-runs", 3, "TestContainerThroughput: runs of each driver, interleaved")
 	containerSet   = flag.String("container-plugin-set", "", "TestContainerThroughput: space-separated KEY=VALUE settings of the plugin (docker plugin set; the settable env of config.json), e.g. \"GOMAXPROCS=1\"")
+	containerPeer  = flag.String("container-grafana-driver", "", "TestContainerThroughput: also run containers through Grafana's Loki Docker driver, this binary (scripts/peers path grafana-driver), installed as a managed plugin of the private dockerd with loki-url set to the sink")
 	containerPerf  = flag.String("container-perf", "", "TestContainerThroughput: after the measured runs, one more run of each driver with `perf record -g` on dockerd and the plugin, into DIR/<driver>-{dockerd,plugin}.perf.data")
 )
 
@@ -35,6 +37,7 @@ type driverCase struct {
 	name string   // in the report
 	args []string // docker run flags
 	loki bool     // lines go to the sink
+	pid  int      // the shipper's process when not logferry's plugin
 }
 
 // containerRun is what one container run measured.
@@ -45,6 +48,7 @@ type containerRun struct {
 	daemonCPU time.Duration // dockerd's CPU from docker run -d to docker wait's answer
 	pluginCPU time.Duration // the plugin's, to the last line at the sink
 	pluginIO  ProcIO        // the plugin's read and write calls, to the last line at the sink
+	lost      int64         // a peer's lines that never reached the sink (10 s without one more)
 }
 
 // TestContainerThroughput times a container that writes -container-lines
@@ -100,13 +104,17 @@ func TestContainerThroughput(t *testing.T) {
 		{name: "logferry", args: []string{"--log-driver", plugin}, loki: true},
 		{name: "logferry no-file", args: []string{"--log-driver", plugin, "--log-opt", "no-file=true"}, loki: true},
 	}
+	if *containerPeer != "" {
+		name, pid := installGrafanaDriver(t, d, *containerPeer)
+		cases = append(cases, driverCase{name: "grafana-driver", args: []string{"--log-driver", name, "--log-opt", "loki-url=" + sink.URL()}, loki: true, pid: pid})
+	}
 	lines, size := *containerLines, *containerSize
 	t.Logf("%d lines of %d bytes per container, %d runs per driver, dockerd pid %d, plugin pid %d, plugin settings %q",
 		lines, size, *containerRuns, daemonPID, pluginPID, *containerSet)
 	results := make([][]containerRun, len(cases))
 	for run := 1; run <= *containerRuns; run++ {
 		for i, c := range cases {
-			r, err := runContainer(t, d, image, c, fmt.Sprintf("r%d-%d", run, i), lines, size, sink, daemonPID, pluginPID)
+			r, err := runContainer(t, d, image, c, fmt.Sprintf("r%d-%d", run, i), lines, size, sink, daemonPID, cmp.Or(c.pid, pluginPID))
 			if err != nil {
 				t.Fatalf("%s run %d: %v\nthe end of the daemon's log:\n%s", c.name, run, err, d.LogTail(20))
 			}
@@ -115,8 +123,12 @@ func TestContainerThroughput(t *testing.T) {
 			line := fmt.Sprintf("container %-16s run %d/%d: ran %.2f s (%.0f lines/s, %.1f MiB/s of lines), docker run..wait %.2f s, dockerd CPU %.2f s",
 				c.name, run, *containerRuns, r.ran.Seconds(), float64(lines)/r.ran.Seconds(), mib/r.ran.Seconds(), r.wall.Seconds(), r.daemonCPU.Seconds())
 			if c.loki {
-				line += fmt.Sprintf(", all lines at the sink after %.2f s, plugin CPU %.2f s (%.1f MiB of lines per CPU-s; %.3f reads, %.3f writes per line)",
-					r.delivered.Seconds(), r.pluginCPU.Seconds(), mib/r.pluginCPU.Seconds(),
+				at := "all lines at the sink"
+				if r.lost > 0 {
+					at = fmt.Sprintf("%d LINES LOST, the rest at the sink", r.lost)
+				}
+				line += fmt.Sprintf(", %s after %.2f s, plugin CPU %.2f s (%.1f MiB of lines per CPU-s; %.3f reads, %.3f writes per line)",
+					at, r.delivered.Seconds(), r.pluginCPU.Seconds(), mib/r.pluginCPU.Seconds(),
 					float64(r.pluginIO.ReadCalls)/float64(lines), float64(r.pluginIO.WriteCalls)/float64(lines))
 			}
 			fmt.Println(line)
@@ -132,7 +144,7 @@ func TestContainerThroughput(t *testing.T) {
 			for _, target := range []struct {
 				name string
 				pid  int
-			}{{"dockerd", daemonPID}, {"plugin", pluginPID}} {
+			}{{"dockerd", daemonPID}, {"plugin", cmp.Or(c.pid, pluginPID)}} {
 				if target.pid <= 0 || (!c.loki && target.name == "plugin") {
 					continue
 				}
@@ -144,7 +156,7 @@ func TestContainerThroughput(t *testing.T) {
 				perfs = append(perfs, cmd)
 				defer stopPerf(cmd)
 			}
-			r, err := runContainer(t, d, image, c, fmt.Sprintf("perf-%d", i), lines, size, sink, daemonPID, pluginPID)
+			r, err := runContainer(t, d, image, c, fmt.Sprintf("perf-%d", i), lines, size, sink, daemonPID, cmp.Or(c.pid, pluginPID))
 			for _, cmd := range perfs {
 				stopPerf(cmd)
 			}
@@ -160,7 +172,16 @@ func TestContainerThroughput(t *testing.T) {
 		ratio := base.Seconds() / m.Seconds()
 		summary := fmt.Sprintf("RESULT container %-16s %d x %d B lines: median %.2f s (%.0f lines/s), %.2f of json-file's throughput",
 			c.name, lines, size, m.Seconds(), float64(lines)/m.Seconds(), ratio)
-		if i > 0 {
+		var lost []string
+		for _, r := range results[i] {
+			if r.lost > 0 {
+				lost = append(lost, strconv.FormatInt(r.lost, 10))
+			}
+		}
+		if len(lost) > 0 {
+			summary += fmt.Sprintf("; LINES LOST in %d of %d runs (%s)", len(lost), len(results[i]), strings.Join(lost, ", "))
+		}
+		if i > 0 && c.pid == 0 { // logferry's goal
 			verdict := "MET"
 			if ratio < goalContainerRatio {
 				verdict = "MISSED"
@@ -208,7 +229,18 @@ func runContainer(t *testing.T, d *dockertest.Daemon, image string, c driverCase
 	if c.loki {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		if err := sink.WaitEntries(ctx, int64(lines), nil); err != nil {
+		if c.pid != 0 {
+			// A peer's losses are a finding, not a failure of the run:
+			// wait until its count stops growing for 10 s.
+			last, since := int64(-1), time.Now()
+			for got := sink.Entries(); got < int64(lines) && time.Since(since) < 10*time.Second; got = sink.Entries() {
+				if got != last {
+					last, since = got, time.Now()
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			r.lost = int64(lines) - sink.Entries()
+		} else if err := sink.WaitEntries(ctx, int64(lines), nil); err != nil {
 			return r, err
 		}
 		r.delivered = time.Since(start)
@@ -218,8 +250,8 @@ func runContainer(t *testing.T, d *dockertest.Daemon, image string, c driverCase
 		if pio1, err := ReadProcIO(pluginPID); err == nil && pio0.ReadCalls > 0 {
 			r.pluginIO = ProcIO{ReadCalls: pio1.ReadCalls - pio0.ReadCalls, WriteCalls: pio1.WriteCalls - pio0.WriteCalls}
 		}
-		if got := sink.Entries(); got != int64(lines) {
-			return r, fmt.Errorf("the sink has %d entries, want %d", got, lines)
+		if got := sink.Entries(); got != int64(lines)-r.lost {
+			return r, fmt.Errorf("the sink has %d entries, want %d", got, int64(lines)-r.lost)
 		}
 	}
 	// Free the disk now: a json-file log of 500,000 lines is ~170 MB.
@@ -243,16 +275,71 @@ func readPID(path string) (int, error) {
 	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
 
+// grafanaDriverConfig is the managed plugin's config.json for Grafana's
+// driver, as its repository's clients/cmd/docker-driver documents it:
+// host network, the docker.logdriver/1.0 interface on loki.sock.
+const grafanaDriverConfig = `{
+  "description": "Grafana's Loki Docker driver, for logferry's benchmarks",
+  "entrypoint": ["/bin/docker-driver"],
+  "network": {"type": "host"},
+  "interface": {"types": ["docker.logdriver/1.0"], "socket": "loki.sock"},
+  "env": [{"name": "LOG_LEVEL", "description": "log level", "settable": ["value"], "value": "warn"}]
+}
+`
+
+// installGrafanaDriver makes a managed plugin of the driver binary bin in
+// the private daemon d (a rootfs with the binary alone: it is static) and
+// returns its name and process.
+func installGrafanaDriver(t *testing.T, d *dockertest.Daemon, bin string) (string, int) {
+	t.Helper()
+	const name = "grafana-loki-bench"
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "rootfs")
+	for _, sub := range []string{"bin", "run/docker/plugins", "var/log/docker", "tmp", "etc"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatalf("the driver's binary: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "docker-driver"), b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(grafanaDriverConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.Docker(t, "plugin", "create", name, dir)
+	t.Cleanup(func() {
+		_, _, _ = d.DockerErr("plugin", "disable", "-f", name)
+		_, _, _ = d.DockerErr("plugin", "rm", "-f", name)
+	})
+	d.Docker(t, "plugin", "enable", name)
+	id := strings.TrimSpace(d.Docker(t, "plugin", "inspect", "-f", "{{.Id}}", name))
+	pid, err := findProcess("/bin/docker-driver", id)
+	if err != nil {
+		t.Logf("the driver's CPU is not measured: %v", err)
+	}
+	return name + ":latest", pid
+}
+
 // findPluginPID finds the managed plugin's process: /usr/bin/logferry-plugin
 // in a cgroup named after the plugin's id.
 func findPluginPID(pluginID string) (int, error) {
+	return findProcess("/usr/bin/logferry-plugin", pluginID)
+}
+
+// findProcess finds a managed plugin's process: the program path (as the
+// plugin's rootfs has it) in a cgroup named after the plugin's id.
+func findProcess(path, pluginID string) (int, error) {
 	procs, err := filepath.Glob("/proc/[0-9]*")
 	if err != nil {
 		return 0, err
 	}
 	for _, p := range procs {
 		cmd, err := os.ReadFile(filepath.Join(p, "cmdline"))
-		if err != nil || !strings.HasPrefix(string(cmd), "/usr/bin/logferry-plugin\x00") && string(cmd) != "/usr/bin/logferry-plugin" {
+		if err != nil || !strings.HasPrefix(string(cmd), path+"\x00") && string(cmd) != path {
 			continue
 		}
 		cg, err := os.ReadFile(filepath.Join(p, "cgroup"))
@@ -261,7 +348,7 @@ func findPluginPID(pluginID string) (int, error) {
 		}
 		return strconv.Atoi(filepath.Base(p))
 	}
-	return 0, fmt.Errorf("no /usr/bin/logferry-plugin process in a cgroup of plugin %.12s", pluginID)
+	return 0, fmt.Errorf("no %s process in a cgroup of plugin %.12s", path, pluginID)
 }
 
 func medianDuration(rs []containerRun, f func(containerRun) time.Duration) time.Duration {
