@@ -127,7 +127,7 @@ func TestContainerThroughput(t *testing.T) {
 				if r.lost > 0 {
 					at = fmt.Sprintf("%d LINES LOST, the rest at the sink", r.lost)
 				}
-				line += fmt.Sprintf(", %s after %.2f s, plugin CPU %.2f s (%.1f MiB of lines per CPU-s; %.3f reads, %.3f writes per line)",
+				line += fmt.Sprintf(", %s after %.2f s, shipper CPU %.2f s (%.1f MiB of lines per CPU-s; %.3f reads, %.3f writes per line)",
 					at, r.delivered.Seconds(), r.pluginCPU.Seconds(), mib/r.pluginCPU.Seconds(),
 					float64(r.pluginIO.ReadCalls)/float64(lines), float64(r.pluginIO.WriteCalls)/float64(lines))
 			}
