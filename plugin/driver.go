@@ -175,10 +175,6 @@ func (d *Driver) buildStream(file string, info Info, reattach, fifoGone bool) (*
 		d.log.Info("loki-relabel-config drops this container: its lines are kept for docker logs, not shipped",
 			"container", info.Container().Name, "container_id", shortID(info.ContainerID))
 	}
-	meta := make([]loki.LabelPairAdapter, 0, len(set.StructuredMetadata))
-	for _, p := range set.StructuredMetadata {
-		meta = append(meta, loki.LabelPairAdapter{Name: p.Name, Value: p.Value})
-	}
 	disp, err := d.pool.Acquire(opts.Loki)
 	if err != nil {
 		d.m.startErrors.WithLabelValues("endpoint").Inc()
@@ -186,7 +182,7 @@ func (d *Driver) buildStream(file string, info Info, reattach, fifoGone bool) (*
 	}
 	name := info.Container().Name
 	s := &stream{
-		file: file, info: info, opts: opts, set: set, meta: meta, disp: disp,
+		file: file, info: info, opts: opts, set: set, disp: disp,
 		log:      d.log.With("container", name, "container_id", shortID(info.ContainerID)),
 		m:        d.m.forStream(name),
 		done:     make(chan struct{}),
@@ -194,7 +190,7 @@ func (d *Driver) buildStream(file string, info Info, reattach, fifoGone bool) (*
 		changed:  d.ackedChanged,
 	}
 	s.pipe = pipeline.NewStep(pipeline.StepConfig{Pipeline: opts.Pipeline, Multiline: opts.MultilineConfig(),
-		Metrics: d.m.pipeline, Set: &s.set, Meta: s.meta, MaxLine: opts.MaxLineSize,
+		Metrics: d.m.pipeline, Set: &s.set, MaxLine: opts.MaxLineSize,
 		Guard: d.cfg.Guards.For(opts.Loki.Key()), AckFloor: s.acked.Load(), InvalidUTF8: d.m.invalidUTF8})
 	if s.pipe.SetsTenant() {
 		s.fan = loki.NewFanout(d.pool, disp, s, d.m.pipeline.TenantOverflow())

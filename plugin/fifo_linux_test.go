@@ -68,17 +68,7 @@ func TestFIFOReaderReadsAllThenEOF(t *testing.T) {
 // Data that is in the pipe before the reader first waits is read, not
 // missed by the edge-triggered registration.
 func TestFIFOReaderDataBeforeWait(t *testing.T) {
-	p := newFIFO(t)
-	r, err := openFIFOReader(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	w, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	_, r, w := openReaderWriter(t)
 	buf := make([]byte, 16)
 	for i := range 50 {
 		msg := []byte{byte('0' + i%10)}
@@ -280,17 +270,7 @@ func TestFIFOReaderSteadyStream(t *testing.T) {
 // Drain (shutdown): Read returns what the pipe holds, then io.EOF, while a
 // writer still has the FIFO open; a Read waiting in the netpoller ends too.
 func TestFIFOReaderDrain(t *testing.T) {
-	p := newFIFO(t)
-	r, err := openFIFOReader(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	w, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	p, r, w := openReaderWriter(t)
 	errc := make(chan error, 1)
 	go func() { // waits: the pipe is empty
 		_, err := r.Read(make([]byte, 64))
@@ -350,17 +330,7 @@ func TestFIFOReaderDrain(t *testing.T) {
 // wait for the rest of it); a small read after little came waits for the
 // grid, as a steady stream does.
 func TestFIFOReaderBusyPipeEndsWithAPause(t *testing.T) {
-	p := newFIFO(t)
-	r, err := openFIFOReader(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	w, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	_, r, w := openReaderWriter(t)
 	const burst = fifoPipeSize - 8<<10 // the pipe holds it: the write does not wait
 	if _, err := w.Write(make([]byte, burst)); err != nil {
 		t.Fatal(err)
@@ -390,4 +360,22 @@ func TestFIFOReaderBusyPipeEndsWithAPause(t *testing.T) {
 	if r.next == r.wait || r.next > fifoTick {
 		t.Fatalf("after a small read the next waits %v, want the time to the next tick", r.next)
 	}
+}
+
+// openReaderWriter makes a FIFO and opens its reader and a writer, both
+// closed when the test ends.
+func openReaderWriter(t *testing.T) (string, *fifoReader, *os.File) {
+	t.Helper()
+	p := newFIFO(t)
+	r, err := openFIFOReader(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return p, r, w
 }

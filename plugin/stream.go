@@ -34,7 +34,6 @@ type stream struct {
 	info   Info
 	opts   logopts.Options
 	set    labels.Set
-	meta   []loki.LabelPairAdapter
 	pipe   *pipeline.Step
 	disp   *loki.Dispatcher
 	fan    *loki.Fanout // a tenant stage's tenants; nil without one

@@ -533,20 +533,16 @@ func (r *Router) newShipper(c engine.Container, route string, log *slog.Logger) 
 	if set.Dropped {
 		return nil, errRelabelDropped
 	}
-	meta := make([]loki.LabelPairAdapter, 0, len(set.StructuredMetadata))
-	for _, p := range set.StructuredMetadata {
-		meta = append(meta, loki.LabelPairAdapter{Name: p.Name, Value: p.Value})
-	}
 	disp, err := r.pool.Acquire(opts.Loki)
 	if err != nil {
 		return nil, fmt.Errorf("loki endpoint: %w", err)
 	}
 	s := &shipper{
-		r: r, c: c, route: route, opts: opts, set: set, meta: meta, disp: disp, log: log,
+		r: r, c: c, route: route, opts: opts, set: set, disp: disp, log: log,
 		m: r.m.forContainer(c.Name), finishCh: make(chan struct{}), resolved: make(chan struct{}),
 	}
 	s.pipe = pipeline.NewStep(pipeline.StepConfig{Pipeline: opts.Pipeline, Multiline: opts.MultilineConfig(),
-		Metrics: r.m.pipeline, Set: &s.set, Meta: s.meta, MaxLine: opts.MaxLineSize,
+		Metrics: r.m.pipeline, Set: &s.set, MaxLine: opts.MaxLineSize,
 		Guard: r.cfg.Guards.For(opts.Loki.Key()), AckFloor: -1, InvalidUTF8: r.m.invalidUTF8})
 	// Through a Fanout always: a tenant stage may choose tenants, and a
 	// reload may move the container to another endpoint while it runs.

@@ -61,7 +61,6 @@ type shipper struct {
 	route string
 	opts  logopts.Options
 	set   labels.Set
-	meta  []loki.LabelPairAdapter
 	pipe  *pipeline.Step
 	out   pipeline.Out // handOut of the reading route's context
 	disp  *loki.Dispatcher

@@ -187,7 +187,10 @@ const fifoDir = "/run/docker/logging/"
 // clockTicks is USER_HZ, 100 on every Linux the project supports.
 const clockTicks = 100
 
-func readProc(pid int) (procStat, error) {
+// readProc reads pid's CPU, descriptors and RSS; with kinds, also what
+// its descriptors open (fifoDups, spoolFDs: a readlink each, which
+// dockerd's hundreds of descriptors do not need).
+func readProc(pid int, kinds bool) (procStat, error) {
 	var st procStat
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -213,7 +216,9 @@ func readProc(pid int) (procStat, error) {
 		return st, err
 	}
 	st.fds = len(ents)
-	st.fifoDups, st.spoolFDs = fdKinds(pid, ents, fifoDir)
+	if kinds {
+		st.fifoDups, st.spoolFDs = fdKinds(pid, ents, fifoDir)
+	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return st, err

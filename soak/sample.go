@@ -115,11 +115,14 @@ func (s *sampler) sampleAll(ctx context.Context) {
 			continue // not running now (a disturbance): no sample
 		}
 		smp.PID = pid
-		st, err := readProc(pid)
+		st, err := readProc(pid, p != procDockerd)
 		if err != nil {
 			continue
 		}
-		smp.FDs, smp.FIFODups, smp.SpoolFDs, smp.RSS = float64(st.fds), float64(st.fifoDups), float64(st.spoolFDs), float64(st.rssBytes)
+		smp.FDs, smp.RSS = float64(st.fds), float64(st.rssBytes)
+		if p != procDockerd {
+			smp.FIFODups, smp.SpoolFDs = float64(st.fifoDups), float64(st.spoolFDs)
+		}
 		if prev, ok := s.prevCPU[p]; ok && prev.pid == pid {
 			if dt := now.Sub(prev.at).Seconds(); dt > 0 {
 				smp.CPU = 100 * float64(st.cpuTicks-prev.ticks) / clockTicks / dt

@@ -158,7 +158,7 @@ func (b *batch) encode() ([]byte, error) {
 			// b.meta may move as it grows: the entries before keep their
 			// part of the old array, which is not written again.
 			at := len(b.meta)
-			b.meta = append(append(b.meta, e.SharedMetadata...), e.Metadata...)
+			b.meta = e.AllMetadata(b.meta)
 			meta = b.meta[at:len(b.meta):len(b.meta)]
 		}
 		s.Entries = append(s.Entries, EntryAdapter{

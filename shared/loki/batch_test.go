@@ -42,14 +42,7 @@ func TestBatchSharedMetadata(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := snappy.Decode(nil, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var req PushRequest
-		if err := req.Unmarshal(raw); err != nil {
-			t.Fatal(err)
-		}
+		req := decodeBody(t, body)
 		n := 0
 		for _, s := range req.Streams {
 			for _, e := range s.Entries {
@@ -76,4 +69,18 @@ func TestBatchSharedMetadata(t *testing.T) {
 	if got, want := e.size(), 1+16+len("container_idc1image_nameimgkvv"); got != want {
 		t.Errorf("size() = %d, want %d", got, want)
 	}
+}
+
+// decodeBody decodes a push body as Loki does: snappy, then protobuf.
+func decodeBody(t *testing.T, body []byte) PushRequest {
+	t.Helper()
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var req PushRequest
+	if err := req.Unmarshal(raw); err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

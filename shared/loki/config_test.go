@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -176,14 +175,7 @@ func TestBatchEncodeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := snappy.Decode(nil, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var req PushRequest
-	if err := req.Unmarshal(raw); err != nil {
-		t.Fatal(err)
-	}
+	req := decodeBody(t, body)
 	if len(req.Streams) != 3 || len(req.Streams[0].Entries) != 5 {
 		t.Fatalf("streams %d", len(req.Streams))
 	}

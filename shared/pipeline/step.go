@@ -76,10 +76,9 @@ type StepConfig struct {
 	Pipeline  *Pipeline        // nil: no stages
 	Multiline *MultilineConfig // nil: no joining
 	Metrics   *Metrics
-	Set       *labels.Set             // the container's labels
-	Meta      []loki.LabelPairAdapter // the container's structured metadata
-	MaxLine   int                     // max-line-size
-	Guard     *Guard                  // the endpoint's (Guards.For); nil: none
+	Set       *labels.Set // the container's labels and structured metadata
+	MaxLine   int         // max-line-size
+	Guard     *Guard      // the endpoint's (Guards.For); nil: none
 	// AckFloor is the offset the caller has acknowledged up to already: an
 	// entry handed before any of its lines is acknowledgeable carries it.
 	AckFloor int64
@@ -90,8 +89,13 @@ type StepConfig struct {
 
 // NewStep returns the Step of one container.
 func NewStep(c StepConfig) *Step {
-	s := &Step{inst: c.Pipeline.Instance(c.Metrics), set: c.Set, meta: c.Meta, maxLine: c.MaxLine,
+	s := &Step{inst: c.Pipeline.Instance(c.Metrics), set: c.Set, maxLine: c.MaxLine,
 		guard: c.Guard, invalid: c.InvalidUTF8, lastAck: c.AckFloor}
+	// The container's structured metadata as the push carries it, in the
+	// Set's order: entry shares it, and tells the stages' pairs from it.
+	for _, p := range c.Set.StructuredMetadata {
+		s.meta = append(s.meta, loki.LabelPairAdapter{Name: p.Name, Value: p.Value})
+	}
 	if c.Multiline != nil {
 		m := *c.Multiline
 		if m.MaxBytes <= 0 || m.MaxBytes > c.MaxLine {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/logferry/logferry/shared/labels"
-	"github.com/logferry/logferry/shared/loki"
 	"github.com/logferry/logferry/shared/metadata"
 )
 
@@ -63,14 +62,11 @@ func TestStepMetadataOwned(t *testing.T) {
 	}
 	b, _ := labels.NewBuilder(labels.DefaultConfig(), "h")
 	set, _ := b.Build(metadata.Container{Name: "/c", ID: strings.Repeat("ab", 32), ImageName: "img:1"})
-	var meta []loki.LabelPairAdapter
-	for _, p := range set.StructuredMetadata {
-		meta = append(meta, loki.LabelPairAdapter{Name: p.Name, Value: p.Value})
-	}
+	s := NewStep(StepConfig{Pipeline: p, Set: &set, MaxLine: 1 << 20, AckFloor: -1})
+	meta := s.meta
 	if len(meta) != 2 {
 		t.Fatalf("container metadata %v, want container_id and image_name", meta)
 	}
-	s := NewStep(StepConfig{Pipeline: p, Set: &set, Meta: meta, MaxLine: 1 << 20, AckFloor: -1})
 	cid := "container_id=" + strings.Repeat("ab", 32)
 	var kept [][]string
 	var shares []bool
