@@ -41,10 +41,12 @@ const probeFilter = `00 stream=`
 type prober struct {
 	e *env
 
-	mu   sync.Mutex
-	seen map[string]*Latency // "id/seq"
-	list []*Latency
-	full int // polls whose answer hit the limit (samples may be missed)
+	mu        sync.Mutex
+	seen      map[string]*Latency // "id/seq"
+	list      []*Latency
+	full      int   // polls whose answer hit the limit (samples may be missed)
+	last      polls // the latest answered queries, for the next lower bounds
+	sweepTook []time.Duration
 }
 
 func newProber(e *env) *prober { return &prober{e: e, seen: map[string]*Latency{}} }
@@ -59,16 +61,28 @@ func (p *prober) latencies() []Latency {
 	return out
 }
 
-// run polls every ProbeEvery until ctx ends, over the last 5 s. While a
-// disturbance is under way or ended less than sweepGrace ago, it also
+// run polls every ProbeEvery until ctx ends, over the last 5 s; beside it,
+// while a disturbance is under way or ended less than sweepGrace ago, it
 // sweeps, every sweepEvery, from 5 s before the disturbance's start to now
-// (all pages): a backlog sent after an outage carries old timestamps.
+// (all pages): a backlog sent after an outage carries old timestamps. The
+// two run apart: a sweep over minutes of lines takes seconds on a busy
+// machine, and polls that waited for it would read every line's latency
+// at the sweep's resolution.
 func (p *prober) run(ctx context.Context) {
-	e := p.e
-	query := fmt.Sprintf(`{container_name=~"soak-%s-.+"} |= %q | line_format "{{ trunc 100 __line__ }}"`, e.runID, probeFilter)
-	tick := time.NewTicker(e.cfg.ProbeEvery)
+	query := fmt.Sprintf(`{container_name=~"soak-%s-.+"} |= %q | line_format "{{ trunc 100 __line__ }}"`, p.e.runID, probeFilter)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.sweep(ctx, query)
+	}()
+	p.poll(ctx, query)
+	wg.Wait()
+}
+
+func (p *prober) poll(ctx context.Context, query string) {
+	tick := time.NewTicker(p.e.cfg.ProbeEvery)
 	defer tick.Stop()
-	var lastSent, lastSweep time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -76,28 +90,38 @@ func (p *prober) run(ctx context.Context) {
 		case <-tick.C:
 		}
 		sent := time.Now()
-		if d, ok := e.dist.recentStart(sent, sweepGrace); ok && sent.Sub(lastSweep) >= sweepEvery {
-			qctx, cancel := context.WithTimeout(ctx, time.Minute)
-			streams, err := e.loki.QueryAll(qctx, query, d.Add(-5*time.Second), sent.Add(time.Second))
-			cancel()
-			if err == nil {
-				if lastSweep.Before(d) {
-					lastSweep = time.Time{} // no sweep of this disturbance yet
-				}
-				p.record(streams, polls{normal: lastSent, sweep: lastSweep}, time.Now())
-				lastSweep = sent
-			}
+		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		streams, err := p.e.loki.QueryRange(qctx, query, sent.Add(-5*time.Second), sent.Add(time.Second), probeLimit, lokitest.Backward)
+		cancel()
+		if err != nil {
+			continue // Loki down or slow: the next poll's lower bound stays the last answered one's
+		}
+		p.record(streams, answer{sent: sent, got: time.Now(), limited: true})
+	}
+}
+
+func (p *prober) sweep(ctx context.Context, query string) {
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		sent := time.Now()
+		d, ok := p.e.dist.recentStart(sent, sweepGrace)
+		if !ok {
 			continue
 		}
-		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		streams, err := e.loki.QueryRange(qctx, query, sent.Add(-5*time.Second), sent.Add(time.Second), probeLimit, lokitest.Backward)
+		from := d.Add(-5 * time.Second)
+		qctx, cancel := context.WithTimeout(ctx, time.Minute)
+		streams, err := p.e.loki.QueryAll(qctx, query, from, sent.Add(time.Second))
 		cancel()
-		got := time.Now()
 		if err != nil {
-			continue // Loki down or slow: the next poll's lower bound stays lastSent
+			continue
 		}
-		p.record(streams, polls{normal: lastSent, sweep: lastSweep}, got)
-		lastSent = sent
+		p.record(streams, answer{sent: sent, got: time.Now(), sweepFrom: from})
 	}
 }
 
@@ -109,17 +133,26 @@ const (
 
 const probeLimit = 5000
 
-// polls are the send times of the latest queries before the one being
-// recorded: a normal poll covers [sent-5s, sent], a sweep everything since
-// its disturbance's start (zero: none yet).
-type polls struct{ normal, sweep time.Time }
+// polls are the send times of the latest answered queries before the one
+// being recorded: a normal poll covers [sent-5s, sent], a sweep everything
+// from sweepFrom on (zero sweep: none yet).
+type polls struct{ normal, sweep, sweepFrom time.Time }
+
+// answer is one query's answer to record: sent and got are when it was sent
+// and answered; a sweep's starts at sweepFrom (zero: a normal poll), a
+// normal poll's is limited to probeLimit entries.
+type answer struct {
+	sent, got time.Time
+	sweepFrom time.Time
+	limited   bool
+}
 
 // lower is the latest moment a line written at w was known not to be
 // queryable: the send time of the latest query that covered w and did not
 // return it, and never before w itself.
 func (q polls) lower(w time.Time) time.Time {
 	l := w
-	if q.sweep.After(l) {
+	if q.sweep.After(l) && !w.Before(q.sweepFrom) {
 		l = q.sweep
 	}
 	if q.normal.After(w) {
@@ -136,10 +169,32 @@ func (q polls) lower(w time.Time) time.Time {
 	return l
 }
 
-func (p *prober) record(streams []lokitest.Stream, q polls, upper time.Time) {
+// next is q after a answered.
+func (q polls) next(a answer) polls {
+	if a.sweepFrom.IsZero() {
+		if a.sent.After(q.normal) {
+			q.normal = a.sent
+		}
+		return q
+	}
+	if a.sent.After(q.sweep) {
+		q.sweep, q.sweepFrom = a.sent, a.sweepFrom
+	}
+	return q
+}
+
+// record notes the sampled lines of one answer not seen before: each was
+// queryable by a.got and not when the latest earlier answered query that
+// covered it was sent.
+func (p *prober) record(streams []lokitest.Stream, a answer) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if lokitest.Count(streams) >= probeLimit {
+	q, upper := p.last, a.got
+	p.last = q.next(a)
+	if !a.sweepFrom.IsZero() {
+		p.sweepTook = append(p.sweepTook, a.got.Sub(a.sent))
+	}
+	if a.limited && lokitest.Count(streams) >= probeLimit {
 		p.full++
 	}
 	for _, s := range streams {

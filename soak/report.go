@@ -132,7 +132,13 @@ func reportMarkdown(r *Result, charts []chart) string {
 		}
 	}
 	if r.ProbeFull > 0 {
-		fmt.Fprintf(&b, "\n%d probe queries hit their limit of %d entries: some samples may be missing.\n", r.ProbeFull, probeLimit)
+		fmt.Fprintf(&b, "\n%d probe polls hit their limit of %d entries: some samples may be missing.\n", r.ProbeFull, probeLimit)
+	}
+	if len(r.SweepTook) > 0 {
+		p := percentiles(r.SweepTook)
+		fmt.Fprintf(&b, "\nThe probe polls the last 5 s every %v and, apart, sweeps a disturbance's lines from its start every %v for %v after it: "+
+			"%d sweeps took %s median, %s max (a backlog's lines are timed at a sweep's resolution).\n", r.Config.ProbeEvery, sweepEvery, sweepGrace,
+			len(r.SweepTook), ms(p.P50), ms(p.Max))
 	}
 
 	b.WriteString("\n## Disturbances\n\n`took` is from the first action until the disturbed part answered again: for Loki, SIGTERM (SIGKILL after 10 s), the planned down time, and its start-up (WAL replay).\n\n")
@@ -141,7 +147,7 @@ func reportMarkdown(r *Result, charts []chart) string {
 		drain := ""
 		for _, rec := range r.Recovery {
 			if rec.Window.Start.Equal(w.Start) {
-				drain = fmt.Sprintf("%s (%d sampled lines)", ms(rec.Drain), rec.Samples)
+				drain = fmt.Sprintf("%s (%d sampled lines; resolution %s)", ms(rec.Drain), rec.Samples, ms(rec.Resolution))
 			}
 		}
 		errs := ""

@@ -311,7 +311,8 @@ func TestPollsLower(t *testing.T) {
 		{"written before the last poll", polls{normal: at(10)}, 9.5, 10},
 		{"written after the last poll", polls{normal: at(10)}, 10.1, 10.1},
 		{"old line: the last poll that still covered it", polls{normal: at(60)}, 20, 25},
-		{"a sweep covered it later", polls{normal: at(60), sweep: at(58)}, 20, 58},
+		{"a sweep covered it later", polls{normal: at(60), sweep: at(58), sweepFrom: at(15)}, 20, 58},
+		{"written before the sweep's start", polls{normal: at(60), sweep: at(58), sweepFrom: at(21)}, 20, 25},
 		{"no poll yet", polls{}, 3, 3},
 	}
 	for _, tt := range tests {
