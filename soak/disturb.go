@@ -99,18 +99,18 @@ func (d *disturber) all() []Window {
 	return append([]Window(nil), d.windows...)
 }
 
-// recentStart returns the start of the latest disturbance that is under way
-// or ended less than grace ago.
-func (d *disturber) recentStart(now time.Time, grace time.Duration) (time.Time, bool) {
+// recent returns the latest disturbance that is under way (End zero) or
+// ended less than grace ago.
+func (d *disturber) recent(now time.Time, grace time.Duration) (Window, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for i := len(d.windows) - 1; i >= 0; i-- {
 		w := d.windows[i]
 		if w.End.IsZero() || now.Sub(w.End) < grace {
-			return w.Start, true
+			return w, true
 		}
 	}
-	return time.Time{}, false
+	return Window{}, false
 }
 
 // inWindows reports whether t falls in a disturbance window (to its

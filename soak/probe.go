@@ -61,20 +61,30 @@ func (p *prober) latencies() []Latency {
 	return out
 }
 
-// run polls every ProbeEvery until ctx ends, over the last 5 s; beside it,
-// while a disturbance is under way or ended less than sweepGrace ago, it
-// sweeps, every sweepEvery, from 5 s before the disturbance's start to now
-// (all pages): a backlog sent after an outage carries old timestamps. The
-// two run apart: a sweep over minutes of lines takes seconds on a busy
-// machine, and polls that waited for it would read every line's latency
-// at the sweep's resolution.
+// run probes Loki until ctx ends, with three kinds of query, each in its
+// own goroutine (a query over minutes of lines takes seconds on a busy
+// machine: a poll that waited for it would time every line at its
+// resolution):
+//   - polls, every ProbeEvery, over the last 5 s: most lines;
+//   - late sweeps over [now-lateSpan, now-lateGap], every lateEvery, or every
+//     sweepEvery within sweepGrace of a disturbance: the lines that took
+//     over 5 s, which no poll sees (their cost is bounded by lateSpan);
+//   - outage sweeps, every sweepEvery while a disturbance is under way or
+//     ended less than sweepGrace ago, over its own span from 5 s before it
+//     began (all pages): a backlog sent after an outage carries old
+//     timestamps. A sweep over the disturbance only, not up to now, so
+//     that its cost does not grow for the minutes after it.
 func (p *prober) run(ctx context.Context) {
 	query := fmt.Sprintf(`{container_name=~"soak-%s-.+"} |= %q | line_format "{{ trunc 100 __line__ }}"`, p.e.runID, probeFilter)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		p.sweep(ctx, query)
+		p.sweep(ctx, query, p.lateRange)
+	}()
+	go func() {
+		defer wg.Done()
+		p.sweep(ctx, query, p.outageRange)
 	}()
 	p.poll(ctx, query)
 	wg.Wait()
@@ -91,18 +101,21 @@ func (p *prober) poll(ctx context.Context, query string) {
 		}
 		sent := time.Now()
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		streams, err := p.e.loki.QueryRange(qctx, query, sent.Add(-5*time.Second), sent.Add(time.Second), probeLimit, lokitest.Backward)
+		streams, err := p.e.loki.QueryRange(qctx, query, sent.Add(-pollSpan), sent.Add(time.Second), probeLimit, lokitest.Backward)
 		cancel()
 		if err != nil {
 			continue // Loki down or slow: the next poll's lower bound stays the last answered one's
 		}
-		p.record(streams, answer{sent: sent, got: time.Now(), limited: true})
+		p.record(streams, answer{kind: kindPoll, sent: sent, got: time.Now()})
 	}
 }
 
-func (p *prober) sweep(ctx context.Context, query string) {
+// sweep runs the sweeps whose range (and whether one is due) span decides,
+// every sweepEvery at most.
+func (p *prober) sweep(ctx context.Context, query string, span func(now time.Time, last time.Time) (answer, bool)) {
 	tick := time.NewTicker(sweepEvery)
 	defer tick.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -110,75 +123,114 @@ func (p *prober) sweep(ctx context.Context, query string) {
 		case <-tick.C:
 		}
 		sent := time.Now()
-		d, ok := p.e.dist.recentStart(sent, sweepGrace)
+		a, ok := span(sent, last)
 		if !ok {
 			continue
 		}
-		from := d.Add(-5 * time.Second)
+		last = sent
 		qctx, cancel := context.WithTimeout(ctx, time.Minute)
-		streams, err := p.e.loki.QueryAll(qctx, query, from, sent.Add(time.Second))
+		streams, err := p.e.loki.QueryAll(qctx, query, a.from, a.to.Add(time.Second))
 		cancel()
 		if err != nil {
 			continue
 		}
-		p.record(streams, answer{sent: sent, got: time.Now(), sweepFrom: from})
+		a.sent, a.got = sent, time.Now()
+		p.record(streams, a)
 	}
 }
 
-// Sweeps after a disturbance.
+// lateRange is the late sweep's: due lateEvery, or sweepEvery near a
+// disturbance.
+func (p *prober) lateRange(now, last time.Time) (answer, bool) {
+	_, near := p.e.dist.recent(now, sweepGrace)
+	if !near && now.Sub(last) < lateEvery {
+		return answer{}, false
+	}
+	return answer{kind: kindLate, from: now.Add(-lateSpan), to: now.Add(-lateGap)}, true
+}
+
+// outageRange is the outage sweep's: the latest disturbance's span, while
+// it is under way or ended less than sweepGrace ago.
+func (p *prober) outageRange(now, _ time.Time) (answer, bool) {
+	w, ok := p.e.dist.recent(now, sweepGrace)
+	if !ok {
+		return answer{}, false
+	}
+	to := w.End
+	if to.IsZero() {
+		to = now
+	}
+	return answer{kind: kindOutage, from: w.Start.Add(-5 * time.Second), to: to}, true
+}
+
+// The probe's spans and pace.
 const (
+	pollSpan   = 5 * time.Second
 	sweepGrace = 3 * time.Minute
 	sweepEvery = 2 * time.Second
+	lateEvery  = 10 * time.Second
+	lateSpan   = 70 * time.Second
+	lateGap    = 4 * time.Second
 )
 
 const probeLimit = 5000
 
-// polls are the send times of the latest answered queries before the one
-// being recorded: a normal poll covers [sent-5s, sent], a sweep everything
-// from sweepFrom on (zero sweep: none yet).
-type polls struct{ normal, sweep, sweepFrom time.Time }
+// The kinds of query.
+const (
+	kindPoll = iota
+	kindLate
+	kindOutage
+)
 
 // answer is one query's answer to record: sent and got are when it was sent
-// and answered; a sweep's starts at sweepFrom (zero: a normal poll), a
-// normal poll's is limited to probeLimit entries.
+// and answered; a sweep's covers lines written in [from, to] (all pages), a
+// poll's [sent-pollSpan, sent], at most probeLimit entries.
 type answer struct {
+	kind      int
 	sent, got time.Time
-	sweepFrom time.Time
-	limited   bool
+	from, to  time.Time
 }
+
+// polls are the latest answered query of each kind before the one being
+// recorded (a zero sent: none yet).
+type polls struct{ poll, late, outage answer }
 
 // lower is the latest moment a line written at w was known not to be
 // queryable: the send time of the latest query that covered w and did not
-// return it, and never before w itself.
+// return it, and never before w itself. A poll or a late sweep sent after
+// its window slid past w had a predecessor that covered w, sent at most its
+// span after w.
 func (q polls) lower(w time.Time) time.Time {
 	l := w
-	if q.sweep.After(l) && !w.Before(q.sweepFrom) {
-		l = q.sweep
+	later := func(t time.Time) {
+		if t.After(l) {
+			l = t
+		}
 	}
-	if q.normal.After(w) {
-		// The last normal poll whose window held w was sent at most 5 s
-		// after w.
-		n := q.normal
-		if lim := w.Add(5 * time.Second); n.After(lim) {
-			n = lim
-		}
-		if n.After(l) {
-			l = n
-		}
+	if q.poll.sent.After(w) {
+		later(minTime(q.poll.sent, w.Add(pollSpan)))
+	}
+	if !q.late.sent.IsZero() && !q.late.to.Before(w) {
+		later(minTime(q.late.sent, w.Add(lateSpan)))
+	}
+	if !q.outage.sent.IsZero() && !w.Before(q.outage.from) && !w.After(q.outage.to) {
+		later(q.outage.sent)
 	}
 	return l
 }
 
-// next is q after a answered.
-func (q polls) next(a answer) polls {
-	if a.sweepFrom.IsZero() {
-		if a.sent.After(q.normal) {
-			q.normal = a.sent
-		}
-		return q
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
 	}
-	if a.sent.After(q.sweep) {
-		q.sweep, q.sweepFrom = a.sent, a.sweepFrom
+	return b
+}
+
+// next is q after a was answered.
+func (q polls) next(a answer) polls {
+	last := map[int]*answer{kindPoll: &q.poll, kindLate: &q.late, kindOutage: &q.outage}[a.kind]
+	if a.sent.After(last.sent) {
+		*last = a
 	}
 	return q
 }
@@ -191,10 +243,10 @@ func (p *prober) record(streams []lokitest.Stream, a answer) {
 	defer p.mu.Unlock()
 	q, upper := p.last, a.got
 	p.last = q.next(a)
-	if !a.sweepFrom.IsZero() {
+	if a.kind == kindOutage {
 		p.sweepTook = append(p.sweepTook, a.got.Sub(a.sent))
 	}
-	if a.limited && lokitest.Count(streams) >= probeLimit {
+	if a.kind == kindPoll && lokitest.Count(streams) >= probeLimit {
 		p.full++
 	}
 	for _, s := range streams {

@@ -75,17 +75,19 @@ func TestProberPollsWhileSweeping(t *testing.T) {
 	}
 }
 
-// TestPollsNext: a normal poll moves the normal bound, a sweep the sweep
-// bound and its start; an answer sent before the latest of its kind moves
-// nothing.
+// TestPollsNext: each kind of answer moves its own bound; an answer sent
+// before the latest of its kind moves nothing.
 func TestPollsNext(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
-	q := polls{}.next(answer{sent: at(10)})
-	q = q.next(answer{sent: at(12), sweepFrom: at(1)})
-	q = q.next(answer{sent: at(9)})                    // answered late: older than the latest poll
-	q = q.next(answer{sent: at(11), sweepFrom: at(3)}) // older than the latest sweep
-	if want := (polls{normal: at(10), sweep: at(12), sweepFrom: at(1)}); q != want {
+	poll := answer{kind: kindPoll, sent: at(10)}
+	outage := answer{kind: kindOutage, sent: at(12), from: at(1), to: at(5)}
+	late := answer{kind: kindLate, sent: at(11), from: at(-59), to: at(7)}
+	q := polls{}.next(poll).next(outage).next(late)
+	q = q.next(answer{kind: kindPoll, sent: at(9)})                            // answered late
+	q = q.next(answer{kind: kindOutage, sent: at(11), from: at(3), to: at(6)}) // older than the latest sweep
+	q = q.next(answer{kind: kindLate, sent: at(10.5)})
+	if want := (polls{poll: poll, late: late, outage: outage}); q != want {
 		t.Fatalf("polls %+v, want %+v", q, want)
 	}
 }

@@ -136,8 +136,10 @@ func reportMarkdown(r *Result, charts []chart) string {
 	}
 	if len(r.SweepTook) > 0 {
 		p := percentiles(r.SweepTook)
-		fmt.Fprintf(&b, "\nThe probe polls the last 5 s every %v and, apart, sweeps a disturbance's lines from its start every %v for %v after it: "+
-			"%d sweeps took %s median, %s max (a backlog's lines are timed at a sweep's resolution).\n", r.Config.ProbeEvery, sweepEvery, sweepGrace,
+		fmt.Fprintf(&b, "\nThe probe polls the last %v every %v; apart, it sweeps [now-%v, now-%v] every %v (every %v within %v of a disturbance) "+
+			"for the lines that took longer, and a disturbance's own span every %v for %v after it: "+
+			"%d disturbance sweeps took %s median, %s max (a backlog's lines are timed at a sweep's resolution).\n",
+			pollSpan, r.Config.ProbeEvery, lateSpan, lateGap, lateEvery, sweepEvery, sweepGrace, sweepEvery, sweepGrace,
 			len(r.SweepTook), ms(p.P50), ms(p.Max))
 	}
 

@@ -302,17 +302,28 @@ func TestSettleAndInWindows(t *testing.T) {
 func TestPollsLower(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	poll := func(sent float64) answer { return answer{kind: kindPoll, sent: at(sent)} }
+	late := func(sent float64) answer {
+		return answer{kind: kindLate, sent: at(sent), from: at(sent).Add(-lateSpan), to: at(sent).Add(-lateGap)}
+	}
+	outage := func(sent, from, to float64) answer {
+		return answer{kind: kindOutage, sent: at(sent), from: at(from), to: at(to)}
+	}
 	tests := []struct {
 		name  string
 		q     polls
 		write float64
 		want  float64
 	}{
-		{"written before the last poll", polls{normal: at(10)}, 9.5, 10},
-		{"written after the last poll", polls{normal: at(10)}, 10.1, 10.1},
-		{"old line: the last poll that still covered it", polls{normal: at(60)}, 20, 25},
-		{"a sweep covered it later", polls{normal: at(60), sweep: at(58), sweepFrom: at(15)}, 20, 58},
-		{"written before the sweep's start", polls{normal: at(60), sweep: at(58), sweepFrom: at(21)}, 20, 25},
+		{"written before the last poll", polls{poll: poll(10)}, 9.5, 10},
+		{"written after the last poll", polls{poll: poll(10)}, 10.1, 10.1},
+		{"old line: the last poll that still covered it", polls{poll: poll(60)}, 20, 25},
+		{"an outage sweep covered it later", polls{poll: poll(60), outage: outage(58, 15, 30)}, 20, 58},
+		{"written before the outage sweep's span", polls{poll: poll(60), outage: outage(58, 21, 30)}, 20, 25},
+		{"written after the outage sweep's span", polls{poll: poll(60), outage: outage(58, 10, 19)}, 20, 25},
+		{"a late sweep covers it", polls{poll: poll(60), late: late(58)}, 20, 58},
+		{"a late sweep slid past it", polls{poll: poll(200), late: late(150)}, 20, 90},
+		{"a late sweep not yet reaching it", polls{poll: poll(60), late: late(23)}, 20, 25},
 		{"no poll yet", polls{}, 3, 3},
 	}
 	for _, tt := range tests {
