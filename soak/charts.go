@@ -18,7 +18,7 @@ type chart struct {
 	File, Title string
 }
 
-var procColor = map[string]int{procPlugin: 0, procSidecar: 1, procDockerd: 2}
+var procColor = map[string]int{procPlugin: 0, procSidecar: 1, procDockerd: 2, procLoki: 3}
 
 // writeCharts draws the per-process series over time, the latency
 // distribution and latency over time, and returns what it drew.

@@ -3,6 +3,7 @@ package soak
 import (
 	"encoding/csv"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +63,7 @@ func reportMarkdown(r *Result, charts []chart) string {
 	}
 
 	b.WriteString("\n## Processes\n\nIdle: the first sample (before the first container) and the last (every container removed and its lines delivered). " +
-		"Loaded: mean after the warm-up until the end of the run.\n\n" +
+		"Loaded: mean after the warm-up until the end of the run. Loki is the test's own, sampled for context (its CPU competes with the shippers' on this machine); no leak is fitted to it.\n\n" +
 		"| process | restarts | goroutines idle / loaded / idle | FDs idle / loaded / idle | RSS MiB idle / loaded / max / idle | heap MiB loaded | CPU % mean / max |\n|---|---|---|---|---|---|---|\n")
 	for _, proc := range procs {
 		var all, loaded []Sample
@@ -108,9 +109,9 @@ func reportMarkdown(r *Result, charts []chart) string {
 			maxRSS = max(maxRSS, s.RSS)
 		}
 		c := r.CPU[proc]
-		fmt.Fprintf(&b, "| %s | %d | %s / %.0f / %s | %s / %.0f / %s | %.1f / %.1f / %.1f / %.1f | %s | %.1f / %.1f |\n", proc, len(pids)-1,
-			num(first.Goroutines), mean(func(s Sample) float64 { return s.Goroutines }), num(lastOf(func(s Sample) float64 { return s.Goroutines })),
-			num(first.FDs), mean(func(s Sample) float64 { return s.FDs }), num(lastOf(func(s Sample) float64 { return s.FDs })),
+		fmt.Fprintf(&b, "| %s | %d | %s / %s / %s | %s / %s / %s | %.1f / %.1f / %.1f / %.1f | %s | %.1f / %.1f |\n", proc, len(pids)-1,
+			num(first.Goroutines), num(math.Round(mean(func(s Sample) float64 { return s.Goroutines }))), num(lastOf(func(s Sample) float64 { return s.Goroutines })),
+			num(first.FDs), num(math.Round(mean(func(s Sample) float64 { return s.FDs }))), num(lastOf(func(s Sample) float64 { return s.FDs })),
 			mib(first.RSS), mib(mean(func(s Sample) float64 { return s.RSS })), mib(maxRSS), mib(lastOf(func(s Sample) float64 { return s.RSS })),
 			numMiB(mean(func(s Sample) float64 { return s.Heap })), c.Mean, c.Max)
 	}

@@ -13,9 +13,10 @@ const (
 	procPlugin  = "plugin"
 	procSidecar = "sidecar"
 	procDockerd = "dockerd"
+	procLoki    = "loki" // the test's Loki: its CPU and RSS, for context (no leak fits)
 )
 
-var procs = []string{procPlugin, procSidecar, procDockerd}
+var procs = []string{procPlugin, procSidecar, procDockerd, procLoki}
 
 // Sample is one observation of one process. A value that could not be read
 // is -1.
@@ -110,17 +111,21 @@ func (s *sampler) sampleAll(ctx context.Context) {
 		case procDockerd:
 			pid, err = dockerdPID(e.d.Dir())
 			smp.Alive = float64(e.work.aliveTotal())
+		case procLoki:
+			pid = e.loki.PID()
+			smp.Alive = float64(e.work.aliveTotal())
 		}
 		if err != nil || pid == 0 {
 			continue // not running now (a disturbance): no sample
 		}
 		smp.PID = pid
-		st, err := readProc(pid, p != procDockerd)
+		ours := p == procPlugin || p == procSidecar
+		st, err := readProc(pid, ours)
 		if err != nil {
 			continue
 		}
 		smp.FDs, smp.RSS = float64(st.fds), float64(st.rssBytes)
-		if p != procDockerd {
+		if ours {
 			smp.FIFODups, smp.SpoolFDs = float64(st.fifoDups), float64(st.spoolFDs)
 		}
 		if prev, ok := s.prevCPU[p]; ok && prev.pid == pid {
@@ -138,7 +143,7 @@ func (s *sampler) sampleAll(ctx context.Context) {
 			if err == nil {
 				s.fromMetrics(&smp, m)
 			}
-		} else {
+		} else if p == procDockerd {
 			s.dockerdInfo(ctx, &smp)
 		}
 		s.mu.Lock()

@@ -246,6 +246,21 @@ func (s *Server) Restart() {
 	}
 }
 
+// PID returns the running Loki's process id, 0 while it is stopped.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	select {
+	case <-s.exited:
+		return 0
+	default:
+		return s.cmd.Process.Pid
+	}
+}
+
 // Dir returns the directory holding Loki's config and data.
 func (s *Server) Dir() string { return s.dir }
 
