@@ -17,6 +17,15 @@ type Delivery struct {
 	Damaged    uint64 // entries that are not one of its lines, whole
 	Stored     uint64 // long non-ASCII lines in json-file's stored form (U+FFFD at a 16 KiB cut)
 	FirstGap   string // e.g. "1201-1300" when lines are missing
+	// Sampled are the lines the prober follows (sequence number a multiple
+	// of 100) found, with their timestamps.
+	Sampled []SampledLine
+}
+
+// SampledLine is a sampled line as the delivery check found it.
+type SampledLine struct {
+	Seq   uint64
+	Write time.Time
 }
 
 // Lost is written minus delivered.
@@ -47,6 +56,9 @@ func checkContainer(ctx context.Context, e *env, c *container, from, to time.Tim
 				(!c.tty && s.Labels["source"] != rec.Stream) {
 				d.Damaged++
 				continue
+			}
+			if seen[rec.Seq] == 0 && rec.Seq%100 == 0 {
+				d.Sampled = append(d.Sampled, SampledLine{Seq: rec.Seq, Write: time.Unix(0, en.Timestamp)})
 			}
 			if seen[rec.Seq] < 255 {
 				seen[rec.Seq]++

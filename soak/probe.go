@@ -12,12 +12,11 @@ import (
 )
 
 // Latency is one sampled line's trip from its write to being queryable.
-// (A line first found by a sweep has sweepEvery's resolution.)
 // Write is the entry's timestamp: the time dockerd gave the line when it
 // read it from the container (json-file's "time", the plugin's frame
-// time), within a millisecond of loggen's write. The line was first
-// returned by a query answered at Upper and was not returned by the query
-// sent at Lower (the previous one): Latency is the midpoint.
+// time), within a millisecond of loggen's write. The line was in the first
+// answer that held it, received at Upper, and not in the poll sent at
+// Lower: Latency is the midpoint.
 type Latency struct {
 	Style        string
 	ID           string
@@ -36,17 +35,36 @@ func (l Latency) Value() time.Duration {
 // in 00 (1 in 100, and every long line: LongEvery is a multiple of 100).
 const probeFilter = `00 stream=`
 
-// prober polls Loki's query_range for the sampled lines of the soak's
-// containers and records when each first appears.
+// prober records when each sampled line of the soak's containers became
+// queryable, two ways at once:
+//   - polls of query_range over the last pollSpan every ProbeEvery time
+//     most lines precisely (to the poll's interval);
+//   - Loki's live tail catches every line, whenever it arrives and whatever
+//     its timestamp: a backlog sent after an outage, a line slower than
+//     pollSpan. A tail costs Loki next to nothing, but its querier looks
+//     for new entries every 500 ms when it has none, so its arrival times
+//     are late by up to that much: an upper bound, not a measurement.
+//
+// A line's [Lower, Upper] is from the latest poll that covered it without
+// returning it to the first answer that held it, poll or tail. The probe
+// used to sweep the minutes since an outage every 2 s instead of the tail:
+// those queries kept Loki's queriers busy enough to slow its pushes, and
+// the instrument moved what it measured. While Loki is down the tail is
+// too; the prober reconnects every ProbeEvery. Sampled lines never seen
+// are counted at the end against the delivery check's (unseen).
 type prober struct {
 	e *env
 
-	mu        sync.Mutex
-	seen      map[string]*Latency // "id/seq"
-	list      []*Latency
-	full      int   // polls whose answer hit the limit (samples may be missed)
-	last      polls // the latest answered queries, for the next lower bounds
-	sweepTook []time.Duration
+	mu       sync.Mutex
+	seen     map[string]*Latency // "id/seq"
+	list     []*Latency
+	lastPoll time.Time // send time of the latest answered poll
+	full     int       // polls whose answer hit probeLimit (samples may be missed)
+	dropped  int       // entries Loki dropped from the tail (too slow a reader)
+	connects int       // tails opened
+	gaps     []Window  // the tail was down: from its end to the next connect
+	downAt   time.Time // the tail ended and has not reconnected (zero: up)
+	tailErrs []string  // why tails ended, the first few
 }
 
 func newProber(e *env) *prober { return &prober{e: e, seen: map[string]*Latency{}} }
@@ -61,32 +79,16 @@ func (p *prober) latencies() []Latency {
 	return out
 }
 
-// run probes Loki until ctx ends, with three kinds of query, each in its
-// own goroutine (a query over minutes of lines takes seconds on a busy
-// machine: a poll that waited for it would time every line at its
-// resolution):
-//   - polls, every ProbeEvery, over the last 5 s: most lines;
-//   - late sweeps over [now-lateSpan, now-lateGap], every lateEvery, or every
-//     sweepEvery within sweepGrace of a disturbance: the lines that took
-//     over 5 s, which no poll sees (their cost is bounded by lateSpan);
-//   - outage sweeps, every sweepEvery while a disturbance is under way or
-//     ended less than sweepGrace ago, over its own span from 5 s before it
-//     began (all pages): a backlog sent after an outage carries old
-//     timestamps. A sweep over the disturbance only, not up to now, so
-//     that its cost does not grow for the minutes after it.
+// run polls and follows the tail until ctx ends.
 func (p *prober) run(ctx context.Context) {
-	query := fmt.Sprintf(`{container_name=~"soak-%s-.+"} |= %q | line_format "{{ trunc 100 __line__ }}"`, p.e.runID, probeFilter)
+	sel := fmt.Sprintf(`{container_name=~"soak-%s-.+"} |= %q`, p.e.runID, probeFilter)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		p.sweep(ctx, query, p.lateRange)
+		p.tail(ctx, sel)
 	}()
-	go func() {
-		defer wg.Done()
-		p.sweep(ctx, query, p.outageRange)
-	}()
-	p.poll(ctx, query)
+	p.poll(ctx, sel+` | line_format "{{ trunc 100 __line__ }}"`)
 	wg.Wait()
 }
 
@@ -104,119 +106,52 @@ func (p *prober) poll(ctx context.Context, query string) {
 		streams, err := p.e.loki.QueryRange(qctx, query, sent.Add(-pollSpan), sent.Add(time.Second), probeLimit, lokitest.Backward)
 		cancel()
 		if err != nil {
-			continue // Loki down or slow: the next poll's lower bound stays the last answered one's
+			continue // Loki down or slow: the next answer's lower bound stays the last answered poll's
 		}
-		p.record(streams, answer{kind: kindPoll, sent: sent, got: time.Now()})
+		p.record(streams, time.Now(), sent)
 	}
 }
 
-// sweep runs the sweeps whose range (and whether one is due) span decides,
-// every sweepEvery at most.
-func (p *prober) sweep(ctx context.Context, query string, span func(now time.Time, last time.Time) (answer, bool)) {
-	tick := time.NewTicker(sweepEvery)
-	defer tick.Stop()
-	var last time.Time
+// tail follows the live tail until ctx ends, reconnecting every ProbeEvery
+// while Loki does not take it.
+func (p *prober) tail(ctx context.Context, query string) {
+	p.mu.Lock()
+	p.downAt = time.Now()
+	p.mu.Unlock()
 	for {
-		select {
-		case <-ctx.Done():
+		err := p.e.loki.Tail(ctx, query, time.Now(), p.connected, p.receive)
+		if ctx.Err() != nil {
 			return
-		case <-tick.C:
 		}
-		sent := time.Now()
-		a, ok := span(sent, last)
-		if !ok {
-			continue
+		p.mu.Lock()
+		if p.downAt.IsZero() {
+			p.downAt = time.Now()
+			if len(p.tailErrs) < 5 {
+				p.tailErrs = append(p.tailErrs, err.Error())
+			}
 		}
-		last = sent
-		qctx, cancel := context.WithTimeout(ctx, time.Minute)
-		streams, err := p.e.loki.QueryAll(qctx, query, a.from, a.to.Add(time.Second))
-		cancel()
-		if err != nil {
-			continue
+		p.mu.Unlock()
+		if !sleepCtx(ctx, p.e.cfg.ProbeEvery) {
+			return
 		}
-		a.sent, a.got = sent, time.Now()
-		p.record(streams, a)
 	}
 }
 
-// lateRange is the late sweep's: due lateEvery, or sweepEvery near a
-// disturbance.
-func (p *prober) lateRange(now, last time.Time) (answer, bool) {
-	_, near := p.e.dist.recent(now, sweepGrace)
-	if !near && now.Sub(last) < lateEvery {
-		return answer{}, false
-	}
-	return answer{kind: kindLate, from: now.Add(-lateSpan), to: now.Add(-lateGap)}, true
-}
-
-// outageRange is the outage sweep's: the latest disturbance's span, while
-// it is under way or ended less than sweepGrace ago.
-func (p *prober) outageRange(now, _ time.Time) (answer, bool) {
-	w, ok := p.e.dist.recent(now, sweepGrace)
-	if !ok {
-		return answer{}, false
-	}
-	to := w.End
-	if to.IsZero() {
-		to = now
-	}
-	return answer{kind: kindOutage, from: w.Start.Add(-5 * time.Second), to: to}, true
-}
-
-// The probe's spans and pace.
+// The probe's poll window and answer size.
 const (
-	pollSpan   = 5 * time.Second
-	sweepGrace = 3 * time.Minute
-	sweepEvery = 2 * time.Second
-	lateEvery  = 10 * time.Second
-	lateSpan   = 70 * time.Second
-	lateGap    = 4 * time.Second
+	pollSpan   = 3 * time.Second
+	probeLimit = 5000
 )
 
-const probeLimit = 5000
-
-// The kinds of query.
-const (
-	kindPoll = iota
-	kindLate
-	kindOutage
-)
-
-// answer is one query's answer to record: sent and got are when it was sent
-// and answered; a sweep's covers lines written in [from, to] (all pages), a
-// poll's [sent-pollSpan, sent], at most probeLimit entries.
-type answer struct {
-	kind      int
-	sent, got time.Time
-	from, to  time.Time
-}
-
-// polls are the latest answered query of each kind before the one being
-// recorded (a zero sent: none yet).
-type polls struct{ poll, late, outage answer }
-
-// lower is the latest moment a line written at w was known not to be
-// queryable: the send time of the latest query that covered w and did not
-// return it, and never before w itself. A poll or a late sweep sent after
-// its window slid past w had a predecessor that covered w, sent at most its
-// span after w.
-func (q polls) lower(w time.Time) time.Time {
-	l := w
-	later := func(t time.Time) {
-		if t.After(l) {
-			l = t
-		}
+// lowerBound is the latest moment a line written at w was known not to be
+// queryable, given the send time of the latest answered poll: the poll
+// that last covered w (a poll covers [sent-pollSpan, sent]) was sent at
+// most pollSpan after w; never before w itself.
+func lowerBound(lastPoll, w time.Time) time.Time {
+	if !lastPoll.After(w) {
+		return w
 	}
-	if q.poll.sent.After(w) {
-		later(minTime(q.poll.sent, w.Add(pollSpan)))
-	}
-	if !q.late.sent.IsZero() && !q.late.to.Before(w) {
-		later(minTime(q.late.sent, w.Add(lateSpan)))
-	}
-	if !q.outage.sent.IsZero() && !w.Before(q.outage.from) && !w.After(q.outage.to) {
-		later(q.outage.sent)
-	}
-	return l
+	return minTime(lastPoll, w.Add(pollSpan))
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -226,28 +161,40 @@ func minTime(a, b time.Time) time.Time {
 	return b
 }
 
-// next is q after a was answered.
-func (q polls) next(a answer) polls {
-	last := map[int]*answer{kindPoll: &q.poll, kindLate: &q.late, kindOutage: &q.outage}[a.kind]
-	if a.sent.After(last.sent) {
-		*last = a
-	}
-	return q
-}
-
-// record notes the sampled lines of one answer not seen before: each was
-// queryable by a.got and not when the latest earlier answered query that
-// covered it was sent.
-func (p *prober) record(streams []lokitest.Stream, a answer) {
+func (p *prober) connected() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	q, upper := p.last, a.got
-	p.last = q.next(a)
-	if a.kind == kindOutage {
-		p.sweepTook = append(p.sweepTook, a.got.Sub(a.sent))
+	now := time.Now()
+	if !p.downAt.IsZero() && p.connects > 0 {
+		p.gaps = append(p.gaps, Window{Kind: "tail-down", Start: p.downAt, End: now})
 	}
-	if a.kind == kindPoll && lokitest.Count(streams) >= probeLimit {
-		p.full++
+	p.downAt = time.Time{}
+	p.connects++
+}
+
+func (p *prober) receive(m lokitest.TailMessage) error {
+	p.record(m.Streams, time.Now(), time.Time{})
+	p.mu.Lock()
+	p.dropped += m.Dropped
+	p.mu.Unlock()
+	return nil
+}
+
+// record notes the sampled lines of streams not seen before: each was
+// queryable by got and not when the latest answered poll that covered it
+// was sent. pollSent is this answer's send time if it is a poll's (zero:
+// the tail's).
+func (p *prober) record(streams []lokitest.Stream, got, pollSent time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	last := p.lastPoll
+	if !pollSent.IsZero() {
+		if pollSent.After(p.lastPoll) {
+			p.lastPoll = pollSent
+		}
+		if lokitest.Count(streams) >= probeLimit {
+			p.full++
+		}
 	}
 	for _, s := range streams {
 		for _, en := range s.Entries {
@@ -264,10 +211,10 @@ func (p *prober) record(streams []lokitest.Stream, a answer) {
 				continue
 			}
 			l := &Latency{Style: c.style, ID: id, Seq: seq, Long: c.longLine(seq),
-				Write: time.Unix(0, en.Timestamp), Upper: upper}
-			l.Lower = q.lower(l.Write)
-			if l.Lower.After(upper) {
-				l.Lower = upper // a timestamp ahead of this clock
+				Write: time.Unix(0, en.Timestamp), Upper: got}
+			l.Lower = lowerBound(last, l.Write)
+			if l.Lower.After(got) {
+				l.Lower = got // a timestamp ahead of this clock
 			}
 			p.seen[key] = l
 			p.list = append(p.list, l)

@@ -5,90 +5,132 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/logferry/logferry/internal/lokitest"
 )
 
-// TestProberPollsWhileSweeping: a sweep that Loki takes long to answer does
-// not hold up the polls of the last 5 s, so a line written after an outage
-// is timed at the poll's resolution, not the sweep's. The sweep here never
-// answers until the end of the test; before the prober polled apart from
-// its sweeps, the line was never recorded.
-func TestProberPollsWhileSweeping(t *testing.T) {
-	written := time.Now().Add(-100 * time.Millisecond)
-	sweepBlocked := make(chan struct{}, 1)
-	release := make(chan struct{})
+// TestProberFollowsTail: the prober records each sampled line the tail
+// delivers, once, received at Upper and, no poll having answered, not known
+// absent after its write; it ignores foreign lines, counts what Loki
+// dropped, and reconnects after the tail ended (a gap between). Polls get
+// 400 here.
+func TestProberFollowsTail(t *testing.T) {
+	written := time.Now().Add(-time.Second).UnixNano()
+	var mu sync.Mutex
+	conns := 0
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start, err := strconv.ParseInt(r.URL.Query().Get("start"), 10, 64)
+		if r.URL.Path != lokitest.TailPath || !strings.Contains(r.URL.Query().Get("query"), `soak-r1-.+`) {
+			http.Error(w, "unexpected "+r.URL.String(), http.StatusBadRequest)
+			return
+		}
+		c, err := websocket.Accept(w, r, nil)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		if time.Since(time.Unix(0, start)) > 30*time.Second { // a sweep
-			select {
-			case sweepBlocked <- struct{}{}:
-			default:
-			}
-			select {
-			case <-release:
-			case <-r.Context().Done():
-			}
+		defer c.CloseNow()
+		mu.Lock()
+		conns++
+		n := conns
+		mu.Unlock()
+		seq := 100 * n
+		msg := fmt.Sprintf(`{"streams":[{"stream":{"container_name":"soak-r1-pl0001"},"values":[["%d","loggen id=r1-pl0001 seq=%d stream=stdout x"],["%d","loggen id=r1-pl0001 seq=%d stream=stdout x"],["%d","foreign line"]]}],"dropped_entries":[{"labels":{},"timestamp":"1"}]}`,
+			written+int64(n), seq, written+int64(n), seq, written)
+		if err := c.Write(r.Context(), websocket.MessageText, []byte(msg)); err != nil {
 			return
 		}
-		fmt.Fprintf(w, `{"status":"success","data":{"resultType":"streams","result":[{"stream":{"container_name":"soak-r1-pl0001"},"values":[["%d","loggen id=r1-pl0001 seq=100 stream=stdout x"]]}]}}`, written.UnixNano())
+		if n == 1 {
+			c.Close(websocket.StatusNormalClosure, "") // as Loki going away
+			return
+		}
+		for { // until the prober closes its end
+			if _, _, err := c.Read(context.Background()); err != nil {
+				return
+			}
+		}
 	}))
 	defer srv.Close()
-	defer close(release)
 
-	e := &env{runID: "r1", cfg: Config{ProbeEvery: 20 * time.Millisecond}, loki: &lokitest.Server{Client: lokitest.NewClient(srv.URL)}}
-	e.dist = &disturber{e: e, windows: []Window{{Kind: kindLoki, Start: time.Now().Add(-time.Minute)}}}
+	e := &env{runID: "r1", cfg: Config{ProbeEvery: 10 * time.Millisecond}, loki: &lokitest.Server{Client: lokitest.NewClient(srv.URL)}}
 	e.work = &workload{e: e, byID: map[string]*container{"r1-pl0001": {name: "soak-r1-pl0001", style: stylePlugin}}}
 	e.probe = newProber(e)
-
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		e.probe.run(ctx)
 	}()
-	defer func() { cancel(); <-done }()
-
-	select {
-	case <-sweepBlocked:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the prober sent no sweep during a disturbance")
-	}
 	deadline := time.After(30 * time.Second)
-	for len(e.probe.latencies()) == 0 {
+	for len(e.probe.latencies()) < 2 {
 		select {
 		case <-deadline:
-			t.Fatal("no poll answered while a sweep was outstanding")
+			t.Fatalf("recorded %d lines", len(e.probe.latencies()))
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	l := e.probe.latencies()[0]
-	if l.ID != "r1-pl0001" || l.Seq != 100 || l.Style != stylePlugin || !l.Write.Equal(time.Unix(0, written.UnixNano())) {
-		t.Fatalf("recorded %+v", l)
+	cancel()
+	<-done
+	ls := e.probe.latencies()
+	if len(ls) != 2 {
+		t.Fatalf("recorded %+v", ls)
+	}
+	for i, l := range ls {
+		if l.ID != "r1-pl0001" || l.Seq != uint64(100*(i+1)) || l.Style != stylePlugin || l.Write.UnixNano() != written+int64(i+1) || !l.Lower.Equal(l.Write) || l.Value() <= 0 {
+			t.Errorf("line %d: %+v", i, l)
+		}
+	}
+	e.probe.mu.Lock()
+	defer e.probe.mu.Unlock()
+	if e.probe.connects != 2 || len(e.probe.gaps) != 1 || e.probe.dropped != 2 || len(e.probe.tailErrs) != 1 {
+		t.Fatalf("connects %d, gaps %v, dropped %d, errors %q", e.probe.connects, e.probe.gaps, e.probe.dropped, e.probe.tailErrs)
 	}
 }
 
-// TestPollsNext: each kind of answer moves its own bound; an answer sent
-// before the latest of its kind moves nothing.
-func TestPollsNext(t *testing.T) {
+// TestLowerBound: a line is known absent until the latest answered poll
+// that covered it: the latest poll, or for an older line the one sent
+// pollSpan after it.
+func TestLowerBound(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
-	poll := answer{kind: kindPoll, sent: at(10)}
-	outage := answer{kind: kindOutage, sent: at(12), from: at(1), to: at(5)}
-	late := answer{kind: kindLate, sent: at(11), from: at(-59), to: at(7)}
-	q := polls{}.next(poll).next(outage).next(late)
-	q = q.next(answer{kind: kindPoll, sent: at(9)})                            // answered late
-	q = q.next(answer{kind: kindOutage, sent: at(11), from: at(3), to: at(6)}) // older than the latest sweep
-	q = q.next(answer{kind: kindLate, sent: at(10.5)})
-	if want := (polls{poll: poll, late: late, outage: outage}); q != want {
-		t.Fatalf("polls %+v, want %+v", q, want)
+	for _, tt := range []struct {
+		name              string
+		poll, write, want float64
+	}{
+		{"written before the last poll", 10, 9.5, 10},
+		{"written after the last poll", 10, 10.1, 10.1},
+		{"old line: the last poll that still covered it", 60, 20, 23},
+	} {
+		if got := lowerBound(at(tt.poll), at(tt.write)); !got.Equal(at(tt.want)) {
+			t.Errorf("%s: %v, want %v", tt.name, got.Sub(t0), at(tt.want).Sub(t0))
+		}
+	}
+	if got := lowerBound(time.Time{}, at(3)); !got.Equal(at(3)) {
+		t.Errorf("no poll yet: %v", got.Sub(t0))
+	}
+}
+
+// TestQuantileWithUnseen: unseen lines count as slower than any seen.
+func TestQuantileWithUnseen(t *testing.T) {
+	ds := make([]time.Duration, 0, 200)
+	for i := range 200 {
+		ds = append(ds, time.Duration(200-i)*time.Millisecond)
+	}
+	if d, inf := quantileWithUnseen(ds, 0, 0.99); inf || d != 198*time.Millisecond {
+		t.Errorf("no unseen: %v %v", d, inf)
+	}
+	if d, inf := quantileWithUnseen(ds, 1, 0.99); inf || d != 199*time.Millisecond {
+		t.Errorf("1 unseen: %v %v", d, inf)
+	}
+	if _, inf := quantileWithUnseen(ds, 3, 0.99); !inf {
+		t.Error("3 unseen of 203: the p99 is among them")
+	}
+	if d, inf := quantileWithUnseen(nil, 0, 0.99); inf || d != 0 {
+		t.Errorf("empty: %v %v", d, inf)
 	}
 }
 
@@ -105,5 +147,28 @@ func TestRecoveryLimit(t *testing.T) {
 		if got := recoveryLimit(cfg, tt.outage); got != tt.want {
 			t.Errorf("outage %v: limit %v, want %v", tt.outage, got, tt.want)
 		}
+	}
+}
+
+// TestStoppedWhileDisabled: only a plugin window counts, from its start to
+// a second after its end.
+func TestStoppedWhileDisabled(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	ws := []Window{
+		{Kind: kindLoki, Start: at(0), End: at(40)},
+		{Kind: kindPlugin, Start: at(100), End: at(102)},
+	}
+	for _, tt := range []struct {
+		exit float64
+		want bool
+	}{{20, false}, {99.5, false}, {100, true}, {102.9, true}, {103.5, false}} {
+		if got := stoppedWhileDisabled(ws, at(tt.exit)); got != tt.want {
+			t.Errorf("exit at %v s: %v, want %v", tt.exit, got, tt.want)
+		}
+	}
+	if got := lostValue(DeliveryTotals{Lost: 14, LostDisabled: 14, DisabledContainers: 1, Written: 1000, Containers: 5}); got !=
+		"0 of 1000 written (5 containers); besides, 14 lost by 1 of the plugin's containers that stopped while it was disabled (the documented limit)" {
+		t.Errorf("lostValue: %s", got)
 	}
 }

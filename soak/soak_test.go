@@ -24,23 +24,26 @@ func TestMain(m *testing.M) {
 	}))
 }
 
-// TestSoakShort is make soak's 3-minute form (make test): the same targets
-// at 1,000 lines/s over 4 containers per binary, 20 containers a minute,
-// Loki down 10 s once, the sidecar killed once, the plugin disabled and
-// enabled once. About 4-5 minutes. LF_SOAK_OUT keeps the report there.
+// TestSoakShort is make soak's 3-minute form: the same targets at 1,000
+// lines/s over 4 containers per binary, 20 containers a minute, Loki down
+// 10 s once, the sidecar killed once, the plugin disabled and enabled once.
+// About 4-5 minutes. make test runs it on its own after the other packages
+// (LF_SOAK_SHORT=1) and asserts every target but the timing ones (p99 write
+// -> queryable, outage drain), which it logs: speed is measured, never
+// asserted in make test; make soak-short (LF_SOAK_SHORT=timing) and make
+// soak assert them too. LF_SOAK_OUT keeps the report there.
 func TestSoakShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the soak needs dockerd and Loki")
 	}
 	if os.Getenv(lokitest.EnvLokiBin) == "" {
-		t.Skip("LOKI_BIN is not set (make soak-short sets it)")
+		t.Skip("LOKI_BIN is not set (make test and make soak-short set it)")
 	}
-	if os.Getenv("LF_SOAK_SHORT") == "" {
-		// Not in make test: a container that stops while the plugin is
-		// disabled loses what it wrote meanwhile (the daemon closes the
-		// FIFO and no plugin process holds it; README), and the short
-		// form disables the plugin once during churn.
-		t.Skip("LF_SOAK_SHORT is not set (make soak-short sets it)")
+	mode := os.Getenv("LF_SOAK_SHORT")
+	if mode == "" {
+		// Not beside the other packages' tests: they would share the two
+		// cores with its dockerd, Loki and 60-odd containers.
+		t.Skip("LF_SOAK_SHORT is not set (make test runs it on its own, after the other packages)")
 	}
 	cfg := ShortConfig()
 	cfg.OutDir = os.Getenv("LF_SOAK_OUT")
@@ -56,6 +59,8 @@ func TestSoakShort(t *testing.T) {
 		switch {
 		case tg.ReportOnly:
 			t.Logf("info %s: %s (%s)", tg.Name, tg.Value, tg.Bound)
+		case tg.Timing && mode != "timing":
+			t.Logf("timing %s: %s (%s; %s, asserted by make soak-short and make soak)", tg.Name, tg.Value, tg.Bound, passWord(tg.Pass))
 		case !tg.Pass:
 			t.Errorf("FAIL %s: %s (want %s)", tg.Name, tg.Value, tg.Bound)
 		default:
@@ -65,6 +70,13 @@ func TestSoakShort(t *testing.T) {
 	for _, p := range res.Delivery.Problems {
 		t.Logf("problem: %s", p)
 	}
+}
+
+func passWord(pass bool) string {
+	if pass {
+		return "met"
+	}
+	return "missed"
 }
 
 func TestFitSlope(t *testing.T) {
@@ -295,40 +307,6 @@ func TestSettleAndInWindows(t *testing.T) {
 	}{{7, false}, {8.5, true}, {30, true}, {80, true}, {85.5, false}} {
 		if in := inWindows(got, at(tt.sec), 2*time.Second, 30*time.Second); in != tt.want {
 			t.Errorf("t=%v s: in windows %v, want %v", tt.sec, in, tt.want)
-		}
-	}
-}
-
-func TestPollsLower(t *testing.T) {
-	t0 := time.Unix(1000, 0)
-	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
-	poll := func(sent float64) answer { return answer{kind: kindPoll, sent: at(sent)} }
-	late := func(sent float64) answer {
-		return answer{kind: kindLate, sent: at(sent), from: at(sent).Add(-lateSpan), to: at(sent).Add(-lateGap)}
-	}
-	outage := func(sent, from, to float64) answer {
-		return answer{kind: kindOutage, sent: at(sent), from: at(from), to: at(to)}
-	}
-	tests := []struct {
-		name  string
-		q     polls
-		write float64
-		want  float64
-	}{
-		{"written before the last poll", polls{poll: poll(10)}, 9.5, 10},
-		{"written after the last poll", polls{poll: poll(10)}, 10.1, 10.1},
-		{"old line: the last poll that still covered it", polls{poll: poll(60)}, 20, 25},
-		{"an outage sweep covered it later", polls{poll: poll(60), outage: outage(58, 15, 30)}, 20, 58},
-		{"written before the outage sweep's span", polls{poll: poll(60), outage: outage(58, 21, 30)}, 20, 25},
-		{"written after the outage sweep's span", polls{poll: poll(60), outage: outage(58, 10, 19)}, 20, 25},
-		{"a late sweep covers it", polls{poll: poll(60), late: late(58)}, 20, 58},
-		{"a late sweep slid past it", polls{poll: poll(200), late: late(150)}, 20, 90},
-		{"a late sweep not yet reaching it", polls{poll: poll(60), late: late(23)}, 20, 25},
-		{"no poll yet", polls{}, 3, 3},
-	}
-	for _, tt := range tests {
-		if got := tt.q.lower(at(tt.write)); !got.Equal(at(tt.want)) {
-			t.Errorf("%s: lower = %v, want %v", tt.name, got.Sub(t0), at(tt.want).Sub(t0))
 		}
 	}
 }

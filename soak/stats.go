@@ -182,3 +182,19 @@ func percentiles(ds []time.Duration) Percentiles {
 	p.P50, p.P90, p.P99, p.Max = at(0.50), at(0.90), at(0.99), ds[len(ds)-1]
 	return p
 }
+
+// quantileWithUnseen is the nearest-rank q-quantile of ds and unseen more
+// values slower than any of ds; infinite reports that it falls among those.
+// ds is sorted in place.
+func quantileWithUnseen(ds []time.Duration, unseen int, q float64) (d time.Duration, infinite bool) {
+	n := len(ds) + unseen
+	if n == 0 {
+		return 0, false
+	}
+	slices.Sort(ds)
+	i := max(0, int(math.Ceil(q*float64(n)))-1)
+	if i >= len(ds) {
+		return 0, true
+	}
+	return ds[i], false
+}
