@@ -167,8 +167,35 @@ func TestStoppedWhileDisabled(t *testing.T) {
 			t.Errorf("exit at %v s: %v, want %v", tt.exit, got, tt.want)
 		}
 	}
-	if got := lostValue(DeliveryTotals{Lost: 14, LostDisabled: 14, DisabledContainers: 1, Written: 1000, Containers: 5}); got !=
-		"0 of 1000 written (5 containers); besides, 14 lost by 1 of the plugin's containers that stopped while it was disabled (the documented limit)" {
+	if got := lostValue(DeliveryTotals{Lost: 20, LostDisabled: 14, DisabledContainers: 1, LostRemoved: 6, RemovedContainers: 1, Written: 1000, Containers: 5}); got !=
+		"0 of 1000 written (5 containers); besides, 14 lost by 1 of the plugin's containers that stopped while it was disabled (the documented limit)"+
+			"; besides, 6 lost by 1 of the sidecar's containers removed while it was down after a SIGKILL (the documented limit)" {
 		t.Errorf("lostValue: %s", got)
+	}
+}
+
+// TestRemovedWhileSidecarDown: a sidecar container counts when it exited
+// from unackedSpan before the kill and was removed before the sidecar was
+// back; one removed after that, or never, does not.
+func TestRemovedWhileSidecarDown(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	ws := []Window{{Kind: kindPlugin, Start: at(0), End: at(2)}, {Kind: kindSidecar, Start: at(100), End: at(106)}}
+	for _, tt := range []struct {
+		exited, removed float64
+		want            bool
+	}{
+		{98, 99, true},    // its last lines unacknowledged at the kill, removed before it
+		{102, 103, true},  // exited and removed while the sidecar was down
+		{102, 107, false}, // removed after the sidecar was back: it read the rest
+		{90, 91, false},   // long before the kill
+		{0.5, 1, false},   // a plugin window
+	} {
+		if got := removedWhileSidecarDown(ws, at(tt.exited), at(tt.removed)); got != tt.want {
+			t.Errorf("exited %v, removed %v: %v, want %v", tt.exited, tt.removed, got, tt.want)
+		}
+	}
+	if removedWhileSidecarDown(ws, at(102), time.Time{}) {
+		t.Error("a container not removed counts")
 	}
 }

@@ -178,6 +178,11 @@ func reportMarkdown(r *Result, charts []chart) string {
 			"such a container's FIFO with what it wrote since the plugin stopped, and no plugin process exists to read it (the README's documented limit; "+
 			"the target does not count them).\n", d.LostDisabled, d.DisabledContainers)
 	}
+	if d.LostRemoved > 0 {
+		fmt.Fprintf(&b, "\nOf the lines lost, %d were lost by %d of the sidecar's containers removed while it was down after a SIGKILL (having exited "+
+			"at most %v before the kill, while the sidecar could hold their last lines unacknowledged): their log went with them before the "+
+			"sidecar came back to read it again (the README's documented limit; the target does not count them).\n", d.LostRemoved, d.RemovedContainers, unackedSpan)
+	}
 	fmt.Fprintf(&b, "\n%d long non-ASCII lines of json-file containers arrived in json-file's stored form (U+FFFD where dockerd's 16 KiB cut split a character; the file holds no more) and count as delivered.\n", d.Stored)
 	if d.CheckErr != nil {
 		fmt.Fprintf(&b, "\nThe check failed for some containers: %v\n", d.CheckErr)

@@ -36,7 +36,8 @@ type container struct {
 	tried    time.Time // docker run
 	started  time.Time
 	exited   time.Time
-	err      error // could not run, or did not exit 0
+	removed  time.Time // docker rm returned (zero: not removed during the run)
+	err      error     // could not run, or did not exit 0
 	ran      atomic.Bool
 	running  atomic.Bool
 	id       string
@@ -194,7 +195,9 @@ func (w *workload) run(ctx context.Context, c *container) {
 	defer cancel()
 	if _, stderr, err := e.d.DockerCtx(rmCtx, "rm", "-f", "-v", c.id); err != nil {
 		e.logf("removing %s: %v %s", c.name, err, strings.TrimSpace(stderr))
+		return
 	}
+	c.removed = time.Now()
 }
 
 // pluginLogOpts are the plugin containers' log options: the chaos suite's
