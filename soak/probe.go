@@ -39,11 +39,13 @@ const probeFilter = `00 stream=`
 // queryable, two ways at once:
 //   - polls of query_range over the last pollSpan every ProbeEvery time
 //     most lines precisely (to the poll's interval);
-//   - Loki's live tail catches every line, whenever it arrives and whatever
-//     its timestamp: a backlog sent after an outage, a line slower than
-//     pollSpan. A tail costs Loki next to nothing, but its querier looks
-//     for new entries every 500 ms when it has none, so its arrival times
-//     are late by up to that much: an upper bound, not a measurement.
+//   - Loki's live tail catches what the polls cannot: a backlog sent after
+//     an outage (old timestamps), a line slower than pollSpan. A tail costs
+//     Loki next to nothing, but its querier looks for new entries every
+//     500 ms when it has none, so its arrival times are late by up to that
+//     much (an upper bound, not a measurement), and it is no catch-all:
+//     under load Loki's ingester drops what does not fit a tail's small
+//     buffer, and an old entry is not promised (TestTailRealLoki).
 //
 // A line's [Lower, Upper] is from the latest poll that covered it without
 // returning it to the first answer that held it, poll or tail. The probe
@@ -95,6 +97,7 @@ func (p *prober) run(ctx context.Context) {
 func (p *prober) poll(ctx context.Context, query string) {
 	tick := time.NewTicker(p.e.cfg.ProbeEvery)
 	defer tick.Stop()
+	var prev time.Time // the previous poll's send time
 	for {
 		select {
 		case <-ctx.Done():
@@ -103,8 +106,9 @@ func (p *prober) poll(ctx context.Context, query string) {
 		}
 		sent := time.Now()
 		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		streams, err := p.e.loki.QueryRange(qctx, query, sent.Add(-pollSpan), sent.Add(time.Second), probeLimit, lokitest.Backward)
+		streams, err := p.e.loki.QueryRange(qctx, query, pollFrom(prev, sent), sent.Add(time.Second), probeLimit, lokitest.Backward)
 		cancel()
+		prev = sent
 		if err != nil {
 			continue // Loki down or slow: the next answer's lower bound stays the last answered poll's
 		}
@@ -139,9 +143,26 @@ func (p *prober) tail(ctx context.Context, query string) {
 
 // The probe's poll window and answer size.
 const (
-	pollSpan   = 3 * time.Second
-	probeLimit = 5000
+	pollSpan    = 3 * time.Second
+	pollSpanMax = 30 * time.Second
+	probeLimit  = 5000
 )
+
+// pollFrom is where a poll sent at sent starts: pollSpan before the
+// previous poll (pollSpan back for the first; at most pollSpanMax), so that
+// the polls cover every write time between them even when Loki answers
+// slowly and they fall seconds apart: a line queryable within pollSpan of
+// its write is always found by one.
+func pollFrom(prev, sent time.Time) time.Time {
+	from := sent.Add(-pollSpan)
+	if !prev.IsZero() {
+		from = minTime(from, prev.Add(-pollSpan))
+	}
+	if lim := sent.Add(-pollSpanMax); from.Before(lim) {
+		from = lim
+	}
+	return from
+}
 
 // lowerBound is the latest moment a line written at w was known not to be
 // queryable, given the send time of the latest answered poll: the poll

@@ -114,6 +114,27 @@ func TestLowerBound(t *testing.T) {
 	}
 }
 
+// TestPollFrom: a poll looks pollSpan back, or pollSpan before the
+// previous poll when that was sent longer ago, never past pollSpanMax.
+func TestPollFrom(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	for _, tt := range []struct{ prev, sent, want float64 }{
+		{-1, 10, 7},     // the first poll
+		{9.8, 10, 6.8},  // polls 200 ms apart: pollSpan before the previous one
+		{4, 10, 1},      // a slow answer: 6 s since the previous poll
+		{-100, 10, -20}, // Loki down for long: at most pollSpanMax back
+	} {
+		prev := at(tt.prev)
+		if tt.prev == -1 {
+			prev = time.Time{}
+		}
+		if got := pollFrom(prev, at(tt.sent)); !got.Equal(at(tt.want)) {
+			t.Errorf("prev %v, sent %v: from %v, want %v", tt.prev, tt.sent, got.Sub(t0), at(tt.want).Sub(t0))
+		}
+	}
+}
+
 // TestQuantileWithUnseen: unseen lines count as slower than any seen.
 func TestQuantileWithUnseen(t *testing.T) {
 	ds := make([]time.Duration, 0, 200)

@@ -120,8 +120,9 @@ func reportMarkdown(r *Result, charts []chart) string {
 	b.WriteString("A sampled line is every line whose sequence number is a multiple of 100 (every 40 KiB line among them). " +
 		"Write time is the entry's timestamp, which dockerd sets when it reads the line from the container; queryable is the middle of the interval " +
 		"between the last poll of the last 3 s that did not return the line and the first answer that held it: a poll, or Loki's live tail " +
-		"(`/loki/api/v1/tail`, which sends an entry as the ingester takes it, whatever its timestamp, up to 500 ms late: it catches a backlog and the slow lines; resolution: the median width of that interval). " +
-		"Unseen: sampled lines the delivery check found in Loki that the tail never delivered (it is down while Loki is); in the p99 target the steady ones count as slower than any seen. " +
+		"(`/loki/api/v1/tail`, which sends an entry as the ingester takes it, old timestamps included, up to 500 ms late: it catches most of a backlog and of the slow lines; resolution: the median width of that interval). " +
+		"Unseen: sampled lines the delivery check found in Loki that neither a poll nor the tail delivered (the tail is down while Loki is, and under load Loki's ingester drops what does not fit a tail's small buffer); " +
+		"in the p99 target the steady ones count as slower than any seen, and an outage's drain is unknown while any of its lines is unseen. " +
 		"Disturbed: written from 2 s before a disturbance until 30 s after it settled (the sampled lines written during it, ±2 s, were all queryable; " +
 		"for a Loki outage, its backlog drained).\n\n")
 	b.WriteString("| capture style | window | n | unseen | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|---|\n")
@@ -151,7 +152,7 @@ func reportMarkdown(r *Result, charts []chart) string {
 		drain := ""
 		for _, rec := range r.Recovery {
 			if rec.Window.Start.Equal(w.Start) {
-				drain = fmt.Sprintf("%s (%d sampled lines)", ms(rec.Drain), rec.Samples)
+				drain = fmt.Sprintf("%s (%d sampled lines; %d unseen)", ms(rec.Drain), rec.Samples, rec.Unseen)
 			}
 		}
 		errs := ""

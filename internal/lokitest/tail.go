@@ -40,9 +40,11 @@ type tailResponse struct {
 // Tail follows a log query live (GET /loki/api/v1/tail over a websocket)
 // from start on: it calls connected (if not nil) once Loki accepted the
 // tail, then fn with each message as it arrives, until ctx ends, Loki closes
-// the connection or fn returns an error, and returns why. Entries pushed
-// with a timestamp before start still arrive: a live tail sends what the
-// ingesters take, as they take it.
+// the connection or fn returns an error, and returns why. A live tail sends
+// what the ingesters take, as they take it. Entries pushed with a timestamp before
+// start can arrive too (a backlog sent after an outage), but Loki does not
+// promise it, nor every entry under load: its ingester gives a tail a
+// small buffer and drops what does not fit.
 func (c *Client) Tail(ctx context.Context, query string, start time.Time, connected func(), fn func(TailMessage) error) error {
 	u, err := url.Parse(c.baseURL + TailPath)
 	if err != nil {

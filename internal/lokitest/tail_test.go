@@ -9,8 +9,10 @@ import (
 )
 
 // TestTailRealLoki: a live tail receives what is pushed after it connected,
-// an entry timestamped two minutes back too (a backlog sent after an
-// outage), filtered by the query, and ends when its context does.
+// filtered by the query, and ends when its context does. An entry
+// timestamped two minutes back (a backlog sent after an outage) arrived in
+// one run and not in another (make test in CI, 2026-12-07): Loki does not
+// promise it, so it is only logged.
 func TestTailRealLoki(t *testing.T) {
 	srv := Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -49,9 +51,9 @@ func TestTailRealLoki(t *testing.T) {
 	}
 	for {
 		mu.Lock()
-		n := len(got)
+		_, ok := got["keep new"]
 		mu.Unlock()
-		if n >= 2 {
+		if ok {
 			break
 		}
 		select {
@@ -66,7 +68,11 @@ func TestTailRealLoki(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if got["keep old"] != old || got["keep new"] != now.UnixNano() || len(got) != 2 {
+	if _, dropped := got["drop this"]; dropped || got["keep new"] != now.UnixNano() {
 		t.Fatalf("the tail got %v", got)
 	}
+	if ts, ok := got["keep old"]; ok && ts != old {
+		t.Fatalf("the old entry arrived with timestamp %d, want %d", ts, old)
+	}
+	t.Logf("the entry two minutes old arrived: %v", got["keep old"] == old)
 }

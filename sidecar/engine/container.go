@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -47,22 +48,42 @@ type Container struct {
 	FinishedAt time.Time
 }
 
+// listInspects bounds the inspects List runs at once.
+const listInspects = 8
+
 // List returns the running containers (as docker ps shows them, paused and
-// restarting ones included), each inspected. A container removed between
-// the list and its inspect is left out.
+// restarting ones included), each inspected, in the daemon's order. A
+// container removed between the list and its inspect is left out. The
+// inspects run listInspects at once: one after another they kept a sidecar
+// starting beside 60 containers on a busy daemon from shipping for 4 s
+// (the soak of 2026-12-07), and a container removed meanwhile lost what
+// it had left to read.
 func (c *Client) List(ctx context.Context) ([]Container, error) {
 	res, err := c.api.ContainerList(ctx, client.ContainerListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("engine: list containers: %w", err)
 	}
+	cts := make([]Container, len(res.Items))
+	errs := make([]error, len(res.Items))
+	sem := make(chan struct{}, listInspects)
+	var wg sync.WaitGroup
+	for i, s := range res.Items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			cts[i], errs[i] = c.Inspect(ctx, s.ID)
+		}()
+	}
+	wg.Wait()
 	out := make([]Container, 0, len(res.Items))
-	for _, s := range res.Items {
-		ct, err := c.Inspect(ctx, s.ID)
-		if errors.Is(err, metadata.ErrNotFound) {
+	for i, ct := range cts {
+		if errors.Is(errs[i], metadata.ErrNotFound) {
 			continue
 		}
-		if err != nil {
-			return nil, err
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
 		out = append(out, ct)
 	}
