@@ -250,7 +250,9 @@ func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, check
 		}
 	}
 
-	// Sampled lines the check found that the tail did not deliver.
+	// Sampled lines the check found that the probe never saw: by capture
+	// style, in or out of disturbances, and per outage (its drain is then
+	// unknown).
 	seen := map[string]bool{}
 	for _, l := range r.Latencies {
 		seen[l.ID+"/"+strconv.FormatUint(l.Seq, 10)] = true
@@ -266,14 +268,8 @@ func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, check
 			} else {
 				unseenSteady[c.style]++
 			}
-		}
-	}
-
-	for i := range r.Recovery {
-		w := r.Recovery[i].Window
-		for c, d := range deliveries {
-			for _, sl := range d.Sampled {
-				if !sl.Write.Before(w.Start) && !sl.Write.After(w.End) && !seen[c.gen.ID+"/"+strconv.FormatUint(sl.Seq, 10)] {
+			for i := range r.Recovery {
+				if w := r.Recovery[i].Window; !sl.Write.Before(w.Start) && !sl.Write.After(w.End) {
 					r.Recovery[i].Unseen++
 				}
 			}

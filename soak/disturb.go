@@ -99,20 +99,6 @@ func (d *disturber) all() []Window {
 	return append([]Window(nil), d.windows...)
 }
 
-// recent returns the latest disturbance that is under way (End zero) or
-// ended less than grace ago.
-func (d *disturber) recent(now time.Time, grace time.Duration) (Window, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for i := len(d.windows) - 1; i >= 0; i-- {
-		w := d.windows[i]
-		if w.End.IsZero() || now.Sub(w.End) < grace {
-			return w, true
-		}
-	}
-	return Window{}, false
-}
-
 // inWindows reports whether t falls in a disturbance window (to its
 // Settled time if later than its End) widened by before and after.
 func inWindows(ws []Window, t time.Time, before, after time.Duration) bool {

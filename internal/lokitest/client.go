@@ -175,23 +175,32 @@ func decodeStreams(body []byte) ([]Stream, error) {
 	}
 	streams := make([]Stream, 0, len(resp.Data.Result))
 	for _, r := range resp.Data.Result {
-		s := Stream{Labels: r.Stream, Entries: make([]Entry, 0, len(r.Values))}
-		if s.Labels == nil {
-			s.Labels = map[string]string{}
+		st, err := decodeStream(r.Stream, r.Values)
+		if err != nil {
+			return nil, fmt.Errorf("lokitest: %w", err)
 		}
-		for _, v := range r.Values {
-			e, err := decodeEntry(v)
-			if err != nil {
-				return nil, fmt.Errorf("lokitest: stream %s: %w", LabelString(s.Labels), err)
-			}
-			s.Entries = append(s.Entries, e)
-		}
-		streams = append(streams, s)
+		streams = append(streams, st)
 	}
 	slices.SortFunc(streams, func(a, b Stream) int {
 		return strings.Compare(LabelString(a.Labels), LabelString(b.Labels))
 	})
 	return streams, nil
+}
+
+// decodeStream decodes one stream of a query answer or a tail message.
+func decodeStream(labels map[string]string, values [][]json.RawMessage) (Stream, error) {
+	s := Stream{Labels: labels, Entries: make([]Entry, 0, len(values))}
+	if s.Labels == nil {
+		s.Labels = map[string]string{}
+	}
+	for _, v := range values {
+		e, err := decodeEntry(v)
+		if err != nil {
+			return Stream{}, fmt.Errorf("stream %s: %w", LabelString(s.Labels), err)
+		}
+		s.Entries = append(s.Entries, e)
+	}
+	return s, nil
 }
 
 // decodeEntry decodes ["<ns>", "<line>"] or, with categorize-labels,

@@ -102,18 +102,11 @@ func decodeTail(data []byte) (TailMessage, error) {
 	}
 	m := TailMessage{Dropped: len(resp.Dropped), Streams: make([]Stream, 0, len(resp.Streams))}
 	for _, r := range resp.Streams {
-		s := Stream{Labels: r.Stream, Entries: make([]Entry, 0, len(r.Values))}
-		if s.Labels == nil {
-			s.Labels = map[string]string{}
+		st, err := decodeStream(r.Stream, r.Values)
+		if err != nil {
+			return TailMessage{}, fmt.Errorf("lokitest: tail: %w", err)
 		}
-		for _, v := range r.Values {
-			e, err := decodeEntry(v)
-			if err != nil {
-				return TailMessage{}, fmt.Errorf("lokitest: tail: stream %s: %w", LabelString(s.Labels), err)
-			}
-			s.Entries = append(s.Entries, e)
-		}
-		m.Streams = append(m.Streams, s)
+		m.Streams = append(m.Streams, st)
 	}
 	return m, nil
 }
