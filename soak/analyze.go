@@ -3,6 +3,7 @@ package soak
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -41,6 +42,10 @@ type LatencyStat struct {
 	SteadyP99  time.Duration
 	Infinite   bool
 	Resolution time.Duration // median width of [Lower, Upper]
+	// SteadyP99Lower and SteadyP99Upper bracket the steady p99: the p99s
+	// of the lines' Lower and Upper bounds (unseen counted as slowest).
+	// The true p99 is between them; SteadyP99 is of the midpoints.
+	SteadyP99Lower, SteadyP99Upper time.Duration
 }
 
 // TailStat is how the prober's live tail fared.
@@ -50,14 +55,57 @@ type TailStat struct {
 	Errs              []string // why tails ended, the first few
 }
 
-// Recovery is how long after Loki came back the sampled lines written
-// during the outage were all queryable.
+// Recovery is how long after Loki came back the sampled lines the drain
+// sweeps' witnesses wrote during the outage were all queryable (see
+// drain.go).
 type Recovery struct {
-	Window  Window
-	Samples int
-	Unseen  int // sampled lines written during the outage the probe never saw: the drain is unknown
-	Drain   time.Duration
-	Limit   time.Duration // recoveryLimit of the outage
+	Window    Window
+	Witnesses int // containers swept
+	Sweeps    int
+	Complete  bool // the sweeps found every witness's outage lines
+	Samples   int  // witnesses' sampled lines written during the outage, found by the sweeps
+	// Unseen: witnesses' sampled lines written during the outage that the
+	// delivery check found and the sweeps did not: the drain is unknown.
+	Unseen   int
+	Drain    time.Duration            // the slowest capture style's
+	PerStyle map[string]time.Duration // capture style -> its witnesses' drain
+	Limit    time.Duration            // recoveryLimit of the outage
+}
+
+// recovery is outage w's drain, from its sweeps (none: not swept) and the
+// delivery check.
+func recovery(cfg Config, w Window, watches []*drainWatch, deliveries map[*container]Delivery) Recovery {
+	rec := Recovery{Window: w, Limit: recoveryLimit(cfg, w.End.Sub(w.Start)), PerStyle: map[string]time.Duration{}}
+	var dw *drainWatch
+	for _, x := range watches {
+		if x.Window.Start.Equal(w.Start) {
+			dw = x
+		}
+	}
+	if dw == nil {
+		return rec
+	}
+	rec.Sweeps, rec.Complete = dw.Sweeps, dw.Complete
+	for _, style := range styles {
+		cs := dw.Witnesses[style]
+		rec.Witnesses += len(cs)
+		if d, n, ok := dw.drained(style); ok {
+			rec.PerStyle[style] = d
+			rec.Samples += n
+			rec.Drain = max(rec.Drain, d)
+		}
+		for _, c := range cs {
+			for _, sl := range deliveries[c].Sampled {
+				if sl.Write.Before(w.Start) || sl.Write.After(w.End) {
+					continue
+				}
+				if _, ok := dw.seen[sampleKey(c.gen.ID, sl.Seq)]; !ok {
+					rec.Unseen++
+				}
+			}
+		}
+	}
+	return rec
 }
 
 // recoveryLimit is the bound on an outage's drain: cfg.RecoveryLimit for
@@ -207,30 +255,28 @@ func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, check
 	r.Tail = TailStat{Connects: e.probe.connects, Dropped: e.probe.dropped,
 		Gaps: append([]Window(nil), e.probe.gaps...), Errs: append([]string(nil), e.probe.tailErrs...)}
 	e.probe.mu.Unlock()
-	// Outage recoveries.
+	// Outage recoveries, from the drain sweeps.
+	var watches []*drainWatch
+	if e.drain != nil {
+		watches = e.drain.watches()
+	}
 	for _, w := range r.Windows {
 		if w.Kind != kindLoki || w.End.IsZero() {
 			continue
 		}
-		rec := Recovery{Window: w, Limit: recoveryLimit(cfg, w.End.Sub(w.Start))}
-		var drained time.Time
-		for _, l := range r.Latencies {
-			if !l.Write.Before(w.Start) && !l.Write.After(w.End) {
-				rec.Samples++
-				if l.Upper.After(drained) {
-					drained = l.Upper
-				}
-			}
-		}
-		if rec.Samples > 0 {
-			rec.Drain = drained.Sub(w.End)
-		}
-		r.Recovery = append(r.Recovery, rec)
+		r.Recovery = append(r.Recovery, recovery(cfg, w, watches, deliveries))
 	}
 
 	// A Loki outage lasts, for latency and the fits, until its backlog is
 	// drained.
 	r.Windows = settle(r.Windows, r.Latencies)
+	for i, w := range r.Windows {
+		for _, rec := range r.Recovery {
+			if rec.Window.Start.Equal(w.Start) && rec.Samples > 0 && w.End.Add(rec.Drain).After(w.Settled) {
+				r.Windows[i].Settled = w.End.Add(rec.Drain)
+			}
+		}
+	}
 	r.Fits = leakFits(cfg, r.Start, r.Samples, r.Windows)
 
 	// CPU after the warm-up, every sample (disturbances included: they are
@@ -251,8 +297,7 @@ func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, check
 	}
 
 	// Sampled lines the check found that the probe never saw: by capture
-	// style, in or out of disturbances, and per outage (its drain is then
-	// unknown).
+	// style, in or out of disturbances.
 	seen := map[string]bool{}
 	for _, l := range r.Latencies {
 		seen[l.ID+"/"+strconv.FormatUint(l.Seq, 10)] = true
@@ -268,17 +313,12 @@ func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, check
 			} else {
 				unseenSteady[c.style]++
 			}
-			for i := range r.Recovery {
-				if w := r.Recovery[i].Window; !sl.Write.Before(w.Start) && !sl.Write.After(w.End) {
-					r.Recovery[i].Unseen++
-				}
-			}
 		}
 	}
 
 	// Latency per capture style.
 	for _, style := range styles {
-		var steady, disturbed, long, widths []time.Duration
+		var steady, steadyLo, steadyHi, disturbed, long, widths []time.Duration
 		for _, l := range r.Latencies {
 			if l.Style != style {
 				continue
@@ -287,6 +327,8 @@ func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, check
 				disturbed = append(disturbed, l.Value())
 			} else {
 				steady = append(steady, l.Value())
+				steadyLo = append(steadyLo, l.Lower.Sub(l.Write))
+				steadyHi = append(steadyHi, l.Upper.Sub(l.Write))
 				if l.Long {
 					long = append(long, l.Value())
 				}
@@ -296,6 +338,8 @@ func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, check
 		ls := LatencyStat{Steady: percentiles(steady), Disturbed: percentiles(disturbed), Long: percentiles(long),
 			UnseenSteady: unseenSteady[style], UnseenDisturbed: unseenDisturbed[style], Resolution: percentiles(widths).P50}
 		ls.SteadyP99, ls.Infinite = quantileWithUnseen(steady, ls.UnseenSteady, 0.99)
+		ls.SteadyP99Lower, _ = quantileWithUnseen(steadyLo, ls.UnseenSteady, 0.99)
+		ls.SteadyP99Upper, _ = quantileWithUnseen(steadyHi, ls.UnseenSteady, 0.99)
 		r.Latency[style] = ls
 	}
 
@@ -439,23 +483,16 @@ func targets(r *Result) []Target {
 		if l.Infinite {
 			p99 = "among the unseen"
 		}
-		val := fmt.Sprintf("p99 %v (p50 %v, p90 %v, max %v; n=%d; %d unseen; resolution %v)", p99, ms(l.Steady.P50), ms(l.Steady.P90), ms(l.Steady.Max), l.Steady.N, l.UnseenSteady, ms(l.Resolution))
+		val := fmt.Sprintf("p99 %v, bracketed by the probe's resolution within [%v, %v] (p50 %v, p90 %v, max %v; n=%d; %d unseen; resolution %v)", p99,
+			ms(l.SteadyP99Lower), ms(l.SteadyP99Upper), ms(l.Steady.P50), ms(l.Steady.P90), ms(l.Steady.Max), l.Steady.N, l.UnseenSteady, ms(l.Resolution))
 		ts = append(ts, Target{Name: style + " write -> queryable p99, outside disturbances", Value: val,
 			Bound: "<= " + cfg.P99Limit.String() + fmt.Sprintf(", n >= %d", minLatencyRows),
 			Pass:  l.Steady.N >= minLatencyRows && !l.Infinite && l.SteadyP99 <= cfg.P99Limit, ReportOnly: only, Timing: true})
 	}
 	for i, rec := range r.Recovery {
-		val := "no sampled line written during the outage"
-		if rec.Samples > 0 {
-			val = fmt.Sprintf("%v after Loki was back from %v down (%d sampled lines; %d unseen)", ms(rec.Drain),
-				ms(rec.Window.End.Sub(rec.Window.Start)), rec.Samples, rec.Unseen)
-			if rec.Unseen > 0 {
-				val = "unknown: " + val
-			}
-		}
-		ts = append(ts, Target{Name: fmt.Sprintf("backlog drained after Loki outage %d", i+1), Value: val,
+		ts = append(ts, Target{Name: fmt.Sprintf("backlog drained after Loki outage %d", i+1), Value: recoveryValue(rec),
 			Bound: fmt.Sprintf("<= %v (%v per %v down)", ms(rec.Limit), cfg.RecoveryLimit, cfg.LokiDown),
-			Pass:  rec.Samples > 0 && rec.Unseen == 0 && rec.Drain <= rec.Limit, Timing: true})
+			Pass:  rec.Samples > 0 && rec.Complete && rec.Unseen == 0 && rec.Drain <= rec.Limit, Timing: true})
 	}
 	d := r.Delivery
 	ts = append(ts,
@@ -475,6 +512,27 @@ func targets(r *Result) []Target {
 	ts = append(ts, Target{Name: "disturbances carried out", Value: fmt.Sprintf("%d, %d failed %v", len(r.Windows), len(derr), derr), Bound: "all", Pass: len(derr) == 0})
 	ts = append(ts, Target{Name: "duration (uptime of the run)", Value: r.RanEnd.Sub(r.Start).Round(time.Second).String(), Bound: cfg.Duration.String(), Pass: true, ReportOnly: true})
 	return ts
+}
+
+func recoveryValue(rec Recovery) string {
+	switch {
+	case rec.Sweeps == 0:
+		return "unknown: not swept"
+	case rec.Samples == 0:
+		return fmt.Sprintf("unknown: no witness line written during the outage found (%d witnesses, %d sweeps)", rec.Witnesses, rec.Sweeps)
+	}
+	var per []string
+	for _, style := range styles {
+		if d, ok := rec.PerStyle[style]; ok {
+			per = append(per, style+" "+ms(d))
+		}
+	}
+	val := fmt.Sprintf("%v after Loki was back from %v down (%s; %d sampled lines of %d witnesses, %d sweeps; %d unseen)", ms(rec.Drain),
+		ms(rec.Window.End.Sub(rec.Window.Start)), strings.Join(per, ", "), rec.Samples, rec.Witnesses, rec.Sweeps, rec.Unseen)
+	if !rec.Complete || rec.Unseen > 0 {
+		val = "unknown: " + val
+	}
+	return val
 }
 
 func ms(d time.Duration) string {

@@ -135,6 +135,9 @@ func (d *disturber) run(ctx context.Context, start time.Time, evs []event) {
 			d.e.logf("disturbance %s failed: %v", ev.Kind, err)
 		} else {
 			d.e.logf("disturbance %s: back after %v", ev.Kind, w.End.Sub(w.Start).Round(time.Millisecond))
+			if ev.Kind == kindLoki && d.e.drain != nil {
+				d.e.drain.outage(w)
+			}
 		}
 	}
 }

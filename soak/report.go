@@ -48,7 +48,7 @@ func reportMarkdown(r *Result, charts []chart) string {
 		"Warm-up %v; samples every %v; the latency probe polls every %v and follows Loki's live tail.\n\n",
 		cfg.Duration, cfg.Rate, cfg.Containers, cfg.Rate/float64(2*cfg.Containers), cfg.LineSize, cfg.LongEvery, cfg.LongSize>>10,
 		cfg.ChurnPerMinute, cfg.ChurnRate, cfg.RotateSize, cfg.RmDelay, cfg.Warmup, cfg.SampleEvery, cfg.ProbeEvery)
-	fmt.Fprintf(&b, "Both binaries: default batch wait (1 s) and batch size; retries 2, backoff 100 ms-2 s, timeout 2 s (as `make chaos`); the sidecar with `--overflow spool`.\n\n")
+	fmt.Fprintf(&b, "Both binaries: default batch wait (1 s) and batch size; default push timeout (10 s); retries 2, backoff 100 ms-2 s (as `make chaos`); the sidecar with `--overflow spool`.\n\n")
 
 	b.WriteString("## Targets\n\n| target | value | bound | result |\n|---|---|---|---|\n")
 	for _, t := range r.Targets {
@@ -122,7 +122,7 @@ func reportMarkdown(r *Result, charts []chart) string {
 		"between the last poll of the last 3 s that did not return the line and the first answer that held it: a poll, or Loki's live tail " +
 		"(`/loki/api/v1/tail`, which sends an entry as the ingester takes it, old timestamps included, up to 500 ms late: it catches most of a backlog and of the slow lines; resolution: the median width of that interval). " +
 		"Unseen: sampled lines the delivery check found in Loki that neither a poll nor the tail delivered (the tail is down while Loki is, and under load Loki's ingester drops what does not fit a tail's small buffer); " +
-		"in the p99 target the steady ones count as slower than any seen, and an outage's drain is unknown while any of its lines is unseen. " +
+		"in the p99 target the steady ones count as slower than any seen. " +
 		"Disturbed: written from 2 s before a disturbance until 30 s after it settled (the sampled lines written during it, ±2 s, were all queryable; " +
 		"for a Loki outage, its backlog drained).\n\n")
 	b.WriteString("| capture style | window | n | unseen | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|---|---|\n")
@@ -146,13 +146,16 @@ func reportMarkdown(r *Result, charts []chart) string {
 	}
 	b.WriteString("\n")
 
-	b.WriteString("\n## Disturbances\n\n`took` is from the first action until the disturbed part answered again: for Loki, SIGTERM (SIGKILL after 10 s), the planned down time, and its start-up (WAL replay).\n\n")
+	b.WriteString("\n## Disturbances\n\n`took` is from the first action until the disturbed part answered again: for Loki, SIGTERM (SIGKILL after 10 s), the planned down time, and its start-up (WAL replay). " +
+		"A backlog's drain is measured by sweeps: from the moment Loki is back, every 500 ms, a query of the outage's span (from 5 s before it) for the sampled lines of 3 long-lived containers per capture style (the witnesses, whose lines wait in the same queues as everyone's); " +
+		"drained is the answer that held the last of their sampled lines written during the outage, once each witness has a line before the outage, one after it and every one between. " +
+		"Unknown when the sweeps did not get there within 3 minutes or the delivery check found a witness line they did not.\n\n")
 	b.WriteString("| kind | at | took | settled after its end | backlog drained after Loki was back | error |\n|---|---|---|---|---|---|\n")
 	for _, w := range r.Windows {
 		drain := ""
 		for _, rec := range r.Recovery {
 			if rec.Window.Start.Equal(w.Start) {
-				drain = fmt.Sprintf("%s (%d sampled lines; %d unseen)", ms(rec.Drain), rec.Samples, rec.Unseen)
+				drain = recoveryValue(rec)
 			}
 		}
 		errs := ""

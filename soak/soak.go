@@ -66,6 +66,13 @@ type Config struct {
 	// where the 30-minute runs' intervals include 0.
 	DockerdReported bool
 
+	// HeapProfiles: the plugin and the sidecar serve Go's profiler, and
+	// the soak saves their heap profiles (heap-<proc>-<minute>m.pb.gz in
+	// OutDir) at the end of the warm-up, every HeapProfileEvery after it
+	// and a minute before the end: what an RSS slope is made of.
+	HeapProfiles     bool
+	HeapProfileEvery time.Duration
+
 	OutDir string    // report, charts and CSV
 	Log    io.Writer // progress and events (the program: stderr)
 }
@@ -105,6 +112,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Log == nil {
 		c.Log = os.Stderr
+	}
+	if c.HeapProfiles && c.HeapProfileEvery <= 0 {
+		c.HeapProfileEvery = 10 * time.Minute
 	}
 	return c
 }
@@ -152,6 +162,7 @@ type env struct {
 	dist  *disturber
 	samp  *sampler
 	probe *prober
+	drain *drainer
 
 	logMu sync.Mutex
 }
@@ -202,14 +213,18 @@ func Run(parent testing.TB, cfg Config) (*Result, error) {
 func (e *env) setup() error {
 	began := time.Now()
 	e.d = dockertest.Start(e.tb)
-	e.loki = lokitest.Start(e.tb)
+	e.loki = lokitest.Start(e.tb, lokitest.WithLogFile(filepath.Join(e.cfg.OutDir, "loki.log")))
 	e.image = e.d.EnsureTestImage(e.tb)
 	addr, err := freeAddr()
 	if err != nil {
 		return err
 	}
 	e.pluginMetrics = addr
-	e.driver = strings.TrimSuffix(e.d.InstallPlugin(e.tb, "lfsoak", "LOKI_URL="+e.loki.PushURL(), "METRICS_ADDR="+addr), ":latest")
+	settings := []string{"LOKI_URL=" + e.loki.PushURL(), "METRICS_ADDR=" + addr}
+	if e.cfg.HeapProfiles {
+		settings = append(settings, "PPROF=true")
+	}
+	e.driver = strings.TrimSuffix(e.d.InstallPlugin(e.tb, "lfsoak", settings...), ":latest")
 	if err := waitReady(context.Background(), addr, nil, time.Minute); err != nil {
 		return fmt.Errorf("the plugin: %w", err)
 	}
@@ -239,6 +254,9 @@ func (e *env) setup() error {
 		args: append([]string{"--docker-host", e.d.Host(), "--containers-dir", filepath.Join(e.d.Dir(), "data", "containers"),
 			"--state-dir", state, "--listen", scAddr, "--loki-url", e.loki.PushURL(), "--plugin-name", e.driver},
 			sidecarLokiFlags...)}
+	if e.cfg.HeapProfiles {
+		e.sc.args = append(e.sc.args, "--pprof=true")
+	}
 	if err := e.sc.start(context.Background()); err != nil {
 		return fmt.Errorf("the sidecar: %w (its log: %s)", err, e.sc.logPath)
 	}
@@ -255,6 +273,7 @@ func (e *env) soak() *Result {
 	e.dist = &disturber{e: e}
 	e.samp = newSampler(e)
 	e.probe = newProber(e)
+	e.drain = newDrainer(e)
 	e.start = time.Now()
 	end := e.start.Add(cfg.Duration)
 
@@ -271,7 +290,11 @@ func (e *env) soak() *Result {
 	}
 	goOwned(&obs, func() { e.samp.run(obsCtx) })
 	goOwned(&obs, func() { e.probe.run(obsCtx) })
+	goOwned(&obs, func() { e.drain.run(obsCtx) })
 	goOwned(&obs, func() { e.progress(obsCtx, end) })
+	if cfg.HeapProfiles {
+		goOwned(&run, func() { e.heapProfiles(runCtx) })
+	}
 	evs := plan(cfg)
 	e.logf("run of %v: %v lines/s over %d long-lived containers per binary, %d containers/min of churn; disturbances %v",
 		cfg.Duration, cfg.Rate, cfg.Containers, cfg.ChurnPerMinute, evs)

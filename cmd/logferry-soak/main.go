@@ -73,6 +73,7 @@ func parseFlags(args []string, errOut io.Writer) (soak.Config, error) {
 	fs.SetOutput(errOut)
 	short := fs.Bool("short", false, "the 3-minute form of make test (other flags then change it)")
 	out := fs.String("out", "", "report directory (default soak/<UTC date and time>)")
+	heap := fs.Bool("heap-profiles", false, "serve pprof on both binaries and save their heap profiles in the report directory (after the warm-up, every 10 minutes, a minute before the end)")
 	var (
 		duration, warmup, sample, probe, lokiEvery, lokiDown, killEvery, cycleEvery, rmDelay, p99, recovery time.Duration
 		rate, churnRate                                                                                     float64
@@ -145,6 +146,7 @@ func parseFlags(args []string, errOut io.Writer) (soak.Config, error) {
 		}
 	})
 	cfg.OutDir = *out
+	cfg.HeapProfiles = *heap
 	if cfg.OutDir == "" {
 		cfg.OutDir = filepath.Join("soak", time.Now().UTC().Format("2006-01-02T1504Z"))
 	}

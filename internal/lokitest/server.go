@@ -9,7 +9,7 @@ package lokitest
 import (
 	"bytes"
 	"fmt"
-	"github.com/logferry/logferry/internal/repo"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/logferry/logferry/internal/repo"
 )
 
 const (
@@ -36,6 +38,7 @@ type Option func(*options)
 type options struct {
 	args         []string
 	readyTimeout time.Duration
+	logFile      string
 }
 
 // WithArgs passes extra command-line flags to Loki. Flags override
@@ -50,6 +53,13 @@ func WithReadyTimeout(d time.Duration) Option {
 	return func(o *options) { o.readyTimeout = d }
 }
 
+// WithLogFile also appends Loki's whole log, across restarts, to path
+// (created if missing): what a long run reads afterwards, e.g. when Loki
+// checkpointed its WAL.
+func WithLogFile(path string) Option {
+	return func(o *options) { o.logFile = path }
+}
+
 // Server is a Loki process owned by one test.
 type Server struct {
 	*Client
@@ -62,6 +72,7 @@ type Server struct {
 	httpPort int
 	grpcPort int
 	log      *tailBuffer
+	out      io.Writer // log, and the log file when asked for
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -91,6 +102,15 @@ func Start(t testing.TB, opts ...Option) *Server {
 	// before its directory is removed.
 	dir := t.TempDir()
 	s := &Server{t: t, bin: bin, dir: dir, opts: o, log: newTailBuffer(logTailLines)}
+	s.out = s.log
+	if o.logFile != "" {
+		f, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatalf("lokitest: the log file: %v", err)
+		}
+		t.Cleanup(func() { f.Close() }) // registered before Stop: runs after it
+		s.out = io.MultiWriter(s.log, f)
+	}
 	started := false
 	t.Cleanup(func() {
 		s.Stop()
@@ -142,8 +162,8 @@ func (s *Server) start() error {
 	args := append([]string{"-config.file=" + s.config}, s.opts.args...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
-	cmd.Stdout = s.log
-	cmd.Stderr = s.log
+	cmd.Stdout = s.out
+	cmd.Stderr = s.out
 	setProcAttr(cmd)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", s.bin, err)

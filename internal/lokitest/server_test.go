@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -99,7 +101,8 @@ func TestServerQueryAllPagesRealLoki(t *testing.T) {
 }
 
 func TestServerWithArgsAndRestart(t *testing.T) {
-	srv := Start(t, WithArgs("-distributor.max-line-size=100"))
+	logFile := filepath.Join(t.TempDir(), "loki.log")
+	srv := Start(t, WithArgs("-distributor.max-line-size=100"), WithLogFile(logFile))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -132,6 +135,14 @@ func TestServerWithArgsAndRestart(t *testing.T) {
 	srv.Stop()
 	if _, err := http.Get(srv.URL() + ReadyPath); err == nil {
 		t.Error("Loki still answers after Stop")
+	}
+	// The log file holds both runs' logs.
+	log, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(log), "Loki started"); n != 2 {
+		t.Errorf("the log file has %d \"Loki started\" lines, want 2 (the start and the restart):\n%s", n, log)
 	}
 }
 

@@ -1,0 +1,62 @@
+package soak
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// heapProfiles saves the plugin's and the sidecar's heap profiles at the
+// end of the warm-up, every HeapProfileEvery after it and a minute before
+// the end (cfg.HeapProfiles), until ctx ends. Compare two with
+// go tool pprof -diff_base FIRST SECOND. A profile that cannot be taken
+// (the process is restarting) is logged and skipped.
+func (e *env) heapProfiles(ctx context.Context) {
+	cfg := e.cfg
+	var at []time.Duration
+	for d := cfg.Warmup; d < cfg.Duration-time.Minute; d += cfg.HeapProfileEvery {
+		at = append(at, d)
+	}
+	at = append(at, cfg.Duration-time.Minute)
+	for _, d := range at {
+		if !sleepCtx(ctx, time.Until(e.start.Add(d))) {
+			return
+		}
+		for proc, addr := range map[string]string{procPlugin: e.pluginMetrics, procSidecar: e.sc.metrics} {
+			name := filepath.Join(cfg.OutDir, fmt.Sprintf("heap-%s-%02dm.pb.gz", proc, int(d.Minutes())))
+			if err := saveHeapProfile(ctx, addr, name); err != nil {
+				e.logf("heap profile of the %s: %v", proc, err)
+			}
+		}
+	}
+}
+
+// saveHeapProfile writes addr's /debug/pprof/heap, taken after a GC, to
+// name.
+func saveHeapProfile(ctx context.Context, addr, name string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", req.URL, resp.Status)
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
