@@ -9,22 +9,25 @@ import (
 
 // Result is one soak's figures and verdicts.
 type Result struct {
-	Config    Config
-	RunID     string
-	Start     time.Time
-	RanEnd    time.Time // the last container exited
-	Samples   []Sample
-	Latencies []Latency
-	Windows   []Window
-	Fits      map[string]map[string]Fit // process -> metric -> fit
-	CPU       map[string]CPUStat
-	Latency   map[string]LatencyStat // capture style
-	Recovery  []Recovery
-	Delivery  DeliveryTotals
-	Tail      TailStat
-	ProbeFull int // probe polls that hit their limit
-	Targets   []Target
-	Pass      bool
+	Config Config
+	RunID  string
+	// Revision and Dirty describe the tree the binaries were built from,
+	// read when the run began (the tree may change while it runs).
+	Revision, Dirty string
+	Start           time.Time
+	RanEnd          time.Time // the last container exited
+	Samples         []Sample
+	Latencies       []Latency
+	Windows         []Window
+	Fits            map[string]map[string]Fit // process -> metric -> fit
+	CPU             map[string]CPUStat
+	Latency         map[string]LatencyStat // capture style
+	Recovery        []Recovery
+	Delivery        DeliveryTotals
+	Tail            TailStat
+	ProbeFull       int // probe polls that hit their limit
+	Targets         []Target
+	Pass            bool
 }
 
 // CPUStat is a process's CPU, % of one core, after the warm-up.
@@ -247,7 +250,7 @@ func leakFits(cfg Config, start time.Time, samples []Sample, ws []Window) map[st
 
 func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, checkErr error) *Result {
 	cfg := e.cfg
-	r := &Result{Config: cfg, RunID: e.runID, Start: e.start, RanEnd: ranEnd, Samples: e.samp.all(),
+	r := &Result{Config: cfg, RunID: e.runID, Revision: e.revision, Dirty: e.dirty, Start: e.start, RanEnd: ranEnd, Samples: e.samp.all(),
 		Latencies: e.probe.latencies(), Windows: e.dist.all(), CPU: map[string]CPUStat{},
 		Latency: map[string]LatencyStat{}}
 	e.probe.mu.Lock()

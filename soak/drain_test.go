@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/logferry/logferry/internal/dockertest"
 	"github.com/logferry/logferry/internal/loggen"
 	"github.com/logferry/logferry/internal/lokitest"
 )
@@ -171,5 +174,34 @@ func TestDrainerSweeps(t *testing.T) {
 	}
 	if v := recoveryValue(rec); !strings.HasPrefix(v, "unknown: ") {
 		t.Errorf("recoveryValue = %q, want it unknown", v)
+	}
+}
+
+// TestDockerdHungSavesStacks: against a real dockerd, dockerdHung has it
+// write its goroutine stacks and copies them and its log into the report
+// directory, once.
+func TestDockerdHungSavesStacks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: needs dockerd")
+	}
+	out := t.TempDir()
+	var log strings.Builder
+	e := &env{cfg: Config{OutDir: out, Log: &log}, tb: newHarnessTB(nil, &log)}
+	e.d = dockertest.Start(t)
+	e.dockerdHung("a test")
+	e.dockerdHung("a test, again")
+	stacks, _ := filepath.Glob(filepath.Join(out, "dockerd-goroutine-stacks-*"))
+	if len(stacks) != 1 {
+		t.Fatalf("stack dumps in the report directory: %v, want one (log: %s)", stacks, log.String())
+	}
+	raw, err := os.ReadFile(stacks[0])
+	if err != nil || !strings.Contains(string(raw), "goroutine ") {
+		t.Errorf("%s: %v, %.200q: want goroutine stacks", stacks[0], err, raw)
+	}
+	if _, err := os.Stat(filepath.Join(out, "dockerd.log")); err != nil {
+		t.Errorf("dockerd's log not saved: %v", err)
+	}
+	if n := strings.Count(log.String(), "did not report an exit"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, log.String())
 	}
 }

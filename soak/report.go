@@ -38,9 +38,9 @@ func reportMarkdown(r *Result, charts []chart) string {
 		verdict = "FAIL"
 	}
 	fmt.Fprintf(&b, "# Soak report %s: %s\n\n", r.Start.UTC().Format("2006-01-02 15:04 UTC"), verdict)
-	fmt.Fprintf(&b, "Revision `%s`, %s, %d CPUs, %s. Run id `%s`.\n\n", gitRevision(), runtime.Version(), runtime.NumCPU(), kernel(), r.RunID)
-	if dirty := dirtyGoFiles(); dirty != "" {
-		fmt.Fprintf(&b, "The binaries were built from a working tree with uncommitted changes to: %s.\n\n", dirty)
+	fmt.Fprintf(&b, "Revision `%s`, %s, %d CPUs, %s. Run id `%s`.\n\n", r.Revision, runtime.Version(), runtime.NumCPU(), kernel(), r.RunID)
+	if r.Dirty != "" {
+		fmt.Fprintf(&b, "The binaries were built from a working tree with uncommitted changes to: %s.\n\n", r.Dirty)
 	}
 	fmt.Fprintf(&b, "Workload: %v; %g lines/s over %d long-lived containers per binary (%g lines/s each; %d-byte lines, 20 %% on stderr, every %dth line %d KiB, half of them non-ASCII); "+
 		"%d churn containers a minute at %g lines/s, alive 2-15 s or (one in five) 1-3 min, one in five with a TTY, one in three rotating (max-size %s, max-file 2), "+

@@ -145,10 +145,13 @@ func (c Config) Validate() error {
 
 // env is one run's world.
 type env struct {
-	cfg   Config
-	tb    *harnessTB
-	runID string
-	start time.Time
+	ctx context.Context // the caller's: interrupts the run
+	cfg Config
+	// The tree the binaries are built from, read before they are.
+	revision, dirty string
+	tb              *harnessTB
+	runID           string
+	start           time.Time
 
 	d             *dockertest.Daemon
 	loki          *lokitest.Server
@@ -164,7 +167,8 @@ type env struct {
 	probe *prober
 	drain *drainer
 
-	logMu sync.Mutex
+	logMu    sync.Mutex
+	hangOnce sync.Once
 }
 
 func (e *env) logf(format string, args ...any) {
@@ -182,6 +186,13 @@ func (e *env) logf(format string, args ...any) {
 // dockertest.Shutdown when done). The error is about the harness; missed
 // targets are in the Result.
 func Run(parent testing.TB, cfg Config) (*Result, error) {
+	return RunContext(context.Background(), parent, cfg)
+}
+
+// RunContext is Run until ctx ends: then it stops the containers, writes
+// no report, cleans up (containers, the sidecar, Loki, the plugin) and
+// returns ctx's error (logferry-soak on SIGINT or SIGTERM).
+func RunContext(ctx context.Context, parent testing.TB, cfg Config) (*Result, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -191,7 +202,8 @@ func Run(parent testing.TB, cfg Config) (*Result, error) {
 	}
 	tb := newHarnessTB(parent, cfg.Log)
 	defer tb.close()
-	e := &env{cfg: cfg, tb: tb, runID: fmt.Sprintf("%x", time.Now().UnixNano()%0xfffffff)}
+	e := &env{ctx: ctx, cfg: cfg, tb: tb, runID: fmt.Sprintf("%x", time.Now().UnixNano()%0xfffffff),
+		revision: gitRevision(), dirty: dirtyGoFiles()}
 	var res *Result
 	err := guard(func() {
 		if err := e.setup(); err != nil {
@@ -199,12 +211,17 @@ func Run(parent testing.TB, cfg Config) (*Result, error) {
 		}
 		res = e.soak()
 	})
+	// The report first: a hung dockerd must not keep the results.
+	var reportErr error
+	if err == nil {
+		reportErr = writeReport(cfg.OutDir, res)
+	}
 	e.cleanupContainers()
 	if err != nil {
 		return res, err
 	}
-	if err := writeReport(cfg.OutDir, res); err != nil {
-		return res, fmt.Errorf("writing the report: %w", err)
+	if reportErr != nil {
+		return res, fmt.Errorf("writing the report: %w", reportErr)
 	}
 	return res, nil
 }
@@ -281,7 +298,7 @@ func (e *env) soak() *Result {
 	// disturbances until the end of the run.
 	obsCtx, stopObs := context.WithCancel(context.Background())
 	defer stopObs()
-	runCtx, stopRun := context.WithDeadline(context.Background(), end)
+	runCtx, stopRun := context.WithDeadline(e.ctx, end)
 	defer stopRun()
 	var obs, run sync.WaitGroup
 	goOwned := func(wg *sync.WaitGroup, f func()) {
@@ -308,13 +325,18 @@ func (e *env) soak() *Result {
 	// The long-lived containers write until end by themselves; without
 	// churn and disturbances the goroutines above return at once, and the
 	// 5 minutes below must count from end, not from now.
-	if d := time.Until(end); d > 0 {
-		t := time.NewTimer(d)
-		<-t.C
-	}
-	e.logf("run over; waiting for the containers to exit")
+	sleepCtx(e.ctx, time.Until(end))
 	done := make(chan struct{})
 	go func() { e.work.wg.Wait(); close(done) }()
+	if err := e.ctx.Err(); err != nil {
+		e.logf("interrupted (%v): stopping the containers and cleaning up; no report", err)
+		abortWork()
+		<-done
+		stopObs()
+		obs.Wait()
+		e.tb.Fatalf("interrupted: %v", err)
+	}
+	e.logf("run over; waiting for the containers to exit")
 	select {
 	case <-done:
 	case <-time.After(5 * time.Minute):
@@ -344,12 +366,17 @@ func (e *env) cleanupContainers() {
 	if e.d == nil {
 		return
 	}
-	out, _, err := e.d.DockerErr("ps", "-a", "-q", "--filter", "label=soak="+e.runID)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, _, err := e.d.DockerCtx(ctx, "ps", "-a", "-q", "--filter", "label=soak="+e.runID)
 	if err != nil {
+		e.logf("listing the containers left: %v", err)
 		return
 	}
 	if ids := strings.Fields(out); len(ids) > 0 {
-		_, _, _ = e.d.DockerErr(append([]string{"rm", "-f", "-v"}, ids...)...)
+		if _, stderr, err := e.d.DockerCtx(ctx, append([]string{"rm", "-f", "-v"}, ids...)...); err != nil {
+			e.logf("removing %d containers left: %v %s (dockerd's own cleanup removes them)", len(ids), err, strings.TrimSpace(stderr))
+		}
 	}
 }
 

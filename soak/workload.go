@@ -2,6 +2,7 @@ package soak
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -179,7 +180,11 @@ func (w *workload) run(ctx context.Context, c *container) {
 	life := time.Duration(float64(c.gen.Lines) / c.rate * float64(time.Second))
 	waitCtx, cancel := context.WithTimeout(ctx, life+3*time.Minute)
 	code, stderr, err := e.d.DockerCtx(waitCtx, "wait", c.id)
+	hung := errors.Is(waitCtx.Err(), context.DeadlineExceeded)
 	cancel()
+	if hung {
+		e.dockerdHung(fmt.Sprintf("docker wait %s still waiting %v after its planned end", c.name, 3*time.Minute))
+	}
 	c.exited = time.Now()
 	c.running.Store(false)
 	w.alive[c.style].Add(-1)

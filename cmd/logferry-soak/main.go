@@ -2,17 +2,21 @@
 // plugin and the sidecar at once against a private dockerd and a real Loki
 // for -duration, then writes soak/<date>/report.md with the targets, charts
 // and raw samples. It exits 1 when a target is missed, 2 on bad flags or a
-// harness failure. Run it as root from the repository (it starts dockerd
+// harness failure or an interrupt (SIGINT, SIGTERM: it stops the
+// containers and cleans up, without a report). Run it as root from the repository (it starts dockerd
 // with scripts/dockerd and Loki with LOKI_BIN or scripts/loki).
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,7 +45,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer dockertest.Shutdown()
-	res, err := soak.Run(nil, cfg)
+	// Ctrl-C or a SIGTERM ends the run early; it still cleans up.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := soak.RunContext(ctx, nil, cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "logferry-soak: %v\n", err)
 		return 2
