@@ -271,7 +271,9 @@ func (w *workload) churn(ctx, cctx context.Context, end time.Time) {
 		case <-ctx.Done():
 			return
 		case <-logsTick.C:
-			w.readLogs(ctx)
+			if ctx.Err() == nil {
+				w.readLogs()
+			}
 			continue
 		case <-tick.C:
 		}
@@ -300,8 +302,12 @@ func (w *workload) churn(ctx, cctx context.Context, end time.Time) {
 }
 
 // readLogs runs docker logs --tail on a running container, as a user
-// reading logs while the container runs.
-func (w *workload) readLogs(ctx context.Context) {
+// reading logs while the container runs. The run's end does not cut it
+// short: a docker logs client killed mid-read has hung dockerd's handling
+// of the container before (moby/moby#30135), and the run of 2026-12-07
+// 04:15 UTC, whose churn could kill one at the run's end, ended with
+// dockerd reporting no exit (not shown to be the cause).
+func (w *workload) readLogs() {
 	var ids []string
 	for _, c := range w.containers() {
 		if c.running.Load() && c.style != styleAPI {
@@ -312,9 +318,9 @@ func (w *workload) readLogs(ctx context.Context) {
 		return
 	}
 	id := ids[w.rnd.IntN(len(ids))]
-	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	lctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, stderr, err := w.e.d.DockerCtx(lctx, "logs", "--tail", "5", id); err != nil && ctx.Err() == nil {
+	if _, stderr, err := w.e.d.DockerCtx(lctx, "logs", "--tail", "5", id); err != nil {
 		w.e.logf("docker logs %s: %v %s", id, err, strings.TrimSpace(stderr))
 	}
 }
