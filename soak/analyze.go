@@ -2,7 +2,6 @@ package soak
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -303,12 +302,12 @@ func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, check
 	// style, in or out of disturbances.
 	seen := map[string]bool{}
 	for _, l := range r.Latencies {
-		seen[l.ID+"/"+strconv.FormatUint(l.Seq, 10)] = true
+		seen[sampleKey(l.ID, l.Seq)] = true
 	}
 	unseenSteady, unseenDisturbed := map[string]int{}, map[string]int{}
 	for c, d := range deliveries {
 		for _, sl := range d.Sampled {
-			if seen[c.gen.ID+"/"+strconv.FormatUint(sl.Seq, 10)] {
+			if seen[sampleKey(c.gen.ID, sl.Seq)] {
 				continue
 			}
 			if inWindows(r.Windows, sl.Write, windowBefore, latencyAfter) {

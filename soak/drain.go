@@ -3,6 +3,7 @@ package soak
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,8 +51,7 @@ type drainWatch struct {
 	Witnesses map[string][]*container // style -> witnesses
 	Sweeps    int
 	Errors    int
-	Complete  bool      // every witness's outage lines were found
-	Ended     time.Time // the last sweep's answer
+	Complete  bool // every witness's outage lines were found
 	// seen: "id/seq" -> the sampled line as first found: written at Write,
 	// not in the sweep sent at Lower, in the answer received at Upper.
 	seen map[string]Latency
@@ -142,7 +142,10 @@ func (d *drainer) sweep(ctx context.Context, w Window) {
 		if err != nil {
 			dw.Errors++
 		} else {
-			dw.Ended = got
+			lower := prev // the sweep before, which did not have what this one found
+			if lower.IsZero() {
+				lower = w.End
+			}
 			for _, s := range streams {
 				for _, en := range s.Entries {
 					id, seq, ok := probeFields(en.Line)
@@ -152,10 +155,6 @@ func (d *drainer) sweep(ctx context.Context, w Window) {
 					key := sampleKey(id, seq)
 					if _, dup := dw.seen[key]; dup {
 						continue
-					}
-					lower := prev
-					if lower.IsZero() {
-						lower = w.End
 					}
 					dw.seen[key] = Latency{ID: id, Seq: seq, Write: time.Unix(0, en.Timestamp), Lower: lower, Upper: got}
 				}
@@ -265,4 +264,5 @@ func (d *drainer) summary(dw *drainWatch) string {
 	return fmt.Sprintf("%s after %d sweeps (%d failed): %s", state, dw.Sweeps, dw.Errors, strings.Join(parts, ", "))
 }
 
-func sampleKey(id string, seq uint64) string { return fmt.Sprintf("%s/%d", id, seq) }
+// sampleKey names a sampled line in the probe's and the sweeps' maps.
+func sampleKey(id string, seq uint64) string { return id + "/" + strconv.FormatUint(seq, 10) }

@@ -223,7 +223,7 @@ func (p *prober) record(streams []lokitest.Stream, got, pollSent time.Time) {
 			if !ok {
 				continue
 			}
-			key := id + "/" + strconv.FormatUint(seq, 10)
+			key := sampleKey(id, seq)
 			if _, dup := p.seen[key]; dup {
 				continue
 			}
