@@ -2,6 +2,7 @@ package soak
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -22,6 +23,8 @@ type Result struct {
 	CPU             map[string]CPUStat
 	Latency         map[string]LatencyStat // capture style
 	Recovery        []Recovery
+	Minutes         []Minute
+	LokiEvents      []LokiEvent // from Loki's log: its starts and WAL checkpoints
 	Delivery        DeliveryTotals
 	Tail            TailStat
 	ProbeFull       int // probe polls that hit their limit
@@ -157,11 +160,12 @@ type Target struct {
 // Leak metrics per process; failing ones first.
 var (
 	leakMetrics = map[string][]string{
-		procPlugin:  {"goroutines", "fds", "rss", "streams", "heap"},
-		procSidecar: {"goroutines", "fds", "rss", "streams", "positions", "heap"},
+		procPlugin:  {"goroutines", "fds", "rss", "streams", "heap", "rss-anon", "rss-file"},
+		procSidecar: {"goroutines", "fds", "rss", "streams", "positions", "heap", "rss-anon", "rss-file"},
 		procDockerd: {"goroutines", "fds", "rss"},
 	}
-	reportOnlyLeak = map[string]bool{"heap": true, procDockerd + "/rss": true}
+	// The parts of RSS are reported, to tell which part moves; RSS is judged.
+	reportOnlyLeak = map[string]bool{"heap": true, "rss-anon": true, "rss-file": true, procDockerd + "/rss": true}
 )
 
 // Disturbance margins: samples and latencies this close to a disturbance
@@ -188,21 +192,27 @@ func metricValue(s Sample, m string) float64 {
 		}
 		return s.FDs - s.FIFODups - s.SpoolFDs
 	case "rss":
-		if s.RSS < 0 {
-			return -1
-		}
-		return s.RSS / 1024
+		return kib(s.RSS)
 	case "heap":
-		if s.Heap < 0 {
-			return -1
-		}
-		return s.Heap / 1024
+		return kib(s.Heap)
+	case "rss-anon":
+		return kib(s.RSSAnon)
+	case "rss-file":
+		return kib(s.RSSFile)
 	case "streams":
 		return s.Streams
 	case "positions":
 		return s.Positions
 	}
 	return -1
+}
+
+// kib is bytes in KiB, or -1 for a value not read.
+func kib(bytes float64) float64 {
+	if bytes < 0 {
+		return -1
+	}
+	return bytes / 1024
 }
 
 // leakFits fits every leak metric of every process over the steady part of
@@ -345,6 +355,14 @@ func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, check
 		r.Latency[style] = ls
 	}
 
+	// Per minute, with Loki's events beside.
+	evs, err := readLokiEvents(filepath.Join(cfg.OutDir, "loki.log"))
+	if err != nil {
+		e.tb.Logf("soak: Loki's events: %v", err)
+	}
+	r.LokiEvents = evs
+	r.Minutes = minutes(r, evs)
+
 	// Delivery.
 	dt := DeliveryTotals{PerStyle: map[string][4]uint64{}, CheckErr: checkErr}
 	cs := e.work.containers()
@@ -453,7 +471,7 @@ func lostValue(d DeliveryTotals) string {
 func targets(r *Result) []Target {
 	cfg := r.Config
 	var ts []Target
-	unit := map[string]string{"goroutines": "/min", "fds": "/min", "rss": " KiB/min", "heap": " KiB/min", "streams": "/min", "positions": "/min"}
+	unit := map[string]string{"goroutines": "/min", "fds": "/min", "rss": " KiB/min", "heap": " KiB/min", "rss-anon": " KiB/min", "rss-file": " KiB/min", "streams": "/min", "positions": "/min"}
 	for _, proc := range procs {
 		for _, m := range leakMetrics[proc] {
 			f := r.Fits[proc][m]

@@ -75,6 +75,16 @@ func writeCharts(dir string, r *Result) ([]chart, error) {
 		out = append(out, chart{sr.file, sr.title})
 	}
 
+	// What each binary's resident memory is made of.
+	for _, proc := range []string{procPlugin, procSidecar} {
+		file := "memory-" + proc + ".png"
+		title := "Memory of the " + proc + ": RSS and its parts"
+		if err := memoryChart(filepath.Join(dir, file), title, proc, r); err != nil {
+			return out, err
+		}
+		out = append(out, chart{file, title})
+	}
+
 	// Latency CDF per capture style, outside disturbances.
 	p := plot.New()
 	p.Title.Text = "write -> queryable, outside disturbances (cumulative share of sampled lines)"
@@ -144,6 +154,53 @@ func writeCharts(dir string, r *Result) ([]chart, error) {
 	}
 	out = append(out, chart{"latency-time.png", "Latency over time and outage recoveries"})
 	return out, nil
+}
+
+// memoryChart draws proc's VmRSS beside its parts: the anonymous pages
+// (the process's own memory) and the mapped files' (the binary's text among
+// them), and of the Go runtime's, the heap in use, the free heap it keeps
+// and the goroutine stacks.
+func memoryChart(path, title, proc string, r *Result) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "minutes since start (grey: disturbances)"
+	p.Y.Label.Text = "MiB"
+	parts := []struct {
+		name  string
+		value func(Sample) float64
+	}{
+		{"VmRSS", func(s Sample) float64 { return s.RSS }},
+		{"RssAnon", func(s Sample) float64 { return s.RSSAnon }},
+		{"RssFile", func(s Sample) float64 { return s.RSSFile }},
+		{"Go heap in use", func(s Sample) float64 { return s.Heap }},
+		{"Go heap free, kept", func(s Sample) float64 { return s.HeapKept }},
+		{"Go stacks", func(s Sample) float64 { return s.Stacks }},
+	}
+	ymax := 0.0
+	for i, part := range parts {
+		var xys plotter.XYs
+		for _, s := range r.Samples {
+			if v := part.value(s); s.Proc == proc && v >= 0 {
+				xys = append(xys, plotter.XY{X: s.At.Sub(r.Start).Minutes(), Y: mib(v)})
+				ymax = max(ymax, mib(v))
+			}
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		l, err := plotter.NewLine(xys)
+		if err != nil {
+			return err
+		}
+		l.Color = plotutil.Color(i)
+		p.Add(l)
+		p.Legend.Add(part.name, l)
+	}
+	if err := addWindows(p, r, ymax); err != nil {
+		return err
+	}
+	p.Legend.Top = true
+	return p.Save(10*vg.Inch, 4*vg.Inch, path)
 }
 
 // addWindows draws each disturbance as a grey band edge at its start and

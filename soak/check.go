@@ -138,8 +138,9 @@ func checkAll(ctx context.Context, e *env, cs []*container, from time.Time, sett
 func waitIdle(ctx context.Context, e *env, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		pm, err1 := scrape(ctx, e.pluginMetrics, metricNames)
-		sm, err2 := scrape(ctx, e.sc.metrics, metricNames)
+		pb, err1 := scrape(ctx, e.pluginMetrics)
+		sb, err2 := scrape(ctx, e.sc.metrics)
+		pm, sm := sumFamilies(pb, metricNames), sumFamilies(sb, metricNames)
 		if err1 == nil && err2 == nil &&
 			pm["logferry_plugin_streams_active"]+pm["logferry_plugin_streams_draining"] == 0 &&
 			pm["logferry_loki_queue_bytes"] == 0 && sm["logferry_loki_queue_bytes"] == 0 &&

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -178,6 +179,8 @@ type procStat struct {
 	// deleted but still open is not counted here.
 	spoolFDs int
 	rssBytes int64
+	rssAnon  int64 // RssAnon
+	rssFile  int64 // RssFile
 }
 
 // fifoDir is where dockerd makes the FIFOs it hands a logging plugin, as
@@ -223,12 +226,26 @@ func readProc(pid int, kinds bool) (procStat, error) {
 	if err != nil {
 		return st, err
 	}
+	st.rssAnon, st.rssFile = -1, -1
 	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			fs := strings.Fields(v)
-			if len(fs) == 2 {
-				kb, _ := strconv.ParseInt(fs[0], 10, 64)
-				st.rssBytes = kb << 10
+		key, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		var dst *int64
+		switch key {
+		case "VmRSS":
+			dst = &st.rssBytes
+		case "RssAnon":
+			dst = &st.rssAnon
+		case "RssFile":
+			dst = &st.rssFile
+		default:
+			continue
+		}
+		if fs := strings.Fields(v); len(fs) == 2 {
+			if kb, err := strconv.ParseInt(fs[0], 10, 64); err == nil {
+				*dst = kb << 10
 			}
 		}
 	}
@@ -267,7 +284,7 @@ func fdKinds(pid int, ents []os.DirEntry, fifoDir string) (dups, spool int) {
 
 // scrape reads addr's /metrics and returns the sum of every sample of each
 // family in names (a family absent from the page is absent from the map).
-func scrape(ctx context.Context, addr string, names []string) (map[string]float64, error) {
+func scrape(ctx context.Context, addr string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
 		return nil, err
@@ -277,11 +294,10 @@ func scrape(ctx context.Context, addr string, names []string) (map[string]float6
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s/metrics: %s", addr, resp.Status)
 	}
-	return sumFamilies(body, names), nil
+	return io.ReadAll(resp.Body)
 }
 
 // sumFamilies sums the samples of each named family in a Prometheus text
@@ -312,6 +328,93 @@ func sumFamilies(body []byte, names []string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// histSpec names a Prometheus histogram: its family and labels each of the
+// series summed must have (name="value", as the exposition writes them).
+type histSpec struct {
+	family string
+	labels []string
+}
+
+// read sums, over the series of h in a text exposition, the count, the
+// observations above about threshold and the sum. Above is the count less
+// each series' cumulative bucket with the largest bound not above
+// threshold (bounds are exposition floats: 1.024 is not written 1.024
+// exactly). Each is -1 when h has no series in body.
+func (h histSpec) read(body []byte, threshold float64) (count, above, sum float64) {
+	count, above, sum = -1, -1, -1
+	type series struct{ count, under, underLE, sum float64 }
+	all := map[string]*series{}
+	get := func(key string) *series {
+		s := all[key]
+		if s == nil {
+			s = &series{underLE: -1}
+			all[key] = s
+		}
+		return s
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, h.family+"_")
+		if !ok {
+			continue
+		}
+		kind, rest, ok := strings.Cut(rest, "{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok || !hasLabels(labels, h.labels) {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		// The series' key: its labels without le.
+		var key []string
+		le := ""
+		for _, l := range strings.Split(labels, ",") {
+			if b, ok := strings.CutPrefix(l, `le="`); ok {
+				le = strings.TrimSuffix(b, `"`)
+				continue
+			}
+			key = append(key, l)
+		}
+		s := get(strings.Join(key, ","))
+		switch kind {
+		case "count":
+			s.count = v
+		case "sum":
+			s.sum = v
+		case "bucket":
+			bound, err := strconv.ParseFloat(le, 64)
+			if err == nil && bound <= threshold && bound > s.underLE {
+				s.under, s.underLE = v, bound
+			}
+		}
+	}
+	if len(all) == 0 {
+		return
+	}
+	count, above, sum = 0, 0, 0
+	for _, s := range all {
+		count += s.count
+		above += s.count - s.under
+		sum += s.sum
+	}
+	return
+}
+
+// hasLabels reports whether a series' label text has each of want.
+func hasLabels(labels string, want []string) bool {
+	have := strings.Split(labels, ",")
+	for _, w := range want {
+		if !slices.Contains(have, w) {
+			return false
+		}
+	}
+	return true
 }
 
 // dockerdPID reads the pidfile scripts/dockerd keeps in the daemon's

@@ -29,7 +29,11 @@ type Sample struct {
 	FIFODups   float64 // of FDs, those on a FIFO beyond the first descriptor of each (see procStat)
 	SpoolFDs   float64 // of FDs, those of spool segments that exist (see procStat)
 	RSS        float64 // bytes
+	RSSAnon    float64 // RssAnon of /proc/<pid>/status: the process's own memory
+	RSSFile    float64 // RssFile: pages of mapped files (the binary's text among them)
 	Heap       float64 // go_memstats_heap_inuse_bytes
+	HeapKept   float64 // heap_idle - heap_released: free heap the Go runtime has not returned
+	Stacks     float64 // go_memstats_stack_inuse_bytes
 	CPU        float64 // % of one core since the previous sample of the same pid
 	Alive      float64 // soak containers alive that this process serves
 	Streams    float64 // plugin: streams active + draining; sidecar: containers shipped (routes file and api)
@@ -37,11 +41,28 @@ type Sample struct {
 	Spool      float64 // logferry_spool_bytes
 	Queue      float64 // logferry_loki_queue_bytes
 	Sent       float64 // logferry_loki_entries_sent_total, summed over restarts
+
+	// Pushes to Loki, counters of this incarnation (plugin, sidecar:
+	// logferry_loki_push_duration_seconds; Loki: its own push route's
+	// loki_request_duration_seconds). SlowPushes took longer than about
+	// a second (slowPush: the largest bucket bound not above it).
+	Pushes, SlowPushes, PushSeconds float64
 }
+
+// slowPush is the push time the sampler counts pushes above, rounded down
+// to a histogram bucket's bound: 1.024 s for the binaries, 1 s for Loki.
+const slowPush = 1.05
+
+// Histograms the sampler reads: the binaries' pushes and Loki's push route.
+var (
+	shipperPushes = histSpec{family: "logferry_loki_push_duration_seconds"}
+	lokiPushes    = histSpec{family: "loki_request_duration_seconds", labels: []string{`route="loki_api_v1_push"`}}
+)
 
 // metricNames are the families the sampler reads from both binaries.
 var metricNames = []string{
-	"go_goroutines", "go_memstats_heap_inuse_bytes",
+	"go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes",
+	"go_memstats_stack_inuse_bytes",
 	"logferry_plugin_streams_active", "logferry_plugin_streams_draining",
 	`logferry_sidecar_containers{route="file"}`, `logferry_sidecar_containers{route="api"}`, "logferry_sidecar_positions",
 	"logferry_spool_bytes", "logferry_spool_unacked_bytes", "logferry_loki_queue_bytes", "logferry_loki_entries_sent_total",
@@ -94,8 +115,9 @@ func (s *sampler) sampleAll(ctx context.Context) {
 	e := s.e
 	now := time.Now()
 	for _, p := range procs {
-		smp := Sample{At: now, Proc: p, Goroutines: -1, FDs: -1, FIFODups: -1, SpoolFDs: -1, RSS: -1, Heap: -1, CPU: -1,
-			Streams: -1, Positions: -1, Spool: -1, Queue: -1, Sent: -1}
+		smp := Sample{At: now, Proc: p, Goroutines: -1, FDs: -1, FIFODups: -1, SpoolFDs: -1, RSS: -1, RSSAnon: -1, RSSFile: -1,
+			Heap: -1, HeapKept: -1, Stacks: -1, CPU: -1, Streams: -1, Positions: -1, Spool: -1, Queue: -1, Sent: -1,
+			Pushes: -1, SlowPushes: -1, PushSeconds: -1}
 		var pid int
 		var err error
 		var metricsAddr string
@@ -125,6 +147,7 @@ func (s *sampler) sampleAll(ctx context.Context) {
 			continue
 		}
 		smp.FDs, smp.RSS = float64(st.fds), float64(st.rssBytes)
+		smp.RSSAnon, smp.RSSFile = float64(st.rssAnon), float64(st.rssFile)
 		if ours {
 			smp.FIFODups, smp.SpoolFDs = float64(st.fifoDups), float64(st.spoolFDs)
 		}
@@ -138,13 +161,21 @@ func (s *sampler) sampleAll(ctx context.Context) {
 			// Not ctx: the last sample, taken as the observers stop, is
 			// the idle end of the run.
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			m, err := scrape(sctx, metricsAddr, metricNames)
+			body, err := scrape(sctx, metricsAddr)
 			cancel()
 			if err == nil {
-				s.fromMetrics(&smp, m)
+				s.fromMetrics(&smp, sumFamilies(body, metricNames))
+				smp.Pushes, smp.SlowPushes, smp.PushSeconds = shipperPushes.read(body, slowPush)
 			}
 		} else if p == procDockerd {
 			s.dockerdInfo(ctx, &smp)
+		} else if p == procLoki {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			body, err := scrape(sctx, strings.TrimPrefix(e.loki.URL(), "http://"))
+			cancel()
+			if err == nil {
+				smp.Pushes, smp.SlowPushes, smp.PushSeconds = lokiPushes.read(body, slowPush)
+			}
 		}
 		s.mu.Lock()
 		s.samples = append(s.samples, smp)
@@ -161,6 +192,10 @@ func (s *sampler) fromMetrics(smp *Sample, m map[string]float64) {
 	}
 	smp.Goroutines = get("go_goroutines")
 	smp.Heap = get("go_memstats_heap_inuse_bytes")
+	if idle, rel := get("go_memstats_heap_idle_bytes"), get("go_memstats_heap_released_bytes"); idle >= 0 && rel >= 0 {
+		smp.HeapKept = idle - rel
+	}
+	smp.Stacks = get("go_memstats_stack_inuse_bytes")
 	smp.Spool = get("logferry_spool_bytes")
 	smp.Queue = get("logferry_loki_queue_bytes")
 	switch smp.Proc {

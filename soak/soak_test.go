@@ -3,6 +3,8 @@ package soak
 import (
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/goleak"
 
 	"github.com/logferry/logferry/internal/dockertest"
@@ -391,5 +395,44 @@ func TestSpoolSegmentFDs(t *testing.T) {
 	}
 	if got := count(); got != 1 {
 		t.Fatalf("spool descriptors after one segment was deleted = %d, want 1", got)
+	}
+}
+
+// TestHistRead reads a histogram as client_golang writes it (the binaries'
+// bucket bounds are 0.001 * 4^k, so the one near a second is not written
+// "1.024" exactly in every float) and as Loki writes its push route.
+func TestHistRead(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "logferry_loki_push_duration_seconds", Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
+	}, []string{"endpoint", "status"})
+	reg.MustRegister(h)
+	for _, v := range []float64{0.01, 0.2, 0.9, 1.5} {
+		h.WithLabelValues("http://127.0.0.1:1/loki/api/v1/push", "204").Observe(v)
+	}
+	h.WithLabelValues("http://127.0.0.1:1/loki/api/v1/push", "network").Observe(12)
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	count, above, sum := shipperPushes.read(rec.Body.Bytes(), slowPush)
+	if count != 5 || above != 2 || math.Abs(sum-14.61) > 1e-9 {
+		t.Errorf("shipper pushes: count %v, above %v, sum %v; want 5, 2, 14.61", count, above, sum)
+	}
+
+	loki := []byte(`loki_request_duration_seconds_bucket{method="POST",route="loki_api_v1_push",status_code="204",ws="false",le="0.5"} 7
+loki_request_duration_seconds_bucket{method="POST",route="loki_api_v1_push",status_code="204",ws="false",le="1"} 9
+loki_request_duration_seconds_bucket{method="POST",route="loki_api_v1_push",status_code="204",ws="false",le="2.5"} 10
+loki_request_duration_seconds_bucket{method="POST",route="loki_api_v1_push",status_code="204",ws="false",le="+Inf"} 10
+loki_request_duration_seconds_sum{method="POST",route="loki_api_v1_push",status_code="204",ws="false"} 4.5
+loki_request_duration_seconds_count{method="POST",route="loki_api_v1_push",status_code="204",ws="false"} 10
+loki_request_duration_seconds_bucket{method="GET",route="loki_api_v1_query_range",status_code="200",ws="false",le="1"} 1
+loki_request_duration_seconds_bucket{method="GET",route="loki_api_v1_query_range",status_code="200",ws="false",le="+Inf"} 3
+loki_request_duration_seconds_sum{method="GET",route="loki_api_v1_query_range",status_code="200",ws="false"} 9
+loki_request_duration_seconds_count{method="GET",route="loki_api_v1_query_range",status_code="200",ws="false"} 3
+`)
+	if count, above, sum := lokiPushes.read(loki, slowPush); count != 10 || above != 1 || sum != 4.5 {
+		t.Errorf("Loki pushes: count %v, above %v, sum %v; want 10, 1, 4.5", count, above, sum)
+	}
+	if count, above, sum := lokiPushes.read([]byte("go_goroutines 3\n"), slowPush); count != -1 || above != -1 || sum != -1 {
+		t.Errorf("no series: %v, %v, %v; want -1s", count, above, sum)
 	}
 }
