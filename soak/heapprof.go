@@ -10,11 +10,13 @@ import (
 	"time"
 )
 
-// heapProfiles saves the plugin's and the sidecar's heap profiles at the
-// end of the warm-up, every HeapProfileEvery after it and a minute before
-// the end (cfg.HeapProfiles), until ctx ends. Compare two with
-// go tool pprof -diff_base FIRST SECOND. A profile that cannot be taken
-// (the process is restarting) is logged and skipped.
+// heapProfiles saves the plugin's and the sidecar's heap profiles and
+// their goroutines (counted by stack, as text) at the end of the warm-up,
+// every HeapProfileEvery after it and a minute before the end
+// (cfg.HeapProfiles), until ctx ends. Compare two heap profiles with
+// go tool pprof -diff_base FIRST SECOND, two goroutine lists with diff. A
+// profile that cannot be taken (the process is restarting) is logged and
+// skipped.
 func (e *env) heapProfiles(ctx context.Context) {
 	cfg := e.cfg
 	var at []time.Duration
@@ -28,17 +30,21 @@ func (e *env) heapProfiles(ctx context.Context) {
 		}
 		for proc, addr := range map[string]string{procPlugin: e.pluginMetrics, procSidecar: e.sc.metrics} {
 			name := filepath.Join(cfg.OutDir, fmt.Sprintf("heap-%s-%02dm.pb.gz", proc, int(d.Minutes())))
-			if err := saveHeapProfile(ctx, addr, name); err != nil {
+			if err := saveProfile(ctx, addr, "heap?gc=1", name); err != nil {
 				e.logf("heap profile of the %s: %v", proc, err)
+			}
+			name = filepath.Join(cfg.OutDir, fmt.Sprintf("goroutines-%s-%02dm.txt", proc, int(d.Minutes())))
+			if err := saveProfile(ctx, addr, "goroutine?debug=1", name); err != nil {
+				e.logf("goroutines of the %s: %v", proc, err)
 			}
 		}
 	}
 }
 
-// saveHeapProfile writes addr's /debug/pprof/heap, taken after a GC, to
-// name.
-func saveHeapProfile(ctx context.Context, addr, name string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/heap?gc=1", nil)
+// saveProfile writes addr's /debug/pprof/<profile> (with its query: heap?gc=1
+// is taken after a GC) to name.
+func saveProfile(ctx context.Context, addr, profile, name string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/"+profile, nil)
 	if err != nil {
 		return err
 	}

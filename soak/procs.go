@@ -178,6 +178,7 @@ type procStat struct {
 	// queue overflowed), and closes them when it drained. A segment
 	// deleted but still open is not counted here.
 	spoolFDs int
+	sockets  int // of FDs, sockets (with kinds)
 	rssBytes int64
 	rssAnon  int64 // RssAnon
 	rssFile  int64 // RssFile
@@ -220,7 +221,7 @@ func readProc(pid int, kinds bool) (procStat, error) {
 	}
 	st.fds = len(ents)
 	if kinds {
-		st.fifoDups, st.spoolFDs = fdKinds(pid, ents, fifoDir)
+		st.fifoDups, st.spoolFDs, st.sockets = fdKinds(pid, ents, fifoDir)
 	}
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -257,14 +258,20 @@ func readProc(pid int, kinds bool) (procStat, error) {
 var spoolSegment = regexp.MustCompile(`/spool/[0-9a-f]+/[0-9]+\.seg$`)
 
 // fdKinds counts, among ents (of /proc/<pid>/fd), the descriptors that open
-// a file under fifoDir another one opens too (dups), and those of spool
-// segments that exist (spool). A descriptor closed while they are read is
-// skipped.
-func fdKinds(pid int, ents []os.DirEntry, fifoDir string) (dups, spool int) {
+// a file under fifoDir another one opens too (dups), those of spool
+// segments that exist (spool), and sockets (connections to Loki, dockerd
+// and the metrics listener's clients, which follow recent traffic: an idle
+// keep-alive connection lives on after its last request). A descriptor
+// closed while they are read is skipped.
+func fdKinds(pid int, ents []os.DirEntry, fifoDir string) (dups, spool, sockets int) {
 	seen := map[string]bool{}
 	for _, e := range ents {
 		target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
 		if err != nil {
+			continue
+		}
+		if strings.HasPrefix(target, "socket:") {
+			sockets++
 			continue
 		}
 		if spoolSegment.MatchString(target) {
@@ -279,7 +286,7 @@ func fdKinds(pid int, ents []os.DirEntry, fifoDir string) (dups, spool int) {
 		}
 		seen[target] = true
 	}
-	return dups, spool
+	return dups, spool, sockets
 }
 
 // scrape reads addr's /metrics and returns the sum of every sample of each

@@ -28,6 +28,7 @@ type Sample struct {
 	FDs        float64
 	FIFODups   float64 // of FDs, those on a FIFO beyond the first descriptor of each (see procStat)
 	SpoolFDs   float64 // of FDs, those of spool segments that exist (see procStat)
+	Sockets    float64 // of FDs, sockets (see fdKinds)
 	RSS        float64 // bytes
 	RSSAnon    float64 // RssAnon of /proc/<pid>/status: the process's own memory
 	RSSFile    float64 // RssFile: pages of mapped files (the binary's text among them)
@@ -115,7 +116,7 @@ func (s *sampler) sampleAll(ctx context.Context) {
 	e := s.e
 	now := time.Now()
 	for _, p := range procs {
-		smp := Sample{At: now, Proc: p, Goroutines: -1, FDs: -1, FIFODups: -1, SpoolFDs: -1, RSS: -1, RSSAnon: -1, RSSFile: -1,
+		smp := Sample{At: now, Proc: p, Goroutines: -1, FDs: -1, FIFODups: -1, SpoolFDs: -1, Sockets: -1, RSS: -1, RSSAnon: -1, RSSFile: -1,
 			Heap: -1, HeapKept: -1, Stacks: -1, CPU: -1, Streams: -1, Positions: -1, Spool: -1, Queue: -1, Sent: -1,
 			Pushes: -1, SlowPushes: -1, PushSeconds: -1}
 		var pid int
@@ -149,7 +150,7 @@ func (s *sampler) sampleAll(ctx context.Context) {
 		smp.FDs, smp.RSS = float64(st.fds), float64(st.rssBytes)
 		smp.RSSAnon, smp.RSSFile = float64(st.rssAnon), float64(st.rssFile)
 		if ours {
-			smp.FIFODups, smp.SpoolFDs = float64(st.fifoDups), float64(st.spoolFDs)
+			smp.FIFODups, smp.SpoolFDs, smp.Sockets = float64(st.fifoDups), float64(st.spoolFDs), float64(st.sockets)
 		}
 		if prev, ok := s.prevCPU[p]; ok && prev.pid == pid {
 			if dt := now.Sub(prev.at).Seconds(); dt > 0 {

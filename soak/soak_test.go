@@ -342,7 +342,7 @@ func TestFIFODups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dups, spool := fdKinds(os.Getpid(), ents, dir); dups != 2 || spool != 0 {
+	if dups, spool, _ := fdKinds(os.Getpid(), ents, dir); dups != 2 || spool != 0 {
 		t.Errorf("fdKinds = %d dups, %d spool, want 2 and 0", dups, spool)
 	}
 	s := Sample{FDs: 40, FIFODups: 2, SpoolFDs: 0}
@@ -384,7 +384,7 @@ func TestSpoolSegmentFDs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, spool := fdKinds(os.Getpid(), ents, "/nonexistent/")
+		_, spool, _ := fdKinds(os.Getpid(), ents, "/nonexistent/")
 		return spool
 	}
 	if got := count(); got != 2 {

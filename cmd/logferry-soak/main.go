@@ -80,7 +80,7 @@ func parseFlags(args []string, errOut io.Writer) (soak.Config, error) {
 	fs.SetOutput(errOut)
 	short := fs.Bool("short", false, "the 3-minute form of make test (other flags then change it)")
 	out := fs.String("out", "", "report directory (default soak/<UTC date and time>)")
-	heap := fs.Bool("heap-profiles", false, "serve pprof on both binaries and save their heap profiles in the report directory (after the warm-up, every 10 minutes, a minute before the end)")
+	heap := fs.Bool("heap-profiles", false, "serve pprof on both binaries and save their heap profiles and goroutine lists in the report directory (after the warm-up, every 10 minutes, a minute before the end)")
 	var (
 		duration, warmup, sample, probe, lokiEvery, lokiDown, killEvery, cycleEvery, rmDelay, p99, recovery time.Duration
 		rate, churnRate                                                                                     float64
