@@ -114,6 +114,65 @@ func minutes(r *Result, lokiEvents []LokiEvent) []Minute {
 	return out
 }
 
+// CalmStat is a capture style's steady p99 without the lines written in a
+// minute in which, or before one in which, Loki's own push route answered
+// a push in over a second (a line waits up to a batch wait and a push, so
+// a slow push in the next minute can hold it). Reported beside the judged
+// p99, to tell the shippers' part from Loki's.
+type CalmStat struct {
+	N, Unseen   int
+	P99         time.Duration
+	Infinite    bool // the p99 falls among the unseen lines
+	SlowMinutes int  // minutes left out
+}
+
+// lokiCalmLatency is CalmStat per capture style; nil when Loki's pushes
+// were not counted.
+func lokiCalmLatency(r *Result, unseenAt map[string][]time.Time) map[string]CalmStat {
+	slow := make([]bool, len(r.Minutes))
+	counted := false
+	for i, m := range r.Minutes {
+		p, ok := m.Push[procLoki]
+		counted = counted || ok
+		if ok && p.Slow > 0 {
+			slow[i] = true
+			if i > 0 {
+				slow[i-1] = true
+			}
+		}
+	}
+	if !counted {
+		return nil
+	}
+	calm := func(t time.Time) bool {
+		i := int(t.Sub(r.Start) / time.Minute)
+		return !t.Before(r.Start) && i < len(slow) && !slow[i]
+	}
+	out := map[string]CalmStat{}
+	for _, style := range styles {
+		var ds []time.Duration
+		for _, l := range r.Latencies {
+			if l.Style == style && !inWindows(r.Windows, l.Write, windowBefore, latencyAfter) && calm(l.Write) {
+				ds = append(ds, l.Value())
+			}
+		}
+		c := CalmStat{N: len(ds)}
+		for _, t := range unseenAt[style] {
+			if calm(t) {
+				c.Unseen++
+			}
+		}
+		for _, s := range slow {
+			if s {
+				c.SlowMinutes++
+			}
+		}
+		c.P99, c.Infinite = quantileWithUnseen(ds, c.Unseen, 0.99)
+		out[style] = c
+	}
+	return out
+}
+
 // LokiEvent is something the test's Loki logged that moves its answers:
 // its start (WAL replay) and its WAL checkpoints.
 type LokiEvent struct {

@@ -106,3 +106,44 @@ level=debug ts=2026-12-07T05:33:45Z caller=x.go:1 msg="query" query="{x=\"starti
 		t.Errorf("absent log: %v, %v", evs, err)
 	}
 }
+
+// TestLokiCalmLatency: lines written in a minute in which Loki answered a
+// push in over a second, or in the minute before it, are left out; others
+// count, unseen ones as the slowest.
+func TestLokiCalmLatency(t *testing.T) {
+	start := time.Date(2026, 12, 7, 5, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return start.Add(d) }
+	r := &Result{Start: start, Minutes: []Minute{
+		{Index: 0, Push: map[string]PushesMinute{procLoki: {N: 60}}},
+		{Index: 1, Push: map[string]PushesMinute{procLoki: {N: 60}}},
+		{Index: 2, Push: map[string]PushesMinute{procLoki: {N: 60, Slow: 1}}},
+		{Index: 3, Push: map[string]PushesMinute{procLoki: {N: 60}}},
+	}}
+	add := func(d, lat time.Duration) {
+		w := at(d)
+		r.Latencies = append(r.Latencies, Latency{Style: stylePlugin, Write: w, Lower: w.Add(lat), Upper: w.Add(lat)})
+	}
+	for i := range 200 {
+		add(time.Duration(i)*300*time.Millisecond, 500*time.Millisecond) // minutes 0-0:59
+		add(3*time.Minute+time.Duration(i)*300*time.Millisecond, 600*time.Millisecond)
+	}
+	add(90*time.Second, 5*time.Second)  // minute 1: before the slow one, left out
+	add(150*time.Second, 9*time.Second) // minute 2: left out
+	got := lokiCalmLatency(r, map[string][]time.Time{stylePlugin: {at(170 * time.Second)}})
+	c := got[stylePlugin]
+	if c.N != 400 || c.Unseen != 0 || c.SlowMinutes != 2 || c.P99 != 600*time.Millisecond || c.Infinite {
+		t.Errorf("calm: %+v; want 400 lines, 0 unseen, 2 minutes out, p99 600ms", c)
+	}
+	// Five unseen lines in calm minutes: the p99 of 405 falls among them.
+	var unseen []time.Time
+	for i := range 5 {
+		unseen = append(unseen, at(10*time.Second+time.Duration(i)*time.Second))
+	}
+	if c := lokiCalmLatency(r, map[string][]time.Time{stylePlugin: unseen})[stylePlugin]; c.Unseen != 5 || !c.Infinite {
+		t.Errorf("calm with unseen: %+v; want 5 unseen and the p99 among them", c)
+	}
+	r.Minutes = []Minute{{Index: 0, Push: map[string]PushesMinute{}}}
+	if got := lokiCalmLatency(r, nil); got != nil {
+		t.Errorf("without Loki's counters: %v, want nil", got)
+	}
+}
