@@ -37,6 +37,8 @@ type Sample struct {
 	Stacks     float64 // go_memstats_stack_inuse_bytes
 	CPU        float64 // % of one core since the previous sample of the same pid
 	Alive      float64 // soak containers alive that this process serves
+	AliveAPI   float64 // sidecar: of Alive, those it reads from the Engine's stream (not a file)
+	Draining   float64 // plugin: streams whose container stopped, held until Loki acknowledged their last line
 	Streams    float64 // plugin: streams active + draining; sidecar: containers shipped (routes file and api)
 	Positions  float64 // sidecar: positions entries
 	Spool      float64 // logferry_spool_bytes
@@ -116,7 +118,7 @@ func (s *sampler) sampleAll(ctx context.Context) {
 	e := s.e
 	now := time.Now()
 	for _, p := range procs {
-		smp := Sample{At: now, Proc: p, Goroutines: -1, FDs: -1, FIFODups: -1, SpoolFDs: -1, Sockets: -1, RSS: -1, RSSAnon: -1, RSSFile: -1,
+		smp := Sample{At: now, Proc: p, Goroutines: -1, FDs: -1, FIFODups: -1, SpoolFDs: -1, Sockets: -1, Draining: -1, RSS: -1, RSSAnon: -1, RSSFile: -1,
 			Heap: -1, HeapKept: -1, Stacks: -1, CPU: -1, Streams: -1, Positions: -1, Spool: -1, Queue: -1, Sent: -1,
 			Pushes: -1, SlowPushes: -1, PushSeconds: -1}
 		var pid int
@@ -130,7 +132,8 @@ func (s *sampler) sampleAll(ctx context.Context) {
 		case procSidecar:
 			pid, err = e.sc.pid()
 			metricsAddr = e.sc.metrics
-			smp.Alive = float64(e.work.aliveCount(styleFile) + e.work.aliveCount(styleAPI))
+			api := e.work.aliveCount(styleAPI)
+			smp.Alive, smp.AliveAPI = float64(e.work.aliveCount(styleFile)+api), float64(api)
 		case procDockerd:
 			pid, err = dockerdPID(e.d.Dir())
 			smp.Alive = float64(e.work.aliveTotal())
@@ -205,6 +208,7 @@ func (s *sampler) fromMetrics(smp *Sample, m map[string]float64) {
 		if a >= 0 {
 			smp.Streams = a + max(d, 0)
 		}
+		smp.Draining = d
 	case procSidecar:
 		// The containers it ships; it also counts the plugin's, skipped.
 		f, a := get(`logferry_sidecar_containers{route="file"}`), get(`logferry_sidecar_containers{route="api"}`)

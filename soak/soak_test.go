@@ -117,7 +117,7 @@ func TestFitSlope(t *testing.T) {
 				tm := float64(i) / 12
 				alive := 50 + 10*math.Sin(float64(i)/7) + float64(rnd.IntN(5))
 				seg, y := tt.gen(i, tm, alive)
-				pts = append(pts, Point{Seg: seg, T: tm, Alive: alive, Y: y})
+				pts = append(pts, Point{Seg: seg, T: tm, Alive: []float64{alive}, Y: y})
 			}
 			f := FitSlope(pts)
 			if f.IncludesZero() != tt.wantZero {
@@ -434,5 +434,39 @@ loki_request_duration_seconds_count{method="GET",route="loki_api_v1_query_range"
 	}
 	if count, above, sum := lokiPushes.read([]byte("go_goroutines 3\n"), slowPush); count != -1 || above != -1 || sum != -1 {
 		t.Errorf("no series: %v, %v, %v; want -1s", count, above, sum)
+	}
+}
+
+// TestFitSlopeKinds: two kinds of containers that cost differently, their
+// mix drifting over the run. One count for both leaves the drift in the
+// time slope; a count per kind does not, and still finds a leak.
+func TestFitSlopeKinds(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	gen := func(leak float64, kinds func(file, api float64) []float64) Fit {
+		var pts []Point
+		for i := range 360 {
+			tm := float64(i) / 12
+			api := math.Max(0, 8-tm/4+float64(rnd.IntN(3)))        // fewer stream containers as the run goes
+			file := 25 + tm/4 + float64(rnd.IntN(3))               // a few more file ones
+			y := 58 + 2*file + 3*api + leak*tm + rnd.NormFloat64() // 2 goroutines per file container, 3 per stream
+			pts = append(pts, Point{T: tm, Alive: kinds(file, api), Y: y})
+		}
+		return FitSlope(pts)
+	}
+	total := func(file, api float64) []float64 { return []float64{file + api} }
+	perKind := func(file, api float64) []float64 { return []float64{file, api} }
+	if f := gen(0, total); f.IncludesZero() {
+		t.Fatalf("one count for both kinds: %+v; the drift of the mix should show in the slope (this test's premise)", f)
+	}
+	if f := gen(0, perKind); !f.IncludesZero() || math.Abs(f.PerAlive[0]-2) > 0.2 || math.Abs(f.PerAlive[1]-3) > 0.2 {
+		t.Errorf("per kind: %+v; want no trend, 2 and 3 per container", f)
+	}
+	if f := gen(0.5, perKind); f.IncludesZero() || math.Abs(f.Slope-0.5) > 0.1 {
+		t.Errorf("per kind with a leak of 0.5/min: %+v", f)
+	}
+	// A kind that never changes (no stream containers) is left out.
+	noAPI := func(file, api float64) []float64 { return []float64{file, 0} }
+	if f := gen(0.5, noAPI); !f.OK || f.PerAlive[1] != 0 {
+		t.Errorf("a constant kind: %+v; want a fit without it", f)
 	}
 }

@@ -6,50 +6,59 @@ import (
 	"time"
 )
 
-// Point is one observation for a leak fit: Y at T minutes, with Alive
-// containers alive, in segment Seg (one process incarnation: a restarted
-// process starts a new segment with its own intercept).
+// Point is one observation for a leak fit: Y at T minutes, with Alive[k]
+// containers of kind k alive (kinds that cost the process differently: the
+// sidecar's file and Engine-stream containers), in segment Seg (one process
+// incarnation: a restarted process starts a new segment with its own
+// intercept).
 type Point struct {
 	Seg   int
 	T     float64 // minutes since the start of the run
-	Alive float64
+	Alive []float64
 	Y     float64
 }
 
 // Fit is the least-squares slope of Y on time, per minute, with containers
-// alive as a second regressor and one intercept per segment.
+// alive (per kind) as further regressors and one intercept per segment.
 type Fit struct {
-	N        int     // observations used
-	Segments int     // process incarnations
-	Slope    float64 // per minute
-	Lo, Hi   float64 // 95 % confidence interval of Slope
-	PerAlive float64 // Y per container alive
-	Rho      float64 // lag-1 autocorrelation of the residuals (the CI is widened for it)
-	OK       bool    // enough observations for an interval
+	N        int       // observations used
+	Segments int       // process incarnations
+	Slope    float64   // per minute
+	Lo, Hi   float64   // 95 % confidence interval of Slope
+	PerAlive []float64 // Y per container alive, per kind (0 for a kind left out)
+	Rho      float64   // lag-1 autocorrelation of the residuals (the CI is widened for it)
+	OK       bool      // enough observations for an interval
 }
 
 // IncludesZero reports whether the interval admits no trend. A fit with too
 // few observations says nothing, so it does not fail.
 func (f Fit) IncludesZero() bool { return !f.OK || (f.Lo <= 0 && f.Hi >= 0) }
 
-// FitSlope fits Y = a_seg + b*T + c*Alive by ordinary least squares with a
-// separate intercept per segment (within-segment demeaning). Samples taken
-// every few seconds are autocorrelated, which makes the plain OLS interval
-// too narrow: the standard error is widened by sqrt((1+rho)/(1-rho)) and the
-// degrees of freedom shrunk by the same factor, rho the lag-1
-// autocorrelation of the residuals within segments (AR(1) correction).
-// When Alive does not vary the fit has time alone.
+// FitSlope fits Y = a_seg + b*T + sum_k c_k*Alive[k] by ordinary least
+// squares with a separate intercept per segment (within-segment demeaning).
+// Samples taken every few seconds are autocorrelated, which makes the plain
+// OLS interval too narrow: the standard error is widened by
+// sqrt((1+rho)/(1-rho)) and the degrees of freedom shrunk by the same
+// factor, rho the lag-1 autocorrelation of the residuals within segments
+// (AR(1) correction). A kind whose count does not vary within segments, or
+// varies only with the others and time, is left out of the fit.
 func FitSlope(points []Point) Fit {
 	bySeg := map[int][]Point{}
 	var order []int
+	kinds := 0
 	for _, p := range points {
 		if _, ok := bySeg[p.Seg]; !ok {
 			order = append(order, p.Seg)
 		}
 		bySeg[p.Seg] = append(bySeg[p.Seg], p)
+		kinds = max(kinds, len(p.Alive))
 	}
-	type dm struct{ t, a, y float64 }
-	var rows [][]dm // per segment, in time order
+	// Demeaned rows per segment, in time order: x[0] is T, x[1:] the kinds.
+	type row struct {
+		x []float64
+		y float64
+	}
+	var rows [][]row
 	n := 0
 	for _, s := range order {
 		ps := bySeg[s]
@@ -57,55 +66,91 @@ func FitSlope(points []Point) Fit {
 			continue
 		}
 		slices.SortFunc(ps, func(a, b Point) int { return cmpFloat(a.T, b.T) })
-		var mt, ma, my float64
-		for _, p := range ps {
-			mt += p.T
-			ma += p.Alive
+		mean := make([]float64, 1+kinds)
+		my := 0.0
+		xs := make([][]float64, len(ps))
+		for i, p := range ps {
+			x := make([]float64, 1+kinds)
+			x[0] = p.T
+			copy(x[1:], p.Alive)
+			xs[i] = x
+			for j, v := range x {
+				mean[j] += v
+			}
 			my += p.Y
 		}
 		k := float64(len(ps))
-		mt, ma, my = mt/k, ma/k, my/k
-		seg := make([]dm, len(ps))
+		my /= k
+		seg := make([]row, len(ps))
 		for i, p := range ps {
-			seg[i] = dm{p.T - mt, p.Alive - ma, p.Y - my}
+			for j := range xs[i] {
+				xs[i][j] -= mean[j] / k
+			}
+			seg[i] = row{xs[i], p.Y - my}
 		}
 		rows = append(rows, seg)
 		n += len(ps)
 	}
-	f := Fit{N: n, Segments: len(rows)}
-	var s11, s12, s22, s1y, s2y float64
+	f := Fit{N: n, Segments: len(rows), PerAlive: make([]float64, kinds)}
+	// Normal equations, then forward selection of the columns: time first,
+	// a kind only when it adds what time and the kinds before it do not.
+	m := 1 + kinds
+	xtx := make([][]float64, m)
+	xty := make([]float64, m)
+	for j := range xtx {
+		xtx[j] = make([]float64, m)
+	}
 	for _, seg := range rows {
 		for _, r := range seg {
-			s11 += r.t * r.t
-			s12 += r.t * r.a
-			s22 += r.a * r.a
-			s1y += r.t * r.y
-			s2y += r.a * r.y
+			for a := range m {
+				xty[a] += r.x[a] * r.y
+				for b := range m {
+					xtx[a][b] += r.x[a] * r.x[b]
+				}
+			}
 		}
 	}
-	if s11 == 0 {
+	if xtx[0][0] == 0 {
 		return f
 	}
-	k := 2
-	det := s11*s22 - s12*s12
-	var b, c float64
-	if s22 == 0 || det <= 1e-9*s11*s22 {
-		k = 1
-		b = s1y / s11
-	} else {
-		b = (s22*s1y - s12*s2y) / det
-		c = (s11*s2y - s12*s1y) / det
+	cols := []int{0}
+	for k := 1; k < m; k++ {
+		if xtx[k][k] == 0 {
+			continue
+		}
+		// The diagonal of the inverse times the column's sum of
+		// squares is its variance inflation factor, 1/(1-R^2) on the
+		// columns before it.
+		try := append(slices.Clone(cols), k)
+		if inv, ok := invert(sub(xtx, try)); ok && inv[len(try)-1][len(try)-1]*xtx[k][k] < 1e9 {
+			cols = try
+		}
 	}
-	df := n - k - len(rows)
+	inv, ok := invert(sub(xtx, cols))
+	if !ok {
+		return f
+	}
+	beta := make([]float64, m)
+	for i, a := range cols {
+		for j, b := range cols {
+			beta[a] += inv[i][j] * xty[b]
+		}
+	}
+	copy(f.PerAlive, beta[1:])
+	b := beta[0]
+	df := n - len(cols) - len(rows)
 	if df < 2 {
-		f.Slope, f.PerAlive = b, c
+		f.Slope = b
 		return f
 	}
 	var sse, lag float64
 	for _, seg := range rows {
 		prev, havePrev := 0.0, false
 		for _, r := range seg {
-			e := r.y - b*r.t - c*r.a
+			e := r.y
+			for _, a := range cols {
+				e -= beta[a] * r.x[a]
+			}
 			sse += e * e
 			if havePrev {
 				lag += e * prev
@@ -118,18 +163,72 @@ func FitSlope(points []Point) Fit {
 		rho = math.Max(0, math.Min(0.95, lag/sse))
 	}
 	s2 := sse / float64(df)
-	varB := s2 / s11
-	if k == 2 {
-		varB = s2 * s22 / det
-	}
+	varB := s2 * inv[0][0]
 	inflate := (1 + rho) / (1 - rho)
 	se := math.Sqrt(varB * inflate)
 	dfEff := max(1, int(float64(df)/inflate))
 	q := tQuantile975(dfEff)
-	f.Slope, f.PerAlive, f.Rho = b, c, rho
+	f.Slope, f.Rho = b, rho
 	f.Lo, f.Hi = b-q*se, b+q*se
 	f.OK = true
 	return f
+}
+
+// sub is the square submatrix of a on the indices idx.
+func sub(a [][]float64, idx []int) [][]float64 {
+	out := make([][]float64, len(idx))
+	for i, r := range idx {
+		out[i] = make([]float64, len(idx))
+		for j, c := range idx {
+			out[i][j] = a[r][c]
+		}
+	}
+	return out
+}
+
+// invert inverts a small symmetric matrix by Gauss-Jordan elimination with
+// partial pivoting; ok is false when it is singular (a pivot below 1e-12 of
+// the largest diagonal entry).
+func invert(a [][]float64) ([][]float64, bool) {
+	n := len(a)
+	m := make([][]float64, n)
+	scale := 0.0
+	for i := range a {
+		m[i] = make([]float64, 2*n)
+		copy(m[i], a[i])
+		m[i][n+i] = 1
+		scale = max(scale, math.Abs(a[i][i]))
+	}
+	for c := range n {
+		p := c
+		for r := c + 1; r < n; r++ {
+			if math.Abs(m[r][c]) > math.Abs(m[p][c]) {
+				p = r
+			}
+		}
+		if math.Abs(m[p][c]) <= 1e-12*scale {
+			return nil, false
+		}
+		m[c], m[p] = m[p], m[c]
+		d := m[c][c]
+		for j := range m[c] {
+			m[c][j] /= d
+		}
+		for r := range n {
+			if r == c || m[r][c] == 0 {
+				continue
+			}
+			x := m[r][c]
+			for j := range m[r] {
+				m[r][j] -= x * m[c][j]
+			}
+		}
+	}
+	out := make([][]float64, n)
+	for i := range m {
+		out[i] = m[i][n:]
+	}
+	return out, true
 }
 
 func cmpFloat(a, b float64) int {
