@@ -213,17 +213,24 @@ func metricValue(s Sample, m string) float64 {
 // each) apart from its Engine-stream ones (a stream reader and an HTTP
 // connection's two goroutines and socket each); the plugin's containers
 // alive and, apart, its streams draining (a container that stopped, held
-// until Loki acknowledged its last line: how many follows Loki's pace). The
+// until Loki acknowledged its last line: how many follows Loki's pace);
+// dockerd's per capture style (a FIFO copier for the plugin's, a log file
+// for json-file's, a logs stream it serves for the Engine-stream ones). The
 // mix moves with the churn's draw and Loki; one count for all left its
 // drift in the time slope (run e: sidecar goroutines -0.046/min, plugin
 // -0.027/min, intervals below 0). A leak of draining streams still shows:
-// the streams fit counts them against the containers alive alone.
+// the plugin's streams fit counts them against its containers alone.
 func aliveKinds(s Sample, metric string) []float64 {
-	switch {
-	case s.Proc == procSidecar:
-		return []float64{s.Alive - s.AliveAPI, s.AliveAPI}
-	case s.Proc == procPlugin && metric != "streams" && s.Draining >= 0:
-		return []float64{s.Alive, s.Draining}
+	switch s.Proc {
+	case procSidecar:
+		return []float64{s.AliveFile, s.AliveAPI}
+	case procPlugin:
+		if metric != "streams" && s.Draining >= 0 {
+			return []float64{s.AlivePlugin, s.Draining}
+		}
+		return []float64{s.AlivePlugin}
+	case procDockerd:
+		return []float64{s.AlivePlugin, s.AliveFile, s.AliveAPI}
 	}
 	return []float64{s.Alive}
 }
@@ -239,7 +246,9 @@ func kib(bytes float64) float64 {
 // leakFits fits every leak metric of every process over the steady part of
 // the run: after the warm-up, before the last seconds, outside disturbance
 // windows (and a minute after them), each process incarnation its own
-// segment without its first 30 s.
+// segment without its own warm-up (as long as the run's: a restarted
+// binary's RSS climbed for about 2 minutes in run f, and its first 30 s were
+// all that was left out then).
 func leakFits(cfg Config, start time.Time, samples []Sample, ws []Window) map[string]map[string]Fit {
 	out := map[string]map[string]Fit{}
 	firstSeen := map[int]time.Time{}
@@ -263,7 +272,7 @@ func leakFits(cfg Config, start time.Time, samples []Sample, ws []Window) map[st
 				if s.Proc != proc || s.At.Before(from) || s.At.After(to) || inWindows(ws, s.At, windowBefore, sampleAfter) {
 					continue
 				}
-				if s.PID != firstPID[proc] && s.At.Sub(firstSeen[s.PID]) < restartWarmup {
+				if s.PID != firstPID[proc] && s.At.Sub(firstSeen[s.PID]) < max(restartWarmup, cfg.Warmup) {
 					continue
 				}
 				y := metricValue(s, m)

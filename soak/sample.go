@@ -37,13 +37,15 @@ type Sample struct {
 	Stacks     float64 // go_memstats_stack_inuse_bytes
 	CPU        float64 // % of one core since the previous sample of the same pid
 	Alive      float64 // soak containers alive that this process serves
-	AliveAPI   float64 // sidecar: of Alive, those it reads from the Engine's stream (not a file)
-	Draining   float64 // plugin: streams whose container stopped, held until Loki acknowledged their last line
-	Streams    float64 // plugin: streams active + draining; sidecar: containers shipped (routes file and api)
-	Positions  float64 // sidecar: positions entries
-	Spool      float64 // logferry_spool_bytes
-	Queue      float64 // logferry_loki_queue_bytes
-	Sent       float64 // logferry_loki_entries_sent_total, summed over restarts
+	// Soak containers alive per capture style, whichever process serves
+	// them (the leak fits' regressors: see aliveKinds).
+	AlivePlugin, AliveFile, AliveAPI float64
+	Draining                         float64 // plugin: streams whose container stopped, held until Loki acknowledged their last line
+	Streams                          float64 // plugin: streams active + draining; sidecar: containers shipped (routes file and api)
+	Positions                        float64 // sidecar: positions entries
+	Spool                            float64 // logferry_spool_bytes
+	Queue                            float64 // logferry_loki_queue_bytes
+	Sent                             float64 // logferry_loki_entries_sent_total, summed over restarts
 
 	// Pushes to Loki, counters of this incarnation (plugin, sidecar:
 	// logferry_loki_push_duration_seconds; Loki: its own push route's
@@ -132,8 +134,7 @@ func (s *sampler) sampleAll(ctx context.Context) {
 		case procSidecar:
 			pid, err = e.sc.pid()
 			metricsAddr = e.sc.metrics
-			api := e.work.aliveCount(styleAPI)
-			smp.Alive, smp.AliveAPI = float64(e.work.aliveCount(styleFile)+api), float64(api)
+			smp.Alive = float64(e.work.aliveCount(styleFile) + e.work.aliveCount(styleAPI))
 		case procDockerd:
 			pid, err = dockerdPID(e.d.Dir())
 			smp.Alive = float64(e.work.aliveTotal())
@@ -144,6 +145,9 @@ func (s *sampler) sampleAll(ctx context.Context) {
 		if err != nil || pid == 0 {
 			continue // not running now (a disturbance): no sample
 		}
+		smp.AlivePlugin = float64(e.work.aliveCount(stylePlugin))
+		smp.AliveFile = float64(e.work.aliveCount(styleFile))
+		smp.AliveAPI = float64(e.work.aliveCount(styleAPI))
 		smp.PID = pid
 		ours := p == procPlugin || p == procSidecar
 		st, err := readProc(pid, ours)

@@ -470,3 +470,35 @@ func TestFitSlopeKinds(t *testing.T) {
 		t.Errorf("a constant kind: %+v; want a fit without it", f)
 	}
 }
+
+// TestLeakFitsRestartWarmup: a restarted process's samples count after the
+// same warm-up as the first incarnation's: its RSS climbing to its level
+// in its first minutes is not a leak.
+func TestLeakFitsRestartWarmup(t *testing.T) {
+	start := time.Date(2026, 12, 7, 8, 0, 0, 0, time.UTC)
+	cfg := Config{Duration: 30 * time.Minute, Warmup: 5 * time.Minute}
+	rnd := rand.New(rand.NewPCG(5, 6))
+	var samples []Sample
+	for i := range 360 {
+		at := start.Add(time.Duration(i) * 5 * time.Second)
+		s := Sample{At: at, Proc: procPlugin, PID: 1, RSS: 45<<20 + rnd.NormFloat64()*(1<<20), AlivePlugin: 30, Draining: 0}
+		if since := at.Sub(start.Add(20 * time.Minute)); since >= 0 {
+			// Restarted at 20 minutes: from 28 MiB to its level in 3 minutes.
+			s.PID = 2
+			s.RSS = 45<<20 + rnd.NormFloat64()*(1<<20)
+			if since < 3*time.Minute {
+				s.RSS -= float64(17<<20) * (1 - since.Minutes()/3)
+			}
+		}
+		samples = append(samples, s)
+	}
+	f := leakFits(cfg, start, samples, nil)[procPlugin]["rss"]
+	if !f.OK || !f.IncludesZero() {
+		t.Errorf("rss fit %+v: the new process's climb counted as a leak", f)
+	}
+	// 5:00-19:55 of the first (180 samples) and 25:00-29:45 of the
+	// second (58: from 5 minutes after its start to 15 s before the end).
+	if first, second := 180, 58; f.N != first+second {
+		t.Errorf("fit over %d samples, want %d (the second incarnation from 5 minutes after its start)", f.N, first+second)
+	}
+}
