@@ -158,8 +158,10 @@ func writeCharts(dir string, r *Result) ([]chart, error) {
 
 // memoryChart draws proc's VmRSS beside its parts: the anonymous pages
 // (the process's own memory) and the mapped files' (the binary's text among
-// them), and of the Go runtime's, the heap in use, the free heap it keeps
-// and the goroutine stacks.
+// them), and of the Go runtime's, the heap in use, the free heap it keeps,
+// the goroutine stacks and the heap goal (a goal that rises says the heap
+// live after a GC grew; a flat one with RSS rising, that the runtime keeps
+// free memory).
 func memoryChart(path, title, proc string, r *Result) error {
 	p := plot.New()
 	p.Title.Text = title
@@ -175,6 +177,7 @@ func memoryChart(path, title, proc string, r *Result) error {
 		{"Go heap in use", func(s Sample) float64 { return s.Heap }},
 		{"Go heap free, kept", func(s Sample) float64 { return s.HeapKept }},
 		{"Go stacks", func(s Sample) float64 { return s.Stacks }},
+		{"Go heap goal (next GC)", func(s Sample) float64 { return s.HeapGoal }},
 	}
 	ymax := 0.0
 	for i, part := range parts {
