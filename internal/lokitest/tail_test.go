@@ -3,6 +3,7 @@ package lokitest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,30 @@ func TestTailRealLoki(t *testing.T) {
 	case <-connected:
 	case err := <-done:
 		t.Fatalf("tail ended before it connected: %v", err)
+	}
+	// The websocket is open before Loki's ingester has registered the
+	// tail, and a tail gets only what is pushed after that: push a canary
+	// until one arrives (CI lost the test's only push to that race once).
+	for i := 0; ; i++ {
+		line := fmt.Sprintf("keep canary %d", i)
+		if err := srv.Push(ctx, []Stream{{Labels: map[string]string{"test": "tail"}, Entries: []Entry{
+			{Timestamp: time.Now().UnixNano(), Line: line}}}}); err != nil {
+			t.Fatal(err)
+		}
+		arrived := false
+		for wait := time.Now().Add(500 * time.Millisecond); !arrived && time.Now().Before(wait); {
+			mu.Lock()
+			_, arrived = got[line]
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+				t.Fatalf("no canary arrived; the tail got %v", got)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		if arrived {
+			break
+		}
 	}
 	now := time.Now()
 	old := now.Add(-2 * time.Minute).UnixNano()
