@@ -99,18 +99,24 @@ func (d *disturber) all() []Window {
 	return append([]Window(nil), d.windows...)
 }
 
+// until is when w's effect ends: its end or, later, when its backlog
+// settled; a window still open at now lasts until now.
+func (w Window) until(now time.Time) time.Time {
+	end := w.End
+	if end.IsZero() {
+		end = now
+	}
+	if w.Settled.After(end) {
+		end = w.Settled
+	}
+	return end
+}
+
 // inWindows reports whether t falls in a disturbance window (to its
 // Settled time if later than its End) widened by before and after.
 func inWindows(ws []Window, t time.Time, before, after time.Duration) bool {
 	for _, w := range ws {
-		end := w.End
-		if end.IsZero() {
-			end = t
-		}
-		if w.Settled.After(end) {
-			end = w.Settled
-		}
-		if !t.Before(w.Start.Add(-before)) && !t.After(end.Add(after)) {
+		if !t.Before(w.Start.Add(-before)) && !t.After(w.until(t).Add(after)) {
 			return true
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/logferry/logferry/shared/pipeline"
 )
 
 // Minute is one minute of the run, for telling a slow line's cause: the
@@ -38,15 +40,9 @@ func minutes(r *Result, lokiEvents []LokiEvent) []Minute {
 	for i := range out {
 		out[i] = Minute{Index: i, P99: map[string]Percentiles{}, Push: map[string]PushesMinute{}}
 		from := r.Start.Add(time.Duration(i) * time.Minute)
+		to := from.Add(time.Minute)
 		for _, w := range r.Windows {
-			end := w.Settled
-			if end.IsZero() {
-				end = w.End
-			}
-			if end.IsZero() {
-				end = w.Start
-			}
-			if w.Start.Add(-windowBefore).Before(from.Add(time.Minute)) && end.Add(latencyAfter).After(from) {
+			if w.Start.Add(-windowBefore).Before(to) && w.until(to).Add(latencyAfter).After(from) {
 				out[i].Disturbed = true
 			}
 		}
@@ -202,17 +198,18 @@ func readLokiEvents(path string) ([]LokiEvent, error) {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		line := sc.Text()
-		msg := logfmtValue(line, "msg")
+		fields := map[string]string{}
+		pipeline.ScanLogfmt(sc.Text(), func(k, v string) { fields[k] = v })
+		msg := fields["msg"]
 		what, ok := lokiEventMsgs[msg]
 		if !ok {
 			continue
 		}
-		at, err := time.Parse(time.RFC3339Nano, logfmtValue(line, "ts"))
+		at, err := time.Parse(time.RFC3339Nano, fields["ts"])
 		if err != nil {
 			continue
 		}
-		if took := logfmtValue(line, "time"); took != "" && msg == "checkpoint done" {
+		if took := fields["time"]; took != "" && msg == "checkpoint done" {
 			if d, err := time.ParseDuration(took); err == nil {
 				what += fmt.Sprintf(" (took %v)", d.Round(time.Second))
 			}
@@ -223,32 +220,6 @@ func readLokiEvents(path string) ([]LokiEvent, error) {
 		return out, err
 	}
 	return out, nil
-}
-
-// logfmtValue is the value of key in a logfmt line (quoted or not), or "".
-func logfmtValue(line, key string) string {
-	for rest := line; ; {
-		i := strings.Index(rest, key+"=")
-		if i < 0 {
-			return ""
-		}
-		if i > 0 && rest[i-1] != ' ' {
-			rest = rest[i+len(key)+1:]
-			continue
-		}
-		v := rest[i+len(key)+1:]
-		if strings.HasPrefix(v, `"`) {
-			end := 1
-			for end < len(v) && (v[end] != '"' || v[end-1] == '\\') {
-				end++
-			}
-			return strings.ReplaceAll(v[1:min(end, len(v))], `\"`, `"`)
-		}
-		if j := strings.IndexByte(v, ' '); j >= 0 {
-			return v[:j]
-		}
-		return v
-	}
 }
 
 // minutesMarkdown is the report's per-minute table.

@@ -289,8 +289,8 @@ func fdKinds(pid int, ents []os.DirEntry, fifoDir string) (dups, spool, sockets 
 	return dups, spool, sockets
 }
 
-// scrape reads addr's /metrics and returns the sum of every sample of each
-// family in names (a family absent from the page is absent from the map).
+// scrape reads addr's /metrics page (Prometheus text; sumFamilies and
+// histSpec.read take it apart).
 func scrape(ctx context.Context, addr string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {

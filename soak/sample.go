@@ -166,23 +166,16 @@ func (s *sampler) sampleAll(ctx context.Context) {
 			}
 		}
 		s.prevCPU[p] = cpuMark{pid: pid, ticks: st.cpuTicks, at: now}
-		if metricsAddr != "" {
-			// Not ctx: the last sample, taken as the observers stop, is
-			// the idle end of the run.
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			body, err := scrape(sctx, metricsAddr)
-			cancel()
-			if err == nil {
+		switch {
+		case metricsAddr != "":
+			if body, ok := scrapeNow(metricsAddr); ok {
 				s.fromMetrics(&smp, sumFamilies(body, metricNames))
 				smp.Pushes, smp.SlowPushes, smp.PushSeconds = shipperPushes.read(body, slowPush)
 			}
-		} else if p == procDockerd {
+		case p == procDockerd:
 			s.dockerdInfo(ctx, &smp)
-		} else if p == procLoki {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			body, err := scrape(sctx, strings.TrimPrefix(e.loki.URL(), "http://"))
-			cancel()
-			if err == nil {
+		case p == procLoki:
+			if body, ok := scrapeNow(strings.TrimPrefix(e.loki.URL(), "http://")); ok {
 				smp.Pushes, smp.SlowPushes, smp.PushSeconds = lokiPushes.read(body, slowPush)
 			}
 		}
@@ -190,6 +183,16 @@ func (s *sampler) sampleAll(ctx context.Context) {
 		s.samples = append(s.samples, smp)
 		s.mu.Unlock()
 	}
+}
+
+// scrapeNow is addr's /metrics page, read within 5 s. Not the run's
+// context: the last sample, taken as the observers stop, is the idle end
+// of the run.
+func scrapeNow(addr string) ([]byte, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	body, err := scrape(ctx, addr)
+	return body, err == nil
 }
 
 func (s *sampler) fromMetrics(smp *Sample, m map[string]float64) {

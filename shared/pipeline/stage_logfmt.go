@@ -52,7 +52,7 @@ func (s *logfmtStage) run(_ *Pipeline, e *Entry) {
 		}
 		in = v
 	}
-	scanLogfmt(in, func(key, value string) {
+	ScanLogfmt(in, func(key, value string) {
 		for _, m := range s.mapping {
 			if m.value == key {
 				e.setString(m.key, value)
@@ -61,14 +61,14 @@ func (s *logfmtStage) run(_ *Pipeline, e *Entry) {
 	})
 }
 
-// scanLogfmt calls fn for each key=value pair of s, in order (a later
+// ScanLogfmt calls fn for each key=value pair of s, in order (a later
 // pair with the same key wins when fn stores them). A key is a run of
 // bytes above space other than '=' and '"'; a value is a run of bytes above
 // space, or a double-quoted string with Go-style escapes; a key without
 // '=' has the empty value. A stray '"' or '=' is skipped up to the next
 // space and an unterminated quote ends the scan, keeping the pairs found:
 // lines are what programs write, not always well formed.
-func scanLogfmt(s string, fn func(key, value string)) {
+func ScanLogfmt(s string, fn func(key, value string)) {
 	i := 0
 	for i < len(s) {
 		for i < len(s) && s[i] <= ' ' {
