@@ -220,3 +220,30 @@ func TestFanoutSetBase(t *testing.T) {
 		t.Errorf("pushes: %v, want both endpoints", got)
 	}
 }
+
+// A queue drained about as fast as it fills keeps its array; one that
+// drops little of a long backlog is resliced, not copied.
+func TestDropFront(t *testing.T) {
+	s := make([]int64, 0, 8)
+	for i := range int64(6) {
+		s = append(s, i)
+	}
+	arr := &s[:1][0]
+	s = dropFront(s, 4) // 2 left, 4 gone: moved to the front
+	if len(s) != 2 || s[0] != 4 || s[1] != 5 || &s[0] != arr {
+		t.Fatalf("after dropping 4 of 6: %v, same array %v; want [4 5] at the front of the array", s, &s[0] == arr)
+	}
+	for i := range int64(6) {
+		s = append(s, 6+i) // fits: 8 places again
+	}
+	if &s[0] != arr {
+		t.Fatal("appends after the move grew a new array")
+	}
+	s = dropFront(s, 1) // 7 left: resliced
+	if len(s) != 7 || s[0] != 5 || &s[0] == arr {
+		t.Fatalf("after dropping 1 of 8: %v; want [5 ...] resliced past the first place", s)
+	}
+	if s = dropFront(s, 7); len(s) != 0 {
+		t.Fatalf("after dropping all: %v", s)
+	}
+}
