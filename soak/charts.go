@@ -159,9 +159,10 @@ func writeCharts(dir string, r *Result) ([]chart, error) {
 // memoryChart draws proc's VmRSS beside its parts: the anonymous pages
 // (the process's own memory) and the mapped files' (the binary's text among
 // them), and of the Go runtime's, the heap in use, the free heap it keeps,
-// the goroutine stacks and the heap goal (a goal that rises says the heap
+// the goroutine stacks, the heap goal (a goal that rises says the heap
 // live after a GC grew; a flat one with RSS rising, that the runtime keeps
-// free memory).
+// free memory) and the runtime's metadata (which follows the largest heap
+// the process has had).
 func memoryChart(path, title, proc string, r *Result) error {
 	p := plot.New()
 	p.Title.Text = title
@@ -178,6 +179,7 @@ func memoryChart(path, title, proc string, r *Result) error {
 		{"Go heap free, kept", func(s Sample) float64 { return s.HeapKept }},
 		{"Go stacks", func(s Sample) float64 { return s.Stacks }},
 		{"Go heap goal (next GC)", func(s Sample) float64 { return s.HeapGoal }},
+		{"Go runtime metadata", func(s Sample) float64 { return s.Metadata }},
 	}
 	ymax := 0.0
 	for i, part := range parts {
@@ -196,6 +198,8 @@ func memoryChart(path, title, proc string, r *Result) error {
 			return err
 		}
 		l.Color = plotutil.Color(i)
+		// Past the palette's colours, the line is dashed: not VmRSS's red.
+		l.Dashes = plotutil.Dashes(i / len(plotutil.DefaultColors))
 		p.Add(l)
 		p.Legend.Add(part.name, l)
 	}

@@ -36,8 +36,14 @@ type Sample struct {
 	HeapKept   float64 // heap_idle - heap_released: free heap the Go runtime has not returned
 	Stacks     float64 // go_memstats_stack_inuse_bytes
 	HeapGoal   float64 // go_memstats_next_gc_bytes: the heap size the next GC starts at (about twice the heap live after the last)
-	CPU        float64 // % of one core since the previous sample of the same pid
-	Alive      float64 // soak containers alive that this process serves
+	// Metadata is the Go runtime's own memory beside the heap and stacks:
+	// GC metadata, span structures, per-P caches, profiling buckets and
+	// the rest (go_memstats_gc_sys, mspan_inuse, mcache_inuse, buck_hash_sys
+	// and other_sys bytes). Its span and GC metadata follow the largest
+	// heap the process has had, and stay.
+	Metadata float64
+	CPU      float64 // % of one core since the previous sample of the same pid
+	Alive    float64 // soak containers alive that this process serves
 	// Soak containers alive per capture style, whichever process serves
 	// them (the leak fits' regressors: see aliveKinds).
 	AlivePlugin, AliveFile, AliveAPI float64
@@ -68,7 +74,8 @@ var (
 // metricNames are the families the sampler reads from both binaries.
 var metricNames = []string{
 	"go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes",
-	"go_memstats_stack_inuse_bytes", "go_memstats_next_gc_bytes",
+	"go_memstats_stack_inuse_bytes", "go_memstats_next_gc_bytes", "go_memstats_gc_sys_bytes", "go_memstats_mspan_inuse_bytes",
+	"go_memstats_mcache_inuse_bytes", "go_memstats_buck_hash_sys_bytes", "go_memstats_other_sys_bytes",
 	"logferry_plugin_streams_active", "logferry_plugin_streams_draining",
 	`logferry_sidecar_containers{route="file"}`, `logferry_sidecar_containers{route="api"}`, "logferry_sidecar_positions",
 	"logferry_spool_bytes", "logferry_spool_unacked_bytes", "logferry_loki_queue_bytes", "logferry_loki_entries_sent_total",
@@ -122,7 +129,7 @@ func (s *sampler) sampleAll(ctx context.Context) {
 	now := time.Now()
 	for _, p := range procs {
 		smp := Sample{At: now, Proc: p, Goroutines: -1, FDs: -1, FIFODups: -1, SpoolFDs: -1, Sockets: -1, Draining: -1, RSS: -1, RSSAnon: -1, RSSFile: -1,
-			Heap: -1, HeapKept: -1, Stacks: -1, HeapGoal: -1, CPU: -1, Streams: -1, Positions: -1, Spool: -1, Queue: -1, Sent: -1,
+			Heap: -1, HeapKept: -1, Stacks: -1, HeapGoal: -1, Metadata: -1, CPU: -1, Streams: -1, Positions: -1, Spool: -1, Queue: -1, Sent: -1,
 			Pushes: -1, SlowPushes: -1, PushSeconds: -1}
 		var pid int
 		var err error
@@ -209,6 +216,16 @@ func (s *sampler) fromMetrics(smp *Sample, m map[string]float64) {
 	}
 	smp.Stacks = get("go_memstats_stack_inuse_bytes")
 	smp.HeapGoal = get("go_memstats_next_gc_bytes")
+	smp.Metadata = 0
+	for _, name := range []string{"go_memstats_gc_sys_bytes", "go_memstats_mspan_inuse_bytes", "go_memstats_mcache_inuse_bytes",
+		"go_memstats_buck_hash_sys_bytes", "go_memstats_other_sys_bytes"} {
+		v := get(name)
+		if v < 0 {
+			smp.Metadata = -1
+			break
+		}
+		smp.Metadata += v
+	}
 	smp.Spool = get("logferry_spool_bytes")
 	smp.Queue = get("logferry_loki_queue_bytes")
 	switch smp.Proc {
