@@ -251,28 +251,13 @@ func kib(bytes float64) float64 {
 // all that was left out then).
 func leakFits(cfg Config, start time.Time, samples []Sample, ws []Window) map[string]map[string]Fit {
 	out := map[string]map[string]Fit{}
-	firstSeen := map[int]time.Time{}
-	for _, s := range samples {
-		if _, ok := firstSeen[s.PID]; !ok {
-			firstSeen[s.PID] = s.At
-		}
-	}
-	firstPID := map[string]int{}
-	for _, s := range samples {
-		if _, ok := firstPID[s.Proc]; !ok {
-			firstPID[s.Proc] = s.PID
-		}
-	}
-	from, to := start.Add(cfg.Warmup), start.Add(cfg.Duration-endMargin)
+	fitted := fittedFilter(cfg, start, samples, ws)
 	for _, proc := range procs {
 		out[proc] = map[string]Fit{}
 		for _, m := range leakMetrics[proc] {
 			var pts []Point
 			for _, s := range samples {
-				if s.Proc != proc || s.At.Before(from) || s.At.After(to) || inWindows(ws, s.At, windowBefore, sampleAfter) {
-					continue
-				}
-				if s.PID != firstPID[proc] && s.At.Sub(firstSeen[s.PID]) < max(restartWarmup, cfg.Warmup) {
+				if s.Proc != proc || !fitted(s) {
 					continue
 				}
 				y := metricValue(s, m)
@@ -285,6 +270,29 @@ func leakFits(cfg Config, start time.Time, samples []Sample, ws []Window) map[st
 		}
 	}
 	return out
+}
+
+// fittedFilter reports which of samples the leak fits take: after the
+// warm-up, before the last seconds, outside disturbance windows (and a
+// minute after them), and a restarted process's only after its own
+// warm-up.
+func fittedFilter(cfg Config, start time.Time, samples []Sample, ws []Window) func(Sample) bool {
+	firstSeen, firstPID := map[int]time.Time{}, map[string]int{}
+	for _, s := range samples {
+		if _, ok := firstSeen[s.PID]; !ok {
+			firstSeen[s.PID] = s.At
+		}
+		if _, ok := firstPID[s.Proc]; !ok {
+			firstPID[s.Proc] = s.PID
+		}
+	}
+	from, to := start.Add(cfg.Warmup), start.Add(cfg.Duration-endMargin)
+	return func(s Sample) bool {
+		if s.At.Before(from) || s.At.After(to) || inWindows(ws, s.At, windowBefore, sampleAfter) {
+			return false
+		}
+		return s.PID == firstPID[s.Proc] || s.At.Sub(firstSeen[s.PID]) >= max(restartWarmup, cfg.Warmup)
+	}
 }
 
 func analyze(e *env, ranEnd time.Time, deliveries map[*container]Delivery, checkErr error) *Result {

@@ -27,25 +27,13 @@ type Stretch struct {
 // and restart.
 func stretches(r *Result) []Stretch {
 	var out []Stretch
-	from, to := r.Start.Add(r.Config.Warmup), r.Start.Add(r.Config.Duration-endMargin)
-	firstSeen, firstPID := map[int]time.Time{}, map[string]int{}
-	for _, s := range r.Samples {
-		if _, ok := firstSeen[s.PID]; !ok {
-			firstSeen[s.PID] = s.At
-		}
-		if _, ok := firstPID[s.Proc]; !ok {
-			firstPID[s.Proc] = s.PID
-		}
-	}
+	fitted := fittedFilter(r.Config, r.Start, r.Samples, r.Windows)
 	for _, proc := range []string{procPlugin, procSidecar} {
 		type key struct{ pid, passed int }
 		var order []key
 		groups := map[key][]Sample{}
 		for _, s := range r.Samples {
-			if s.Proc != proc || s.At.Before(from) || s.At.After(to) || inWindows(r.Windows, s.At, windowBefore, sampleAfter) {
-				continue
-			}
-			if s.PID != firstPID[proc] && s.At.Sub(firstSeen[s.PID]) < max(restartWarmup, r.Config.Warmup) {
+			if s.Proc != proc || !fitted(s) {
 				continue
 			}
 			k := key{pid: s.PID}
@@ -100,7 +88,7 @@ func stretchesMarkdown(sts []Stretch) string {
 	var b strings.Builder
 	b.WriteString("\n## Memory between disturbances\n\n" +
 		"Each binary's samples that the leak fits take, cut at every disturbance and restart, with their medians: " +
-		"a step at a disturbance that the next ones do not repeat is a high-water mark (the largest heap so far: the runtime's span and GC metadata, buffers kept for reuse); " +
+		"a step at a disturbance that the next ones do not repeat is a high-water mark (once a backlog has made the heap that large, the runtime keeps free heap up to about a tenth over its heap goal; buffers kept for reuse; metadata for the largest heap so far); " +
 		"steps that keep adding up are a leak. MiB.\n\n")
 	b.WriteString("| binary | pid | from | to | samples | VmRSS | RssAnon | Go heap in use | heap goal | runtime metadata |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, st := range sts {

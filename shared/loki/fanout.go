@@ -203,8 +203,8 @@ func (f *Fanout) Close() {
 // that is drained about as fast as it fills keeps one array: resliced
 // from the front at every acknowledgement, pend and seqs grew a new array
 // each time an append reached the end (steadybench, 5,000 lines/s: 462-514
-// KiB allocated per 1,000 lines before, 455-458 after). Copying at most the k dropped keeps a long
-// backlog's acknowledgements linear.
+// KiB allocated per 1,000 lines before, 455-458 after). Copying at most
+// the k dropped keeps a long backlog's acknowledgements linear.
 func dropFront[T any](s []T, k int) []T {
 	if len(s)-k > k {
 		return s[k:]

@@ -22,7 +22,7 @@ type entryRing struct {
 	pops int // entries popped since the last check
 }
 
-// ringKeep is the capacity the ring always keeps.
+// ringKeep is the largest buffer the ring never gives back.
 const ringKeep = 1024
 
 func (r *entryRing) len() int { return r.n }
