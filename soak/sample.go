@@ -71,15 +71,18 @@ var (
 	lokiPushes    = histSpec{family: "loki_request_duration_seconds", labels: []string{`route="loki_api_v1_push"`}}
 )
 
+// metadataNames are the families Sample.Metadata sums.
+var metadataNames = []string{"go_memstats_gc_sys_bytes", "go_memstats_mspan_inuse_bytes", "go_memstats_mcache_inuse_bytes",
+	"go_memstats_buck_hash_sys_bytes", "go_memstats_other_sys_bytes"}
+
 // metricNames are the families the sampler reads from both binaries.
-var metricNames = []string{
+var metricNames = append([]string{
 	"go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes",
-	"go_memstats_stack_inuse_bytes", "go_memstats_next_gc_bytes", "go_memstats_gc_sys_bytes", "go_memstats_mspan_inuse_bytes",
-	"go_memstats_mcache_inuse_bytes", "go_memstats_buck_hash_sys_bytes", "go_memstats_other_sys_bytes",
+	"go_memstats_stack_inuse_bytes", "go_memstats_next_gc_bytes",
 	"logferry_plugin_streams_active", "logferry_plugin_streams_draining",
 	`logferry_sidecar_containers{route="file"}`, `logferry_sidecar_containers{route="api"}`, "logferry_sidecar_positions",
 	"logferry_spool_bytes", "logferry_spool_unacked_bytes", "logferry_loki_queue_bytes", "logferry_loki_entries_sent_total",
-}
+}, metadataNames...)
 
 // sampler reads /proc and /metrics of the plugin, the sidecar and dockerd
 // every SampleEvery until its context ends.
@@ -217,8 +220,7 @@ func (s *sampler) fromMetrics(smp *Sample, m map[string]float64) {
 	smp.Stacks = get("go_memstats_stack_inuse_bytes")
 	smp.HeapGoal = get("go_memstats_next_gc_bytes")
 	smp.Metadata = 0
-	for _, name := range []string{"go_memstats_gc_sys_bytes", "go_memstats_mspan_inuse_bytes", "go_memstats_mcache_inuse_bytes",
-		"go_memstats_buck_hash_sys_bytes", "go_memstats_other_sys_bytes"} {
+	for _, name := range metadataNames {
 		v := get(name)
 		if v < 0 {
 			smp.Metadata = -1
