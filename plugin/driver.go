@@ -121,7 +121,45 @@ func NewDriver(cfg Config, pool *loki.Pool, state *State, store LocalStore, m *M
 // StartLogging validates the container's log-opts and starts reading its
 // FIFO. An error names the bad option; the daemon then fails `docker run`
 // with it. Starting a FIFO that is already being read does nothing.
+//
+// A daemon logs a container through one FIFO at a time, and stops the
+// previous one first, except across its own restart with live-restore: the
+// restored daemon starts a new FIFO for a running container and never
+// stops the old one, whose writer (the previous process) is gone. So a new
+// FIFO for a container stops the streams of its older FIFOs, as
+// StopLogging would: each reads what is left in its pipe and ends. Without
+// this each such stream was kept, with its goroutine, pipe and local-copy
+// file, until the plugin stopped (found by TestDockerdRestart).
 func (d *Driver) StartLogging(file string, info Info) error {
+	old := d.olderStreams(file, info.ContainerID)
+	for _, s := range old {
+		s.log.Info("the daemon logs this container through a new FIFO (it restarted with live-restore): ending the stream of the old one once its pipe is read", "old_fifo", s.file, "new_fifo", file)
+		s.stop(d.cfg.StopGrace)
+	}
+	return d.startLogging(file, info)
+}
+
+// olderStreams returns the streams of the container on FIFOs other than
+// file that were not stopped (a container started again after a stop has
+// its previous stream still reading its pipe: that one was stopped).
+func (d *Driver) olderStreams(file, containerID string) []*stream {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var old []*stream
+	for f, s := range d.streams {
+		if f == file || s.info.ContainerID != containerID {
+			continue
+		}
+		s.mu.Lock()
+		if !s.stopping {
+			old = append(old, s)
+		}
+		s.mu.Unlock()
+	}
+	return old
+}
+
+func (d *Driver) startLogging(file string, info Info) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {

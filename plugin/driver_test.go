@@ -310,6 +310,45 @@ func TestStartAndStopAreIdempotent(t *testing.T) {
 	e.driver.Shutdown(context.Background())
 }
 
+// TestNewFIFOEndsTheOldStream: a daemon restarted with live-restore
+// starts a new FIFO for a running container and never stops the old one,
+// whose writer died with the previous process. The old stream reads what
+// that process left in its pipe and ends; the new one carries on; every
+// line arrives once.
+func TestNewFIFOEndsTheOldStream(t *testing.T) {
+	e := newEnv(t, t.TempDir(), nil)
+	dir := t.TempDir()
+	info := e.info("c3", nil)
+	oldFIFO, newFIFO := mkfifo(t, dir, "old"), mkfifo(t, dir, "new")
+	if err := e.driver.StartLogging(oldFIFO, info); err != nil {
+		t.Fatal(err)
+	}
+	w := daemonEnd(t, oldFIFO)
+	ts := int64(1700000000000000000)
+	for i := 0; i < 100; i++ {
+		writeLine(t, w, "stdout", ts+int64(i), []byte(fmt.Sprintf("line %d", i)), "")
+	}
+	w.Close() // the previous daemon exits: no StopLogging
+	if err := e.driver.StartLogging(newFIFO, info); err != nil {
+		t.Fatal(err)
+	}
+	w = daemonEnd(t, newFIFO)
+	for i := 100; i < 200; i++ {
+		writeLine(t, w, "stdout", ts+int64(i), []byte(fmt.Sprintf("line %d", i)), "")
+	}
+	waitFor(t, "the old FIFO's stream to end", func() bool { return e.driver.Active() == 1 })
+	if _, err := os.Stat(e.driver.state.path(oldFIFO)); !os.IsNotExist(err) {
+		t.Fatalf("the old FIFO's state record is left: %v", err)
+	}
+	_ = e.driver.StopLogging(newFIFO)
+	w.Close()
+	waitFor(t, "the stream to end", func() bool { return e.driver.Active() == 0 })
+	e.driver.Shutdown(context.Background())
+	if got := e.sink.count(); got != 200 {
+		t.Fatalf("Loki got %d lines, want 200", got)
+	}
+}
+
 // TestManyStreamsShareOneDispatcher: streams with the same endpoint
 // configuration share one dispatcher.
 func TestManyStreamsShareOneDispatcher(t *testing.T) {
