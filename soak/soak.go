@@ -72,6 +72,12 @@ type Config struct {
 	// and a minute before the end: what an RSS slope is made of.
 	HeapProfiles     bool
 	HeapProfileEvery time.Duration
+	// CPUProfiles: the binaries serve Go's profiler, and at the same
+	// moments the soak saves a CPUProfileLength CPU profile of each, both
+	// at once (cpu-<proc>-<minute>m.pb.gz): where the steady-rate CPU goes
+	// under the soak's churn, which steadybench does not have.
+	CPUProfiles      bool
+	CPUProfileLength time.Duration
 
 	OutDir string    // report, charts and CSV
 	Log    io.Writer // progress and events (the program: stderr)
@@ -113,8 +119,11 @@ func (c Config) withDefaults() Config {
 	if c.Log == nil {
 		c.Log = os.Stderr
 	}
-	if c.HeapProfiles && c.HeapProfileEvery <= 0 {
+	if (c.HeapProfiles || c.CPUProfiles) && c.HeapProfileEvery <= 0 {
 		c.HeapProfileEvery = 10 * time.Minute
+	}
+	if c.CPUProfiles && c.CPUProfileLength <= 0 {
+		c.CPUProfileLength = 30 * time.Second
 	}
 	return c
 }
@@ -238,7 +247,7 @@ func (e *env) setup() error {
 	}
 	e.pluginMetrics = addr
 	settings := []string{"LOKI_URL=" + e.loki.PushURL(), "METRICS_ADDR=" + addr}
-	if e.cfg.HeapProfiles {
+	if e.cfg.HeapProfiles || e.cfg.CPUProfiles {
 		settings = append(settings, "PPROF=true")
 	}
 	e.driver = strings.TrimSuffix(e.d.InstallPlugin(e.tb, "lfsoak", settings...), ":latest")
@@ -271,7 +280,7 @@ func (e *env) setup() error {
 		args: append([]string{"--docker-host", e.d.Host(), "--containers-dir", filepath.Join(e.d.Dir(), "data", "containers"),
 			"--state-dir", state, "--listen", scAddr, "--loki-url", e.loki.PushURL(), "--plugin-name", e.driver},
 			sidecarLokiFlags...)}
-	if e.cfg.HeapProfiles {
+	if e.cfg.HeapProfiles || e.cfg.CPUProfiles {
 		e.sc.args = append(e.sc.args, "--pprof=true")
 	}
 	if err := e.sc.start(context.Background()); err != nil {
@@ -309,8 +318,8 @@ func (e *env) soak() *Result {
 	goOwned(&obs, func() { e.probe.run(obsCtx) })
 	goOwned(&obs, func() { e.drain.run(obsCtx) })
 	goOwned(&obs, func() { e.progress(obsCtx, end) })
-	if cfg.HeapProfiles {
-		goOwned(&run, func() { e.heapProfiles(runCtx) })
+	if cfg.HeapProfiles || cfg.CPUProfiles {
+		goOwned(&run, func() { e.profiles(runCtx) })
 	}
 	evs := plan(cfg)
 	e.logf("run of %v: %v lines/s over %d long-lived containers per binary, %d containers/min of churn; disturbances %v",

@@ -81,6 +81,7 @@ func parseFlags(args []string, errOut io.Writer) (soak.Config, error) {
 	short := fs.Bool("short", false, "the 3-minute form of make test (other flags then change it)")
 	out := fs.String("out", "", "report directory (default soak/<UTC date and time>)")
 	heap := fs.Bool("heap-profiles", false, "serve pprof on both binaries and save their heap profiles and goroutine lists in the report directory (after the warm-up, every 10 minutes, a minute before the end)")
+	cpu := fs.Bool("cpu-profiles", false, "serve pprof on both binaries and save a 30 s CPU profile of each in the report directory (after the warm-up, every 10 minutes, a minute before the end)")
 	var (
 		duration, warmup, sample, probe, lokiEvery, lokiDown, killEvery, cycleEvery, rmDelay, p99, recovery time.Duration
 		rate, churnRate                                                                                     float64
@@ -154,6 +155,7 @@ func parseFlags(args []string, errOut io.Writer) (soak.Config, error) {
 	})
 	cfg.OutDir = *out
 	cfg.HeapProfiles = *heap
+	cfg.CPUProfiles = *cpu
 	if cfg.OutDir == "" {
 		cfg.OutDir = filepath.Join("soak", time.Now().UTC().Format("2006-01-02T1504Z"))
 	}
