@@ -176,7 +176,7 @@ func TestHarness(t *testing.T) {
 		}
 		t.Logf("throughput %v: %.1f MiB/CPU-s, %.0f lines/s", opts, r.MiBPerCPUSecond(), r.LinesPerSecond())
 	}
-	r, err := RunIdle(ctx, IdleConfig{Binary: bin, Streams: 20, Timeout: time.Minute})
+	r, err := RunIdle(ctx, IdleConfig{Binary: bin, Streams: 20, Timeout: time.Minute, PluginEnv: []string{"PPROF=true"}})
 	if err != nil {
 		t.Fatalf("idle: %v", err)
 	}

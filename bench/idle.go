@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/logferry/logferry/internal/loggen"
@@ -170,6 +173,9 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (res IdleResult, err error) {
 	if res.Base, err = snapshot(ctx, p); err != nil {
 		return res, err
 	}
+	// With PPROF=true, a failure to return to the baseline names the
+	// goroutines that stayed (this run's own CI failure did not).
+	baseStacks, _ := p.Goroutines(ctx)
 
 	fifos := make([]string, cfg.Streams)
 	writers := make([]*os.File, 0, cfg.Streams)
@@ -255,11 +261,44 @@ func RunIdle(ctx context.Context, cfg IdleConfig) (res IdleResult, err error) {
 		case <-stopCtx.Done():
 			t.Stop()
 			res.StopWait = time.Since(stop)
-			return res, fmt.Errorf("%w: 30 s after stopping every stream: %v streams active, %v goroutines (baseline %v)",
+			err := fmt.Errorf("%w: 30 s after stopping every stream: %v streams active, %v goroutines (baseline %v)",
 				ErrNotBackToBaseline, res.Stopped.Streams, res.Stopped.Goroutines, res.Base.Goroutines)
+			if now, gerr := p.Goroutines(ctx); gerr == nil && baseStacks != "" {
+				err = fmt.Errorf("%w; goroutines beyond the baseline's:\n%s", err, moreStacks(baseStacks, now))
+			}
+			return res, err
 		case <-t.C:
 		}
 	}
 	res.StopWait = time.Since(stop)
 	return res, nil
+}
+
+// moreStacks returns the stacks of a goroutine?debug=1 dump after that
+// have more goroutines than in before, with the counts.
+func moreStacks(before, after string) string {
+	count := func(dump string) map[string]int {
+		m := map[string]int{}
+		for _, block := range strings.Split(dump, "\n\n") {
+			head, stack, ok := strings.Cut(block, "\n")
+			n, _, found := strings.Cut(head, " @ ")
+			if !ok || !found {
+				continue
+			}
+			k, err := strconv.Atoi(n)
+			if err == nil {
+				m[stack] += k
+			}
+		}
+		return m
+	}
+	b, a := count(before), count(after)
+	var out []string
+	for stack, n := range a {
+		if n > b[stack] {
+			out = append(out, fmt.Sprintf("%d more (%d, baseline %d):\n%s", n-b[stack], n, b[stack], stack))
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
 }

@@ -230,6 +230,22 @@ func (p *Plugin) get(ctx context.Context, path string) (*http.Response, error) {
 	return p.web.Do(r)
 }
 
+// Goroutines returns the plugin's goroutines counted by stack
+// (/debug/pprof/goroutine?debug=1), or an error when it does not serve
+// pprof (PPROF=true in PluginConfig.Env).
+func (p *Plugin) Goroutines(ctx context.Context) (string, error) {
+	resp, err := p.get(ctx, "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("/debug/pprof/goroutine: %s", resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
 // Samples are the plugin's metrics, each name's samples summed over their
 // label sets.
 type Samples map[string]float64
