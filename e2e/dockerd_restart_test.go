@@ -30,7 +30,9 @@ import (
 // plugin's container in 1 run of 22). Such a loss must be one gap per
 // stream in the generator's sequence, between a line the old daemon
 // stamped before the restart ended and one the new daemon stamped after it
-// began, of at most what the copier holds; anything else is the shippers'.
+// began, of at most what the copier holds, and at most one line per stream
+// that is not whole: the tail of the gap's last line, when the chunk the
+// old copier lost ended inside it. Anything else is the shippers'.
 func TestDockerdRestart(t *testing.T) {
 	d := dockertest.StartPrivate(t, "--live-restore")
 	srv := lokitest.Start(t)
@@ -66,14 +68,19 @@ func TestDockerdRestart(t *testing.T) {
 
 	// The sidecar: every line of the json-file.
 	logPath := filepath.Join(d.Dir(), "data", "containers", idFile, idFile+"-json.log")
-	inFile := fileLines(t, logPath, genFile)
+	inFile, cutInFile := fileLines(t, logPath, genFile)
 	if !waitLokiProgress(t, srv, nameFile, uint64(len(inFile)), time.Minute) {
 		sc.mu.Lock()
 		t.Logf("the sidecar's log:\n%s", sc.out.String())
 		sc.mu.Unlock()
 		explainMissing(t, srv, sc, nameFile, genFile, start)
 	}
-	shipped, _ := lokiLines(t, srv, nameFile, genFile, start)
+	shipped, _, cut := lokiLines(t, srv, nameFile, genFile, start)
+	for _, source := range []string{loggen.Stdout, loggen.Stderr} {
+		if fmt.Sprint(cut[source]) != fmt.Sprint(cutInFile[source]) {
+			t.Fatalf("%s: the lines in Loki that are not whole, %q, are not the json-file's, %q", source, cut[source], cutInFile[source])
+		}
+	}
 	for seq := range inFile {
 		if _, ok := shipped[seq]; !ok {
 			t.Fatalf("line %d of the json-file is not in Loki (Loki has %d of the file's %d)", seq, len(shipped), len(inFile))
@@ -82,7 +89,7 @@ func TestDockerdRestart(t *testing.T) {
 	if len(shipped) != len(inFile) {
 		t.Fatalf("Loki has %d lines of %s, the json-file %d", len(shipped), nameFile, len(inFile))
 	}
-	lostAtRestart(t, "json-file", inFile, genFile, began, restarted)
+	lostAtRestart(t, "json-file", inFile, cutInFile, genFile, began, restarted)
 
 	// The plugin: every frame it read. Both of its streams end (the old
 	// FIFO's once its pipe is read, the new one's at StopLogging), so the
@@ -92,37 +99,41 @@ func TestDockerdRestart(t *testing.T) {
 	})
 	read := e.metric(t, "logferry_plugin_frames_read_total")
 	waitLoki(t, srv, namePlug, uint64(read))
-	shipped, _ = lokiLines(t, srv, namePlug, genPlug, start)
-	if float64(len(shipped)) != read {
-		t.Fatalf("Loki has %d lines of %s, the plugin read %.0f frames", len(shipped), namePlug, read)
+	shipped, _, cut = lokiLines(t, srv, namePlug, genPlug, start)
+	if n := len(shipped) + len(cut[loggen.Stdout]) + len(cut[loggen.Stderr]); float64(n) != read {
+		t.Fatalf("Loki has %d lines of %s, the plugin read %.0f frames", n, namePlug, read)
 	}
-	lostAtRestart(t, "plugin", shipped, genPlug, began, restarted)
+	lostAtRestart(t, "plugin", shipped, cut, genPlug, began, restarted)
 }
 
-// fileLines returns the generator's lines in a json-file log with the time
-// the daemon stamped on each, by sequence number; it fails the test on
-// anything else in the file or a line in it twice.
-func fileLines(t *testing.T, path string, gen loggen.Config) map[uint64]int64 {
+// fileLines returns the generator's whole lines in a json-file log with
+// the time the daemon stamped on each, by sequence number, and by stream
+// the lines that are not a whole generator line; it fails the test on a
+// line in it twice.
+func fileLines(t *testing.T, path string, gen loggen.Config) (map[uint64]int64, map[string][]string) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	got := map[uint64]int64{}
+	got, cut := map[uint64]int64{}, map[string][]string{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var rec struct {
-			Log  string
-			Time time.Time
+			Log    string
+			Stream string
+			Time   time.Time
 		}
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		l, err := loggen.Parse(strings.TrimSuffix(rec.Log, "\n"))
+		line := strings.TrimSuffix(rec.Log, "\n")
+		l, err := loggen.Parse(line)
 		if err != nil || l.ID != gen.ID {
-			t.Fatalf("%s: not a line of %s: %q (%v)", path, gen.ID, rec.Log, err)
+			cut[rec.Stream] = append(cut[rec.Stream], line)
+			continue
 		}
 		if _, ok := got[l.Seq]; ok {
 			t.Fatalf("%s: line %d twice", path, l.Seq)
@@ -132,7 +143,7 @@ func fileLines(t *testing.T, path string, gen loggen.Config) map[uint64]int64 {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return got
+	return got, cut
 }
 
 // copierChunk is what dockerd's log copier reads from a container's stream
@@ -144,7 +155,7 @@ const copierChunk = 16 << 10
 // to can lose: per stream at most one gap, preceded by a line stamped
 // before to and followed by one stamped after from, of at most a copier's
 // chunk. It logs what was lost.
-func lostAtRestart(t *testing.T, what string, have map[uint64]int64, gen loggen.Config, from, to time.Time) {
+func lostAtRestart(t *testing.T, what string, have map[uint64]int64, cut map[string][]string, gen loggen.Config, from, to time.Time) {
 	t.Helper()
 	for _, source := range []string{loggen.Stdout, loggen.Stderr} {
 		var seqs []uint64 // the stream's lines, in order
@@ -154,7 +165,7 @@ func lostAtRestart(t *testing.T, what string, have map[uint64]int64, gen loggen.
 			}
 		}
 		var gaps []string
-		lost := 0
+		lost, lastLost := 0, uint64(0)
 		for i := 0; i < len(seqs); i++ {
 			if _, ok := have[seqs[i]]; ok {
 				continue
@@ -167,7 +178,7 @@ func lostAtRestart(t *testing.T, what string, have map[uint64]int64, gen loggen.
 				j++
 			}
 			n := j - i + 1
-			lost += n
+			lost, lastLost = lost+n, seqs[j]
 			gaps = append(gaps, fmt.Sprintf("%d-%d (%d)", seqs[i], seqs[j], n))
 			if i == 0 || j == len(seqs)-1 {
 				t.Fatalf("%s, %s: lines %d-%d missing at the start or end of the stream, not at the restart", what, source, seqs[i], seqs[j])
@@ -183,6 +194,17 @@ func lostAtRestart(t *testing.T, what string, have map[uint64]int64, gen loggen.
 		if len(gaps) > 1 {
 			t.Fatalf("%s, %s: %d gaps (%v); a restart loses at most one per stream", what, source, len(gaps), gaps)
 		}
+		// A chunk the old copier read may end inside a line: the new
+		// copier then logs that line's tail as a line of its own.
+		switch frags := cut[source]; {
+		case len(frags) > 1:
+			t.Fatalf("%s, %s: %d lines that are not whole: %q", what, source, len(frags), frags)
+		case len(frags) == 1:
+			if lost == 0 || !isTailOf(frags[0], gen, lastLost) {
+				t.Fatalf("%s, %s: a line that is not whole and not the tail of the last line lost at the restart: %q", what, source, frags[0])
+			}
+			t.Logf("%s, %s: the tail of line %d, whose start dockerd lost at its restart, arrived as a line: %q", what, source, lastLost, frags[0])
+		}
 		if lost*(gen.Size+1) > copierChunk {
 			t.Fatalf("%s, %s: %d lines lost at the restart, more than dockerd's copier holds (%d bytes)", what, source, lost, copierChunk)
 		}
@@ -190,4 +212,11 @@ func lostAtRestart(t *testing.T, what string, have map[uint64]int64, gen loggen.
 			t.Logf("%s, %s: dockerd lost lines %v at its restart: never written to the file or handed to the plugin", what, source, gaps)
 		}
 	}
+}
+
+// isTailOf reports whether frag is a proper tail of the generator's line
+// seq.
+func isTailOf(frag string, gen loggen.Config, seq uint64) bool {
+	whole := string(loggen.Append(nil, gen.ID, seq, gen.Stream(seq), gen.Size, gen.Unicode))
+	return frag != "" && len(frag) < len(whole) && strings.HasSuffix(whole, frag)
 }
