@@ -158,7 +158,8 @@ func run() error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	build := buildinfo.Read()
 	build.Register(reg)
-	pool := loki.NewPool(loki.NewMetrics(reg), log, e.DrainTimeout, e.Overflow.PoolOptions(reg, log)...)
+	pool := loki.NewPool(loki.NewMetrics(reg), log, e.DrainTimeout, append(e.Overflow.PoolOptions(reg, log),
+		loki.WithBacklogDrained(loki.ReturnMemoryAfterBacklog(30*time.Second, log)))...)
 	state, err := plugin.NewState(filepath.Join(e.StateDir, "streams"))
 	if err != nil {
 		return err

@@ -124,7 +124,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	pool := loki.NewPool(loki.NewMetrics(reg), log, cfg.DrainTimeout, cfg.Overflow.PoolOptions(reg, log)...)
+	pool := loki.NewPool(loki.NewMetrics(reg), log, cfg.DrainTimeout, append(cfg.Overflow.PoolOptions(reg, log),
+		loki.WithBacklogDrained(loki.ReturnMemoryAfterBacklog(30*time.Second, log)))...)
 	router := sidecar.NewRouter(cfg, eng, pool, pos, files, host, metrics, log)
 	if opts, _, err := cfg.ContainerOptions(nil); err == nil {
 		cfg.Overflow.ReplayLeftover(pool, opts.Loki, log)

@@ -86,6 +86,8 @@ type Dispatcher struct {
 	// Set by the options, read by New.
 	overflow Overflow  // WithOverflow
 	spools   *SpoolSet // WithSpools
+	// onDrained: WithBacklogDrained.
+	onDrained func()
 
 	wake     chan struct{} // cap 1: something changed for the sender
 	flushReq chan struct{} // closed by Stop: send everything now
@@ -216,6 +218,9 @@ func (d *Dispatcher) run(ctx context.Context) {
 			continue
 		}
 		d.spill.take(b)
+		if d.onDrained != nil && d.queue.backlogDrained() {
+			d.onDrained()
+		}
 		d.send(ctx, b)
 		d.spill.batchDone(b)
 		b.reset()

@@ -26,7 +26,17 @@ type memQueue struct {
 	bytes  int       // Entry.size of what ring holds
 	oldest time.Time // when the batch being gathered began to wait
 	closed bool      // Stop began: no new live entries
+	// peak is the most bytes held since the queue last held less than a
+	// batch; drained is set when a take brings a backlog of at least
+	// backlogBatches batches below one batch (read by backlogDrained).
+	peak    int
+	drained bool
 }
+
+// backlogBatches is the queue, in batches, that counts as a backlog: at a
+// steady rate batches leave at the batch wait with less than one batch
+// queued; two or more have queued when Loki was slow, down or refusing.
+const backlogBatches = 2
 
 func newMemQueue(cfg Config, m *endpointMetrics) *memQueue {
 	return &memQueue{limit: cfg.QueueBytes, batchSize: cfg.BatchSize, batchWait: cfg.BatchWait, m: m, now: time.Now}
@@ -81,6 +91,7 @@ func (q *memQueue) addLocked(e Entry, size int) {
 	}
 	q.ring.push(e)
 	q.bytes += size
+	q.peak = max(q.peak, q.bytes)
 }
 
 // take moves up to BatchSize bytes of the oldest entries into b (at least
@@ -104,8 +115,24 @@ func (q *memQueue) takeLocked(b *batch) bool {
 		q.ring.pop()
 	}
 	q.oldest = q.now()
+	if q.bytes < q.batchSize {
+		if q.peak >= backlogBatches*q.batchSize {
+			q.drained = true
+		}
+		q.peak = q.bytes
+	}
 	q.setGaugesLocked()
 	return q.ring.len() > 0
+}
+
+// backlogDrained reports whether a backlog was taken down to less than a
+// batch since the last call.
+func (q *memQueue) backlogDrained() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	d := q.drained
+	q.drained = false
+	return d
 }
 
 // ready reports whether a batch should be sent now, and if not, how long to
