@@ -9,5 +9,6 @@
 // client.go and refusal.go one push and what Loki's answer means;
 // overflow.go the spill without a spool; spoolset.go the spools dispatchers
 // share, spooler.go the spill that spools, replayer.go the goroutine that
-// reads a spool back. push.pb.go is generated from push.proto.
+// reads a spool back; memory.go what a binary does once a backlog has
+// drained (WithBacklogDrained). push.pb.go is generated from push.proto.
 package loki
