@@ -283,17 +283,11 @@ func explainMissing(t *testing.T, srv *lokitest.Server, sc *sidecarProc, name st
 	var gaps []string
 	dups := 0
 	for i := uint64(1); i <= gen.Lines; i++ {
-		if seen[i] > 1 {
-			dups += seen[i] - 1
-		}
-		if seen[i] == 0 && (i == 1 || seen[i-1] != 0) {
-			j := i
-			for j < gen.Lines && seen[j+1] == 0 {
-				j++
-			}
-			if len(gaps) < 20 {
-				gaps = append(gaps, fmt.Sprintf("%d-%d (%d)", i, j, j-i+1))
-			}
+		dups += max(seen[i]-1, 0)
+	}
+	for _, r := range missingRuns(int(gen.Lines), func(i int) bool { return seen[i+1] == 0 }) {
+		if len(gaps) < 20 {
+			gaps = append(gaps, fmt.Sprintf("%d-%d (%d)", r[0]+1, r[1]+1, r[1]-r[0]+1))
 		}
 	}
 	resp, err := httpc.Get("http://" + sc.metrics + "/metrics")
@@ -656,4 +650,22 @@ func (g *gate) release() {
 	default:
 		close(g.ch)
 	}
+}
+
+// missingRuns returns the runs [first, last] of indexes below n for which
+// missing holds, in order.
+func missingRuns(n int, missing func(i int) bool) [][2]int {
+	var runs [][2]int
+	for i := 0; i < n; i++ {
+		if !missing(i) {
+			continue
+		}
+		j := i
+		for j+1 < n && missing(j+1) {
+			j++
+		}
+		runs = append(runs, [2]int{i, j})
+		i = j
+	}
+	return runs
 }

@@ -34,32 +34,30 @@ func (e *env) profiles(ctx context.Context) {
 		name := func(kind, proc, ext string) string {
 			return filepath.Join(cfg.OutDir, fmt.Sprintf("%s-%s-%02dm.%s", kind, proc, int(d.Minutes()), ext))
 		}
-		for proc, addr := range procs {
-			if !cfg.HeapProfiles {
-				break
-			}
-			// Not ?gc=1: a forced GC lets the runtime return memory, and
-			// RSS dropped 10-14 MiB at each profile of run e, in the
-			// series the leak fits read. The profile's in-use figures
-			// are as of the last GC, seconds old at these rates.
-			if err := saveProfile(ctx, addr, "heap", name("heap", proc, "pb.gz")); err != nil {
-				e.logf("heap profile of the %s: %v", proc, err)
-			}
-			if err := saveProfile(ctx, addr, "goroutine?debug=1", name("goroutines", proc, "txt")); err != nil {
-				e.logf("goroutines of the %s: %v", proc, err)
+		if cfg.HeapProfiles {
+			for proc, addr := range procs {
+				// Not ?gc=1: a forced GC lets the runtime return memory,
+				// and RSS dropped 10-14 MiB at each profile of run e, in
+				// the series the leak fits read. The profile's in-use
+				// figures are as of the last GC, seconds old at these
+				// rates.
+				if err := saveProfile(ctx, addr, "heap", name("heap", proc, "pb.gz")); err != nil {
+					e.logf("heap profile of the %s: %v", proc, err)
+				}
+				if err := saveProfile(ctx, addr, "goroutine?debug=1", name("goroutines", proc, "txt")); err != nil {
+					e.logf("goroutines of the %s: %v", proc, err)
+				}
 			}
 		}
 		if cfg.CPUProfiles {
+			q := fmt.Sprintf("profile?seconds=%d", int(cfg.CPUProfileLength.Seconds()))
 			var wg sync.WaitGroup
 			for proc, addr := range procs {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					q := fmt.Sprintf("profile?seconds=%d", int(cfg.CPUProfileLength.Seconds()))
+				wg.Go(func() {
 					if err := saveProfile(ctx, addr, q, name("cpu", proc, "pb.gz")); err != nil {
 						e.logf("CPU profile of the %s: %v", proc, err)
 					}
-				}()
+				})
 			}
 			wg.Wait()
 		}
