@@ -180,6 +180,7 @@ func memoryChart(path, title, proc string, r *Result) error {
 		{"Go stacks", func(s Sample) float64 { return s.Stacks }},
 		{"Go heap goal (next GC)", func(s Sample) float64 { return s.HeapGoal }},
 		{"Go runtime metadata", func(s Sample) float64 { return s.Metadata }},
+		{"Go holds (heap in use + kept + stacks + metadata)", goHeld},
 	}
 	ymax := 0.0
 	for i, part := range parts {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
@@ -21,6 +22,9 @@ type Minute struct {
 	// Disturbed: a disturbance window (as the latency sees it) overlaps
 	// the minute.
 	Disturbed bool
+	// Busy and Steal: the machine's CPU in the minute, means of the
+	// sampler's rounds in % of one core (-1: none read).
+	Busy, Steal float64
 }
 
 // PushesMinute is the pushes a process made (the binaries) or answered
@@ -101,6 +105,31 @@ func minutes(r *Result, lokiEvents []LokiEvent) []Minute {
 		pm.Slow += s.SlowPushes - p.slow
 		pm.Seconds += s.PushSeconds - p.secs
 		out[i].Push[s.Proc] = pm
+	}
+	// The machine's CPU: every process of a round carries the same, so
+	// one per round.
+	type acc struct {
+		n           int
+		busy, steal float64
+	}
+	mach := make([]acc, n)
+	var lastRound time.Time
+	for _, s := range r.Samples {
+		if s.MachineBusy < 0 || s.At.Equal(lastRound) {
+			continue
+		}
+		lastRound = s.At
+		if i := index(s.At); i >= 0 {
+			mach[i].n++
+			mach[i].busy += s.MachineBusy
+			mach[i].steal += max(s.MachineSteal, 0)
+		}
+	}
+	for i, a := range mach {
+		out[i].Busy, out[i].Steal = -1, -1
+		if a.n > 0 {
+			out[i].Busy, out[i].Steal = a.busy/float64(a.n), a.steal/float64(a.n)
+		}
 	}
 	for _, ev := range lokiEvents {
 		if i := index(ev.At); i >= 0 {
@@ -231,9 +260,9 @@ func minutesMarkdown(r *Result, mins []Minute) string {
 	fmt.Fprintf(&b, "\n## Latency by minute, and Loki's pushes\n\n"+
 		"To tell the shippers' time from Loki's: for each minute, the p99 of the steady lines written in it (n in brackets; unseen lines left out), "+
 		"beside the pushes each binary made and Loki's own push route answered in it (from the counters the sampler reads every %v: `logferry_loki_push_duration_seconds` and Loki's "+
-		"`loki_request_duration_seconds{route=\"loki_api_v1_push\"}`), as pushes, those that took over a second, and their mean, and what Loki logged (its starts and WAL checkpoints). "+
-		"**bold**: a p99 above the bound (%v); *d*: a disturbance window overlaps the minute; *w*: warm-up.\n\n", r.Config.SampleEvery, ms(r.Config.P99Limit))
-	b.WriteString("| minute | plugin p99 | sidecar-file p99 | plugin pushes (> 1 s, mean) | sidecar pushes (> 1 s, mean) | Loki push requests (> 1 s, mean) | Loki |\n|---|---|---|---|---|---|---|\n")
+		"`loki_request_duration_seconds{route=\"loki_api_v1_push\"}`), as pushes, those that took over a second, and their mean; the whole machine's CPU in %% of one core (%d cores: %d %% is all of it), busy and, in brackets, stolen by the hypervisor (`/proc/stat`); and what Loki logged (its starts and WAL checkpoints). "+
+		"**bold**: a p99 above the bound (%v); *d*: a disturbance window overlaps the minute; *w*: warm-up.\n\n", r.Config.SampleEvery, runtime.NumCPU(), 100*runtime.NumCPU(), ms(r.Config.P99Limit))
+	b.WriteString("| minute | plugin p99 | sidecar-file p99 | plugin pushes (> 1 s, mean) | sidecar pushes (> 1 s, mean) | Loki push requests (> 1 s, mean) | machine CPU % (steal) | Loki |\n|---|---|---|---|---|---|---|---|\n")
 	for _, m := range mins {
 		mark := ""
 		if time.Duration(m.Index)*time.Minute < r.Config.Warmup {
@@ -260,8 +289,12 @@ func minutesMarkdown(r *Result, mins []Minute) string {
 			}
 			return fmt.Sprintf("%.0f (%.0f, %s)", p.N, p.Slow, ms(time.Duration(p.Seconds/p.N*float64(time.Second))))
 		}
-		fmt.Fprintf(&b, "| %d%s | %s | %s | %s | %s | %s | %s |\n", m.Index, mark, cell(stylePlugin), cell(styleFile),
-			push(procPlugin), push(procSidecar), push(procLoki), strings.Join(m.Loki, "; "))
+		machine := ""
+		if m.Busy >= 0 {
+			machine = fmt.Sprintf("%.0f (%.1f)", m.Busy, m.Steal)
+		}
+		fmt.Fprintf(&b, "| %d%s | %s | %s | %s | %s | %s | %s | %s |\n", m.Index, mark, cell(stylePlugin), cell(styleFile),
+			push(procPlugin), push(procSidecar), push(procLoki), machine, strings.Join(m.Loki, "; "))
 	}
 	return b.String()
 }

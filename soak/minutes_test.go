@@ -29,12 +29,15 @@ func TestMinutes(t *testing.T) {
 	// The plugin's counters: 10 pushes in minute 0, 20 (2 slow, 30 s) in
 	// minute 1; then a new pid, whose first sample is not a delta.
 	r.Samples = []Sample{
-		{At: at(0), Proc: procPlugin, PID: 1, Pushes: 0, SlowPushes: 0, PushSeconds: 0},
-		{At: at(50 * time.Second), Proc: procPlugin, PID: 1, Pushes: 10, SlowPushes: 0, PushSeconds: 1},
-		{At: at(70 * time.Second), Proc: procPlugin, PID: 1, Pushes: 30, SlowPushes: 2, PushSeconds: 31},
-		{At: at(130 * time.Second), Proc: procPlugin, PID: 2, Pushes: 5, SlowPushes: 0, PushSeconds: 1},
-		{At: at(135 * time.Second), Proc: procPlugin, PID: 2, Pushes: 6, SlowPushes: 1, PushSeconds: 3},
-		{At: at(70 * time.Second), Proc: procLoki, PID: 9, Pushes: -1, SlowPushes: -1, PushSeconds: -1},
+		{At: at(0), Proc: procPlugin, PID: 1, Pushes: 0, SlowPushes: 0, PushSeconds: 0, MachineBusy: -1, MachineSteal: -1},
+		{At: at(50 * time.Second), Proc: procPlugin, PID: 1, Pushes: 10, SlowPushes: 0, PushSeconds: 1, MachineBusy: 80, MachineSteal: 2},
+		{At: at(70 * time.Second), Proc: procPlugin, PID: 1, Pushes: 30, SlowPushes: 2, PushSeconds: 31, MachineBusy: 120, MachineSteal: 4},
+		{At: at(130 * time.Second), Proc: procPlugin, PID: 2, Pushes: 5, SlowPushes: 0, PushSeconds: 1, MachineBusy: -1, MachineSteal: -1},
+		{At: at(135 * time.Second), Proc: procPlugin, PID: 2, Pushes: 6, SlowPushes: 1, PushSeconds: 3, MachineBusy: -1, MachineSteal: -1},
+		// The same round as the plugin's sample at 70 s: its machine CPU
+		// counts once.
+		{At: at(70 * time.Second), Proc: procLoki, PID: 9, Pushes: -1, SlowPushes: -1, PushSeconds: -1, MachineBusy: 120, MachineSteal: 4},
+		{At: at(80 * time.Second), Proc: procLoki, PID: 9, Pushes: -1, SlowPushes: -1, PushSeconds: -1, MachineBusy: 60, MachineSteal: 1},
 	}
 	evs := []LokiEvent{{At: at(90 * time.Second), What: "WAL checkpoint began"}}
 	ms := minutes(r, evs)
@@ -65,8 +68,11 @@ func TestMinutes(t *testing.T) {
 	if len(ms[1].Loki) != 1 || !strings.Contains(ms[1].Loki[0], "WAL checkpoint began") {
 		t.Errorf("minute 1 Loki events %q", ms[1].Loki)
 	}
+	if ms[0].Busy != 80 || ms[0].Steal != 2 || ms[1].Busy != 90 || ms[1].Steal != 2.5 || ms[2].Busy != -1 {
+		t.Errorf("machine CPU by minute: %v (%v), %v (%v), %v; want 80 (2), 90 (2.5), -1", ms[0].Busy, ms[0].Steal, ms[1].Busy, ms[1].Steal, ms[2].Busy)
+	}
 	md := minutesMarkdown(r, ms)
-	for _, want := range []string{"| 1 |", "**3s (102)**", "20 (2, 1.5s)", "| 0 *w* |", "| 2 *d* |"} {
+	for _, want := range []string{"| 1 |", "**3s (102)**", "20 (2, 1.5s)", "| 0 *w* |", "| 2 *d* |", "| 90 (2.5) |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("table lacks %q:\n%s", want, md)
 		}
@@ -145,5 +151,19 @@ func TestLokiCalmLatency(t *testing.T) {
 	r.Minutes = []Minute{{Index: 0, Push: map[string]PushesMinute{}}}
 	if got := lokiCalmLatency(r, nil); got != nil {
 		t.Errorf("without Loki's counters: %v, want nil", got)
+	}
+}
+
+func TestParseMachineCPU(t *testing.T) {
+	// user nice system idle iowait irq softirq steal guest guest_nice
+	m, ok := parseMachineCPU([]byte("cpu  100 5 50 1000 30 2 3 7 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"))
+	if !ok || m.busy != 100+5+50+2+3+7 || m.steal != 7 {
+		t.Errorf("busy %d steal %d ok %v, want 167 7 true", m.busy, m.steal, ok)
+	}
+	if _, ok := parseMachineCPU([]byte("intr 1 2 3\n")); ok {
+		t.Errorf("a first line that is not cpu's was read")
+	}
+	if _, ok := parseMachineCPU([]byte("cpu 1 2 3\n")); ok {
+		t.Errorf("a short cpu line was read")
 	}
 }

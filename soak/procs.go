@@ -182,6 +182,7 @@ type procStat struct {
 	rssBytes int64
 	rssAnon  int64 // RssAnon
 	rssFile  int64 // RssFile
+	threads  int64 // Threads: OS threads (a Go program never ends one it made)
 }
 
 // fifoDir is where dockerd makes the FIFOs it hands a logging plugin, as
@@ -227,7 +228,7 @@ func readProc(pid int, kinds bool) (procStat, error) {
 	if err != nil {
 		return st, err
 	}
-	st.rssAnon, st.rssFile = -1, -1
+	st.rssAnon, st.rssFile, st.threads = -1, -1, -1
 	for _, line := range strings.Split(string(status), "\n") {
 		key, v, ok := strings.Cut(line, ":")
 		if !ok {
@@ -241,6 +242,11 @@ func readProc(pid int, kinds bool) (procStat, error) {
 			dst = &st.rssAnon
 		case "RssFile":
 			dst = &st.rssFile
+		case "Threads":
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				st.threads = n
+			}
+			continue
 		default:
 			continue
 		}

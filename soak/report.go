@@ -275,12 +275,13 @@ func writeSamplesCSV(path string, r *Result) error {
 	w := csv.NewWriter(f)
 	_ = w.Write([]string{"time", "seconds", "process", "pid", "goroutines", "fds", "fifo_dups", "spool_fds", "rss_bytes", "heap_inuse_bytes", "cpu_percent",
 		"containers_alive", "streams", "positions", "spool_bytes", "queue_bytes", "entries_sent",
-		"rss_anon_bytes", "rss_file_bytes", "heap_kept_bytes", "stack_inuse_bytes", "pushes", "slow_pushes", "push_seconds", "sockets", "alive_plugin", "alive_file", "alive_api", "streams_draining", "heap_goal_bytes", "runtime_metadata_bytes"})
+		"rss_anon_bytes", "rss_file_bytes", "heap_kept_bytes", "stack_inuse_bytes", "pushes", "slow_pushes", "push_seconds", "sockets", "alive_plugin", "alive_file", "alive_api", "streams_draining", "heap_goal_bytes", "runtime_metadata_bytes", "threads", "machine_busy_percent", "machine_steal_percent"})
 	for _, s := range r.Samples {
 		_ = w.Write([]string{s.At.UTC().Format(time.RFC3339Nano), f3(s.At.Sub(r.Start).Seconds()), s.Proc, strconv.Itoa(s.PID),
 			f3(s.Goroutines), f3(s.FDs), f3(s.FIFODups), f3(s.SpoolFDs), f3(s.RSS), f3(s.Heap), f3(s.CPU), f3(s.Alive), f3(s.Streams), f3(s.Positions),
 			f3(s.Spool), f3(s.Queue), f3(s.Sent),
-			f3(s.RSSAnon), f3(s.RSSFile), f3(s.HeapKept), f3(s.Stacks), f3(s.Pushes), f3(s.SlowPushes), f3(s.PushSeconds), f3(s.Sockets), f3(s.AlivePlugin), f3(s.AliveFile), f3(s.AliveAPI), f3(s.Draining), f3(s.HeapGoal), f3(s.Metadata)})
+			f3(s.RSSAnon), f3(s.RSSFile), f3(s.HeapKept), f3(s.Stacks), f3(s.Pushes), f3(s.SlowPushes), f3(s.PushSeconds), f3(s.Sockets), f3(s.AlivePlugin), f3(s.AliveFile), f3(s.AliveAPI), f3(s.Draining), f3(s.HeapGoal), f3(s.Metadata),
+			f3(s.Threads), f3(s.MachineBusy), f3(s.MachineSteal)})
 	}
 	w.Flush()
 	if err := w.Error(); err != nil {

@@ -2,6 +2,7 @@ package soak
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,8 +43,15 @@ type Sample struct {
 	// and other_sys bytes). Its span and GC metadata follow the largest
 	// heap the process has had, and stay.
 	Metadata float64
+	Threads  float64 // OS threads (/proc/<pid>/status)
 	CPU      float64 // % of one core since the previous sample of the same pid
-	Alive    float64 // soak containers alive that this process serves
+	// The whole machine's CPU since the previous round of samples, in % of
+	// one core (/proc/stat; every process of one round has the same):
+	// busy (all but idle and iowait, steal included) and stolen by the
+	// hypervisor. What competes with Loki and the shippers, to tell a slow
+	// minute's cause.
+	MachineBusy, MachineSteal float64
+	Alive                     float64 // soak containers alive that this process serves
 	// Soak containers alive per capture style, whichever process serves
 	// them (the leak fits' regressors: see aliveKinds).
 	AlivePlugin, AliveFile, AliveAPI float64
@@ -94,8 +102,63 @@ type sampler struct {
 
 	// Only the sampler goroutine uses these.
 	prevCPU  map[string]cpuMark
+	prevMach machineMark
 	sentBase map[string]float64 // counter total of earlier incarnations
 	sentLast map[string]float64
+}
+
+// machineMark is /proc/stat's "cpu" line at one instant, in clock ticks.
+type machineMark struct {
+	busy, steal int64
+	at          time.Time
+}
+
+// machineCPU is the machine's busy and stolen CPU, in % of one core, since
+// its previous call (-1, -1 on the first, or when /proc/stat is not read).
+func (s *sampler) machineCPU(now time.Time) (busy, steal float64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1, -1
+	}
+	m, ok := parseMachineCPU(b)
+	if !ok {
+		return -1, -1
+	}
+	m.at = now
+	prev := s.prevMach
+	s.prevMach = m
+	dt := now.Sub(prev.at).Seconds()
+	if prev.at.IsZero() || dt <= 0 {
+		return -1, -1
+	}
+	return 100 * float64(m.busy-prev.busy) / clockTicks / dt, 100 * float64(m.steal-prev.steal) / clockTicks / dt
+}
+
+// parseMachineCPU reads the first line of /proc/stat: "cpu user nice
+// system idle iowait irq softirq steal ...". Busy is every field but idle
+// and iowait (guest time is already in user and nice).
+func parseMachineCPU(b []byte) (machineMark, bool) {
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return machineMark{}, false
+	}
+	var m machineMark
+	for i, x := range f[1:9] {
+		v, err := strconv.ParseInt(x, 10, 64)
+		if err != nil {
+			return machineMark{}, false
+		}
+		switch i {
+		case 3, 4: // idle, iowait
+		case 7:
+			m.steal = v
+			m.busy += v
+		default:
+			m.busy += v
+		}
+	}
+	return m, true
 }
 
 type cpuMark struct {
@@ -130,9 +193,11 @@ func (s *sampler) all() []Sample {
 func (s *sampler) sampleAll(ctx context.Context) {
 	e := s.e
 	now := time.Now()
+	busy, steal := s.machineCPU(now)
 	for _, p := range procs {
 		smp := Sample{At: now, Proc: p, Goroutines: -1, FDs: -1, FIFODups: -1, SpoolFDs: -1, Sockets: -1, Draining: -1, RSS: -1, RSSAnon: -1, RSSFile: -1,
-			Heap: -1, HeapKept: -1, Stacks: -1, HeapGoal: -1, Metadata: -1, CPU: -1, Streams: -1, Positions: -1, Spool: -1, Queue: -1, Sent: -1,
+			Heap: -1, HeapKept: -1, Stacks: -1, HeapGoal: -1, Metadata: -1, Threads: -1, CPU: -1,
+			MachineBusy: busy, MachineSteal: steal, Streams: -1, Positions: -1, Spool: -1, Queue: -1, Sent: -1,
 			Pushes: -1, SlowPushes: -1, PushSeconds: -1}
 		var pid int
 		var err error
@@ -166,7 +231,7 @@ func (s *sampler) sampleAll(ctx context.Context) {
 			continue
 		}
 		smp.FDs, smp.RSS = float64(st.fds), float64(st.rssBytes)
-		smp.RSSAnon, smp.RSSFile = float64(st.rssAnon), float64(st.rssFile)
+		smp.RSSAnon, smp.RSSFile, smp.Threads = float64(st.rssAnon), float64(st.rssFile), float64(st.threads)
 		if ours {
 			smp.FIFODups, smp.SpoolFDs, smp.Sockets = float64(st.fifoDups), float64(st.spoolFDs), float64(st.sockets)
 		}

@@ -21,6 +21,12 @@ type Stretch struct {
 	N        int
 	// Medians, in bytes (-1: not read).
 	RSS, RSSAnon, Heap, HeapGoal, Metadata float64
+	// GoHeld is what the Go runtime holds that can be resident: heap in
+	// use, free heap not returned, stacks and metadata. RssAnon above it
+	// is memory outside Go's accounting; below it, held but not touched
+	// yet (a large buffer is resident only where written).
+	GoHeld  float64
+	Threads float64
 }
 
 // stretches cuts each binary's fitted samples at every disturbance window
@@ -56,10 +62,20 @@ func stretches(r *Result) []Stretch {
 				Heap:     medianOf(ss, func(s Sample) float64 { return s.Heap }),
 				HeapGoal: medianOf(ss, func(s Sample) float64 { return s.HeapGoal }),
 				Metadata: medianOf(ss, func(s Sample) float64 { return s.Metadata }),
+				GoHeld:   medianOf(ss, goHeld),
+				Threads:  medianOf(ss, func(s Sample) float64 { return s.Threads }),
 			})
 		}
 	}
 	return out
+}
+
+// goHeld is Stretch.GoHeld of one sample, -1 when a part was not read.
+func goHeld(s Sample) float64 {
+	if s.Heap < 0 || s.HeapKept < 0 || s.Stacks < 0 || s.Metadata < 0 {
+		return -1
+	}
+	return s.Heap + s.HeapKept + s.Stacks + s.Metadata
 }
 
 // medianOf is the median of the values read (>= 0), or -1 for none.
@@ -89,11 +105,16 @@ func stretchesMarkdown(sts []Stretch) string {
 	b.WriteString("\n## Memory between disturbances\n\n" +
 		"Each binary's samples that the leak fits take, cut at every disturbance and restart, with their medians: " +
 		"a step at a disturbance that the next ones do not repeat is a high-water mark (once a backlog has made the heap that large, the runtime keeps free heap up to about a tenth over its heap goal; buffers kept for reuse; metadata for the largest heap so far); " +
-		"steps that keep adding up are a leak. MiB.\n\n")
-	b.WriteString("| binary | pid | from | to | samples | VmRSS | RssAnon | Go heap in use | heap goal | runtime metadata |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		"steps that keep adding up are a leak. " +
+		"Go holds: heap in use, free heap not returned, stacks and metadata, what the runtime could have resident (RssAnon below it: held, not all touched yet). MiB, and OS threads.\n\n")
+	b.WriteString("| binary | pid | from | to | samples | VmRSS | RssAnon | Go heap in use | heap goal | runtime metadata | Go holds | threads |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, st := range sts {
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %d | %s | %s | %s | %s | %s |\n", st.Proc, st.PID, minSec(st.From), minSec(st.To), st.N,
-			numMiB(st.RSS), numMiB(st.RSSAnon), numMiB(st.Heap), numMiB(st.HeapGoal), numMiB(st.Metadata))
+		threads := ""
+		if st.Threads >= 0 {
+			threads = fmt.Sprintf("%.0f", st.Threads)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", st.Proc, st.PID, minSec(st.From), minSec(st.To), st.N,
+			numMiB(st.RSS), numMiB(st.RSSAnon), numMiB(st.Heap), numMiB(st.HeapGoal), numMiB(st.Metadata), numMiB(st.GoHeld), threads)
 	}
 	return b.String()
 }

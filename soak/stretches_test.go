@@ -28,7 +28,8 @@ func TestStretches(t *testing.T) {
 			pid = 2 // restarted: from 45 MiB, past its warm-up only at the end
 			rss = 45
 		}
-		r.Samples = append(r.Samples, Sample{At: at, Proc: procSidecar, PID: pid, RSS: rss * (1 << 20), RSSAnon: -1, Heap: -1, HeapGoal: -1, Metadata: -1})
+		r.Samples = append(r.Samples, Sample{At: at, Proc: procSidecar, PID: pid, RSS: rss * (1 << 20), RSSAnon: -1, Heap: -1, HeapGoal: -1, Metadata: -1,
+			HeapKept: 1 << 20, Stacks: 1 << 20, Threads: 9})
 	}
 	sts := stretches(r)
 	want := []struct {
@@ -49,12 +50,26 @@ func TestStretches(t *testing.T) {
 			t.Errorf("stretch %d: %s-%s, %d samples, RSS %.0f MiB, pid %d; want %s-%s, %d, %.0f MiB, pid 1",
 				i, minSec(st.From), minSec(st.To), st.N, st.RSS/(1<<20), st.PID, w.from, w.to, w.n, w.rss)
 		}
-		if st.Heap != -1 {
-			t.Errorf("stretch %d: heap %v from samples that read none, want -1", i, st.Heap)
+		if st.Heap != -1 || st.GoHeld != -1 {
+			t.Errorf("stretch %d: heap %v, Go holds %v from samples that read no heap, want -1", i, st.Heap, st.GoHeld)
+		}
+		if st.Threads != 9 {
+			t.Errorf("stretch %d: %v threads, want 9", i, st.Threads)
 		}
 	}
 	md := stretchesMarkdown(sts)
-	if !strings.Contains(md, "| sidecar | 1 | 11:35 | 19:55 | 101 | 54.0 | n/a |") {
+	if !strings.Contains(md, "| sidecar | 1 | 11:35 | 19:55 | 101 | 54.0 | n/a |") || !strings.Contains(md, "| n/a | 9 |") {
 		t.Errorf("markdown lacks the second stretch's row:\n%s", md)
+	}
+}
+
+func TestGoHeld(t *testing.T) {
+	s := Sample{Heap: 10, HeapKept: 3, Stacks: 1, Metadata: 2}
+	if got := goHeld(s); got != 16 {
+		t.Errorf("goHeld %v, want 16", got)
+	}
+	s.Stacks = -1
+	if got := goHeld(s); got != -1 {
+		t.Errorf("goHeld with stacks unread %v, want -1", got)
 	}
 }
