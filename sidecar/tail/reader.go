@@ -214,9 +214,8 @@ func (r *lineReader) release() {
 // buffer of the full read size each, the read buffers were 7.2-8.5 MB of
 // the sidecar's 17.5-21 MB live heap in a 30-minute soak (run l,
 // 2026-12-07), and grew to 11.7 MB in a 15-minute one with an outage
-// every 3 minutes. A read that fills it
-// moves on to the full size (makeRoom), so a backlog is still read in
-// reads of ReadBuffer bytes.
+// every 3 minutes. A read that fills it moves on to the full size
+// (makeRoom), so a backlog is still read in reads of ReadBuffer bytes.
 const followRead = 32 << 10
 
 // Read buffers of the default sizes are pooled: most tailers are idle most
