@@ -42,7 +42,7 @@ type Config struct {
 	RmDelay        time.Duration // from a container's exit to docker rm
 
 	SampleEvery time.Duration // process sampling
-	ProbeEvery  time.Duration // latency probe: tail reconnect interval
+	ProbeEvery  time.Duration // latency probe: poll interval, and tail reconnect interval
 
 	LokiEvery        time.Duration // Loki restarted this often (0: never)
 	LokiDown         time.Duration // for this long

@@ -98,7 +98,7 @@ func parseFlags(args []string, errOut io.Writer) (soak.Config, error) {
 	fs.Float64Var(&churnRate, "churn-rate", cfg.ChurnRate, "lines per second of a churn container")
 	fs.DurationVar(&rmDelay, "rm-delay", cfg.RmDelay, "from a container's exit to docker rm")
 	fs.DurationVar(&sample, "sample-every", cfg.SampleEvery, "process sampling interval")
-	fs.DurationVar(&probe, "probe-every", cfg.ProbeEvery, "latency probe: reconnect its live tail this often while Loki does not take it")
+	fs.DurationVar(&probe, "probe-every", cfg.ProbeEvery, "latency probe: poll Loki for the sampled lines this often (its resolution), and reconnect its live tail this often while Loki does not take it")
 	fs.DurationVar(&lokiEvery, "loki-every", cfg.LokiEvery, "restart Loki this often (0: never)")
 	fs.DurationVar(&lokiDown, "loki-down", cfg.LokiDown, "how long Loki stays down")
 	fs.DurationVar(&killEvery, "sidecar-kill-every", cfg.SidecarKillEvery, "SIGKILL and restart the sidecar this often (0: never)")
