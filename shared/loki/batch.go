@@ -78,7 +78,29 @@ type batch struct {
 	// excluded are streams whose labels Loki could not parse: left out of
 	// the pushes, their entries are counted as dropped when the batch is.
 	excluded map[string]bool
+	// peakRaw and peakEntries are decaying maxima of what recent batches
+	// used (encoded bytes, entries); see shrink.
+	peakRaw, peakEntries float64
+	encoded              int // bytes of the last encode
 }
+
+// A batch keeps its buffers between pushes so that steady batching does
+// not allocate; after a backlog they have the size of a full batch (1-2 MB
+// at the default batch size), which steady pushes at a few hundred KB never
+// use again: soak run q found them the largest part of each binary's heap
+// growth across two Loki outages. reset drops a buffer whose capacity is
+// over shrinkFactor times the decaying peak of recent use (and over
+// shrinkFloor bytes); the next batch allocates what it needs. A batch of
+// the same size as the last ones never reallocates: the peak is at least
+// the last batch's use.
+const (
+	peakDecay    = 0.95 // per batch: a full batch's peak halves in 14 batches
+	shrinkFactor = 2
+	shrinkFloor  = 256 << 10
+	// shrinkFloorEntries is shrinkFloor for the entries slice, in entries
+	// (an Entry is about 150 bytes).
+	shrinkFloorEntries = 2048
+)
 
 func newBatch() *batch {
 	return &batch{index: make(map[string]int), acks: make(map[Acker]int64), excluded: make(map[string]bool)}
@@ -86,11 +108,30 @@ func newBatch() *batch {
 
 func (b *batch) reset() {
 	clear(b.entries) // let the strings go
+	b.shrink()
 	b.entries = b.entries[:0]
 	b.bytes = 0
 	b.clearRequest()
 	clear(b.acks)
 	clear(b.excluded)
+}
+
+// shrink updates the peaks with the batch being reset and drops the
+// buffers far larger than recent batches needed (see shrinkFactor).
+func (b *batch) shrink() {
+	b.peakRaw = max(float64(b.encoded), b.peakRaw*peakDecay)
+	b.peakEntries = max(float64(len(b.entries)), b.peakEntries*peakDecay)
+	b.encoded = 0
+	if c := cap(b.raw); c > shrinkFloor && float64(c) > shrinkFactor*b.peakRaw {
+		b.raw, b.body = nil, nil
+		// The per-stream entry slices and the joined metadata grew with
+		// the same batches.
+		b.clearRequest()
+		b.req.Streams, b.meta = nil, nil
+	}
+	if c := cap(b.entries); c > shrinkFloorEntries && float64(c) > shrinkFactor*b.peakEntries {
+		b.entries = nil
+	}
 }
 
 func (b *batch) clearRequest() {
@@ -168,6 +209,7 @@ func (b *batch) encode() ([]byte, error) {
 		})
 	}
 	size := b.req.Size()
+	b.encoded = size
 	if cap(b.raw) < size {
 		b.raw = make([]byte, size)
 	}

@@ -84,3 +84,62 @@ func decodeBody(t *testing.T, body []byte) PushRequest {
 	}
 	return req
 }
+
+// TestBatchGivesBackBacklogBuffers: after a backlog's full batches, steady
+// small batches let the reused buffers shrink to what they need, within
+// about twenty batches, and then reuse them without allocating again; what
+// is pushed stays whole throughout.
+func TestBatchGivesBackBacklogBuffers(t *testing.T) {
+	b := newBatch()
+	line := string(make([]byte, 200))
+	fill := func(n int) {
+		for i := range n {
+			b.add(Entry{Stream: fmt.Sprintf(`{c="%d"}`, i%10), TimeNano: int64(i), Line: line})
+		}
+	}
+	push := func(n int) []byte {
+		t.Helper()
+		fill(n)
+		body, err := b.encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := decodeBody(t, body)
+		got := 0
+		for _, s := range req.Streams {
+			got += len(s.Entries)
+		}
+		if got != n {
+			t.Fatalf("%d entries pushed, want %d", got, n)
+		}
+		b.reset()
+		return body
+	}
+	for range 3 { // a backlog: full batches
+		push(8000)
+	}
+	full := cap(b.raw)
+	if full < 1<<20 || cap(b.entries) < 8000 {
+		t.Fatalf("after full batches: raw %d bytes, entries %d: the test does not make them large", full, cap(b.entries))
+	}
+	steadyRaw := 0
+	var first *byte
+	for i := range 60 { // then steady batches of 500 entries
+		push(500)
+		if i == 29 {
+			steadyRaw = cap(b.raw)
+			first = &b.raw[:1][0]
+		}
+	}
+	if steadyRaw == 0 || steadyRaw > full/4 {
+		t.Fatalf("after 30 steady batches the raw buffer holds %d bytes of capacity (%d after the backlog)", steadyRaw, full)
+	}
+	if cap(b.entries) > 2*500 {
+		t.Fatalf("after steady batches the entries slice holds %d entries of capacity", cap(b.entries))
+	}
+	if &b.raw[:1][0] != first || cap(b.raw) != steadyRaw {
+		t.Fatalf("steady batches of one size reallocated the raw buffer (capacity %d, then %d)", steadyRaw, cap(b.raw))
+	}
+	// A full batch again is encoded whole after the shrink.
+	push(8000)
+}
