@@ -38,11 +38,7 @@ func TestBatchSharedMetadata(t *testing.T) {
 		b.add(e)
 	}
 	for round := range 2 { // encode may run again on the same batch
-		body, err := b.encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := decodeBody(t, body)
+		req := encodeDecoded(t, b)
 		n := 0
 		for _, s := range req.Streams {
 			for _, e := range s.Entries {
@@ -72,6 +68,16 @@ func TestBatchSharedMetadata(t *testing.T) {
 }
 
 // decodeBody decodes a push body as Loki does: snappy, then protobuf.
+// encodeDecoded encodes b and decodes what it would push.
+func encodeDecoded(t *testing.T, b *batch) PushRequest {
+	t.Helper()
+	body, err := b.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodeBody(t, body)
+}
+
 func decodeBody(t *testing.T, body []byte) PushRequest {
 	t.Helper()
 	raw, err := snappy.Decode(nil, body)
@@ -97,14 +103,10 @@ func TestBatchGivesBackBacklogBuffers(t *testing.T) {
 			b.add(Entry{Stream: fmt.Sprintf(`{c="%d"}`, i%10), TimeNano: int64(i), Line: line})
 		}
 	}
-	push := func(n int) []byte {
+	push := func(n int) {
 		t.Helper()
 		fill(n)
-		body, err := b.encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		req := decodeBody(t, body)
+		req := encodeDecoded(t, b)
 		got := 0
 		for _, s := range req.Streams {
 			got += len(s.Entries)
@@ -113,7 +115,6 @@ func TestBatchGivesBackBacklogBuffers(t *testing.T) {
 			t.Fatalf("%d entries pushed, want %d", got, n)
 		}
 		b.reset()
-		return body
 	}
 	for range 3 { // a backlog: full batches
 		push(8000)
