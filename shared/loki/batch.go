@@ -79,9 +79,8 @@ type batch struct {
 	// the pushes, their entries are counted as dropped when the batch is.
 	excluded map[string]bool
 	// peakRaw and peakEntries are decaying maxima of what recent batches
-	// used (encoded bytes, entries); see shrink.
+	// used (encoded bytes: len(raw) after an encode; entries); see shrink.
 	peakRaw, peakEntries float64
-	encoded              int // bytes of the last encode
 }
 
 // A batch keeps its buffers between pushes so that steady batching does
@@ -110,24 +109,23 @@ func (b *batch) reset() {
 	clear(b.entries) // let the strings go
 	b.shrink()
 	b.entries = b.entries[:0]
+	b.raw = b.raw[:0]
 	b.bytes = 0
 	b.clearRequest()
 	clear(b.acks)
 	clear(b.excluded)
 }
 
-// shrink updates the peaks with the batch being reset and drops the
-// buffers far larger than recent batches needed (see shrinkFactor).
+// shrink updates the peaks with the batch being reset (before reset cuts
+// its lengths) and drops the buffers far larger than recent batches needed
+// (see shrinkFactor).
 func (b *batch) shrink() {
-	b.peakRaw = max(float64(b.encoded), b.peakRaw*peakDecay)
+	b.peakRaw = max(float64(len(b.raw)), b.peakRaw*peakDecay)
 	b.peakEntries = max(float64(len(b.entries)), b.peakEntries*peakDecay)
-	b.encoded = 0
 	if c := cap(b.raw); c > shrinkFloor && float64(c) > shrinkFactor*b.peakRaw {
-		b.raw, b.body = nil, nil
 		// The per-stream entry slices and the joined metadata grew with
-		// the same batches.
-		b.clearRequest()
-		b.req.Streams, b.meta = nil, nil
+		// the same batches; reset's clearRequest clears the index.
+		b.raw, b.body, b.req.Streams, b.meta = nil, nil, nil, nil
 	}
 	if c := cap(b.entries); c > shrinkFloorEntries && float64(c) > shrinkFactor*b.peakEntries {
 		b.entries = nil
@@ -209,7 +207,6 @@ func (b *batch) encode() ([]byte, error) {
 		})
 	}
 	size := b.req.Size()
-	b.encoded = size
 	if cap(b.raw) < size {
 		b.raw = make([]byte, size)
 	}
