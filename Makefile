@@ -13,7 +13,7 @@ BUILDINFO := github.com/logferry/logferry/shared/buildinfo
 LDFLAGS := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION) -X $(BUILDINFO).date=$(BUILD_DATE)
 export LF_LDFLAGS := $(LDFLAGS)
 
-.PHONY: all build test chaos unit race integration bench fuzz demo loki generate fmt vet clean plugin sidecar sidecar-image release test-release plugin-push soak soak-short bench-peers
+.PHONY: all build test chaos unit race integration bench fuzz demo loki generate fmt vet dockerd clean plugin sidecar sidecar-image release test-release plugin-push soak soak-short bench-peers
 
 all: build
 
@@ -22,18 +22,24 @@ build:
 
 # The whole suite: formatting, vet, unit tests, race detector on the shared
 # core, and the integration tests against a real Loki.
-test: fmt vet loki
+test: fmt vet dockerd loki
 	LOKI_BIN="$$(scripts/loki path)" $(GO) test -count=1 -timeout 50m ./...
 	LF_SOAK_SHORT=1 LOKI_BIN="$$(scripts/loki path)" $(GO) test -count=1 -timeout 15m -run '^TestSoakShort$$' ./soak/
 	scripts/promtool-check
 	$(GO) test -count=1 -race -short $(SHARED) ./plugin/...
+
+# Installs Debian's docker.io when dockerd is missing (root; otherwise says
+# what to run): the end-to-end tests, the chaos suite and the soak start a
+# private dockerd of their own from it.
+dockerd:
+	scripts/dockerd ensure
 
 # The fault suite's full forms (e2e/chaos_test.go): 20 containers through the
 # plugin and the sidecar with Loki down 5 minutes, also with both killed,
 # Loki rate limiting, a full spool filesystem, a damaged spool segment. About
 # 15 minutes. Each test prints one RESULT line (figures in RELIABILITY.md);
 # they are collected in .tmp/chaos.log.
-chaos: loki
+chaos: dockerd loki
 	@mkdir -p .tmp
 	set -o pipefail; LF_CHAOS=full LOKI_BIN="$$(scripts/loki path)" $(GO) test -count=1 -v -timeout 60m \
 		-run '^TestChaos' ./e2e/ 2>&1 | tee .tmp/chaos.log | grep -E '^(=== RUN|--- |\s+chaos_test.go:[0-9]+: RESULT|FAIL|ok|PASS)'
@@ -125,11 +131,11 @@ plugin-push:
 # PNG charts, CSV) and fails when a target is missed. Takes SOAK_DURATION
 # plus about 2 minutes, and about 7 GB under /tmp for 30 minutes.
 SOAK_DURATION ?= 30m
-soak: loki
+soak: dockerd loki
 	SOAK_DURATION=$(SOAK_DURATION) LOKI_BIN="$$(scripts/loki path)" scripts/soak
 
 # The 3-minute form with bounds fit for 3 minutes (about 4-5 minutes), its
 # timing bounds (p99, outage drain) asserted too; make test runs it with
 # those reported.
-soak-short: loki
+soak-short: dockerd loki
 	LF_SOAK_SHORT=timing LOKI_BIN="$$(scripts/loki path)" $(GO) test -count=1 -v -timeout 15m -run '^TestSoakShort$$' ./soak/
