@@ -37,17 +37,24 @@ type sink struct {
 	lines map[string][]string
 	ts    map[string][]int64
 	down  bool
+	// discard makes the sink take pushes without reading them (benchmarks
+	// wait on acknowledgements instead).
+	discard bool
 }
 
-func newSink(t *testing.T) *sink {
+func newSink(t testing.TB) *sink {
 	s := &sink{lines: map[string][]string{}, ts: map[string][]int64{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
-		down := s.down
+		down, discard := s.down, s.discard
 		s.mu.Unlock()
 		if down {
 			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		if discard {
+			w.WriteHeader(204)
 			return
 		}
 		raw, err := snappy.Decode(nil, body)
@@ -94,7 +101,7 @@ func (s *sink) setDown(down bool) {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	driver *Driver
 	pool   *loki.Pool
@@ -102,11 +109,11 @@ type env struct {
 	reg    *prometheus.Registry
 }
 
-func newEnv(t *testing.T, stateDir string, s *sink) *env {
+func newEnv(t testing.TB, stateDir string, s *sink) *env {
 	return newEnvStore(t, stateDir, s, false)
 }
 
-func newEnvStore(t *testing.T, stateDir string, s *sink, withStore bool) *env {
+func newEnvStore(t testing.TB, stateDir string, s *sink, withStore bool) *env {
 	t.Helper()
 	if s == nil {
 		s = newSink(t)
@@ -186,7 +193,7 @@ func writeLine(t *testing.T, w io.Writer, source string, ts int64, line []byte, 
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
