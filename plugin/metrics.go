@@ -102,8 +102,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // streamMetrics are one stream's view: per-source series resolved once.
 type streamMetrics struct {
 	*Metrics
-	held           *series.Handle
-	stdout, stderr sourceMetrics
+	held *series.Handle
+	src  [2]sourceMetrics // stdout, stderr: sourceIndex
 }
 
 type sourceMetrics struct {
@@ -112,16 +112,40 @@ type sourceMetrics struct {
 
 func (m *Metrics) forStream(containerName string) *streamMetrics {
 	sm := &streamMetrics{Metrics: m, held: m.byName.Hold(containerName)} // before the series are resolved
-	sm.stdout = sourceMetrics{m.entries.WithLabelValues(containerName, "stdout"), m.bytes.WithLabelValues(containerName, "stdout")}
-	sm.stderr = sourceMetrics{m.entries.WithLabelValues(containerName, "stderr"), m.bytes.WithLabelValues(containerName, "stderr")}
+	for i, source := range [2]string{"stdout", "stderr"} {
+		sm.src[i] = sourceMetrics{m.entries.WithLabelValues(containerName, source), m.bytes.WithLabelValues(containerName, source)}
+	}
 	return sm
 }
 
-func (sm *streamMetrics) source(s string) sourceMetrics {
-	if s == "stderr" {
-		return sm.stderr
+// sourceIndex is a line's source's place in streamMetrics.src and
+// lineCounts.
+func sourceIndex(source string) int {
+	if source == "stderr" {
+		return 1
 	}
-	return sm.stdout
+	return 0
+}
+
+// lineCounts are a stream's lines since its counters were last added to:
+// three atomic additions per line were 4.5 % of the plugin's flat-out
+// profile, one set per FIFO read is not measurable.
+type lineCounts struct {
+	frames         uint64
+	entries, bytes [2]uint64 // by sourceIndex
+}
+
+// add adds c to the counters.
+func (sm *streamMetrics) add(c *lineCounts) {
+	if c.frames > 0 {
+		sm.framesRead.Add(float64(c.frames))
+	}
+	for i := range sm.src {
+		if c.entries[i] > 0 {
+			sm.src[i].entries.Add(float64(c.entries[i]))
+			sm.src[i].bytes.Add(float64(c.bytes[i]))
+		}
+	}
 }
 
 // forget lets go of the stream's per-container series: they are deleted

@@ -91,6 +91,7 @@ func (s *stream) replay(ctx context.Context) {
 		s.ship(source, t, line, false)
 		n++
 	})
+	s.settle()
 	s.m.replayed.Add(float64(n))
 	s.log.Info("re-sent lines from the local copy that Loki had not acknowledged", "lines", n,
 		"since", time.Unix(0, s.replayFrom).UTC().Format(time.RFC3339Nano), "err", err)

@@ -43,8 +43,13 @@ type stream struct {
 	fifo   io.ReadCloser
 	keeper io.Closer // our own write end, see openFIFO; nil after stop
 	done   chan struct{}
-	// copyBuf is the line plus its newline for the local copy; reused.
-	copyBuf []byte
+	// copyBuf is the line plus its newline for the local copy, and
+	// copyFrame the frame that carries it there; both reused.
+	copyBuf   []byte
+	copyFrame dockerlog.Frame
+	// counts are the lines handled since the last settle, added to the
+	// registry's counters once per FIFO read instead of once per line.
+	counts lineCounts
 
 	// started is when StartLogging first opened the stream: replay after
 	// a restart never goes further back (older lines in the copy are from
@@ -172,12 +177,12 @@ func (s *stream) read() {
 	for {
 		err := dec.Decode(&f)
 		if err == nil {
-			s.m.framesRead.Inc()
+			s.counts.frames++
 			if line, ok := joiner.Push(f.Source, f.TimeNano, f.Line, f.EndsLine()); ok {
 				s.emit(line)
 			}
 			if dec.Buffered() == 0 {
-				s.flushCopy() // all that was read is handled: before waiting
+				s.settle() // all that was read is handled: before waiting
 			}
 			continue
 		}
@@ -200,7 +205,7 @@ func (s *stream) read() {
 		break
 	}
 	joiner.Flush(s.emit)
-	s.flushCopy()
+	s.settle()
 	s.fifo.Close()
 }
 
@@ -215,14 +220,15 @@ func (s *stream) emit(l dockerlog.Line) {
 // ship hands one line to the pipeline step, and to the local copy when
 // keep.
 func (s *stream) ship(source string, timeNano int64, data []byte, keep bool) {
-	src := s.m.source(source)
-	src.entries.Inc()
-	src.bytes.Add(float64(len(data)))
+	i := sourceIndex(source)
+	s.counts.entries[i]++
+	s.counts.bytes[i] += uint64(len(data))
 	if keep && s.copy != nil {
 		// docker logs prints a plugin's lines as they come: the newline
 		// that ended the line in the container goes back on.
 		s.copyBuf = append(append(s.copyBuf[:0], data...), '\n')
-		if err := s.copy.Buffer(&dockerlog.Frame{Source: source, TimeNano: timeNano, Line: s.copyBuf}); err != nil {
+		s.copyFrame = dockerlog.Frame{Source: source, TimeNano: timeNano, Line: s.copyBuf}
+		if err := s.copy.Buffer(&s.copyFrame); err != nil { // not retained
 			s.m.copyErrors.Inc()
 		}
 	}
@@ -263,12 +269,17 @@ func (s *stream) handOut(o *pipeline.Output) error {
 	return nil
 }
 
-func (s *stream) flushCopy() {
+// settle writes what Buffer kept to the local copy and adds the lines
+// counted since the last settle to the metrics. The reader calls it once
+// what a read brought in is handled, before it waits for more.
+func (s *stream) settle() {
 	if s.copy != nil {
 		if err := s.copy.Flush(); err != nil {
 			s.m.copyErrors.Inc()
 		}
 	}
+	s.m.add(&s.counts)
+	s.counts = lineCounts{}
 }
 
 // stop is StopLogging's part: it never waits. The daemon closes its end of
