@@ -1,7 +1,6 @@
 package plugin
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"testing"
@@ -14,11 +13,7 @@ import (
 // and each bad spot is counted.
 func TestCorruptFramesAreSkippedAndCounted(t *testing.T) {
 	e := newEnv(t, t.TempDir(), nil)
-	fifo := mkfifo(t, t.TempDir(), "c1")
-	if err := e.driver.StartLogging(fifo, e.info("c1", nil)); err != nil {
-		t.Fatal(err)
-	}
-	w := daemonEnd(t, fifo)
+	fifo, w := e.start(t, "c1")
 	const n = 300
 	for i := range n {
 		writeLine(t, w, "stdout", int64(1700000000000000000+i), fmt.Appendf(nil, "line %d", i), "")
@@ -39,12 +34,7 @@ func TestCorruptFramesAreSkippedAndCounted(t *testing.T) {
 	if _, err := w.Write([]byte{0, 0, 0, 100, 0x0a, 0x06}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.driver.StopLogging(fifo); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	waitFor(t, "the stream to end", func() bool { return e.driver.Active() == 0 })
-	e.driver.Shutdown(context.Background())
+	e.finish(t, fifo, w)
 
 	stdout := `{container_name="c1", host="testhost", source="stdout"}`
 	got := e.sink.lines[stdout]

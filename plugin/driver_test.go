@@ -149,6 +149,29 @@ func (e *env) info(id string, opts map[string]string) Info {
 		ContainerImageName: "loggen:test", ContainerImageID: "sha256:" + strings.Repeat("a", 64)}
 }
 
+// start starts a stream for container id, with the daemon's end of its
+// FIFO open.
+func (e *env) start(t *testing.T, id string) (fifo string, daemon *os.File) {
+	t.Helper()
+	fifo = mkfifo(t, t.TempDir(), id)
+	if err := e.driver.StartLogging(fifo, e.info(id, nil)); err != nil {
+		t.Fatal(err)
+	}
+	return fifo, daemonEnd(t, fifo)
+}
+
+// finish stops the stream as the daemon does (StopLogging, then its end
+// closed), waits for it to end and shuts the driver down.
+func (e *env) finish(t *testing.T, fifo string, daemon *os.File) {
+	t.Helper()
+	if err := e.driver.StopLogging(fifo); err != nil {
+		t.Fatal(err)
+	}
+	daemon.Close()
+	waitFor(t, "the stream to end", func() bool { return e.driver.Active() == 0 })
+	e.driver.Shutdown(context.Background())
+}
+
 func mkfifo(t *testing.T, dir, name string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
@@ -210,11 +233,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 
 func TestStartStopDeliversEverythingWhole(t *testing.T) {
 	e := newEnv(t, t.TempDir(), nil)
-	fifo := mkfifo(t, t.TempDir(), "c1")
-	if err := e.driver.StartLogging(fifo, e.info("c1", nil)); err != nil {
-		t.Fatal(err)
-	}
-	w := daemonEnd(t, fifo)
+	fifo, w := e.start(t, "c1")
 	long := bytes.Repeat([]byte("L"), 40<<10)
 	const n = 3000
 	for i := 0; i < n; i++ {

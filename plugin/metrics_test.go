@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"testing"
 
@@ -33,11 +32,7 @@ func TestReusedNameKeepsItsSeries(t *testing.T) {
 // source, with its bytes.
 func TestCountsSettleWithEachRead(t *testing.T) {
 	e := newEnv(t, t.TempDir(), nil)
-	fifo := mkfifo(t, t.TempDir(), "c1")
-	if err := e.driver.StartLogging(fifo, e.info("c1", nil)); err != nil {
-		t.Fatal(err)
-	}
-	w := daemonEnd(t, fifo)
+	fifo, w := e.start(t, "c1")
 	defer w.Close()
 	want := map[string][2]float64{} // source: entries, bytes
 	long := bytes.Repeat([]byte("L"), 40<<10)
@@ -65,10 +60,5 @@ func TestCountsSettleWithEachRead(t *testing.T) {
 	if got := testCounter(e.reg, "logferry_plugin_frames_read_total"); got != 62 {
 		t.Errorf("frames read = %v, want 62 (59 lines of one frame, one of three)", got)
 	}
-	if err := e.driver.StopLogging(fifo); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	waitFor(t, "the stream to end", func() bool { return e.driver.Active() == 0 })
-	e.driver.Shutdown(context.Background())
+	e.finish(t, fifo, w)
 }
