@@ -147,6 +147,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	obsserver.SampleHeapFiner(obsserver.Options{Pprof: e.Pprof})
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: e.LogLevel}))
 	if loki.URLHasPassword(e.LokiURL) {
 		log.Warn("LOKI_URL carries a password: anyone who can run docker plugin inspect reads it; prefer loki-bearer-token-file or a password in a file the operator mounts")

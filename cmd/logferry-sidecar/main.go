@@ -83,6 +83,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	obsserver.SampleHeapFiner(obsserver.Options{Pprof: cfg.Pprof})
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))

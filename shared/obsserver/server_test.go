@@ -3,6 +3,7 @@ package obsserver
 import (
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 )
 
@@ -54,5 +55,22 @@ func TestServerLimits(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("a %d-byte header: %d, want 431", len(big), resp.StatusCode)
+	}
+}
+
+// TestPprofSamplesHeapFiner: pprof on makes heap profiles sample every 64
+// KiB; pprof off leaves Go's rate alone (no cost for operators who do not
+// profile).
+func TestPprofSamplesHeapFiner(t *testing.T) {
+	old := runtime.MemProfileRate
+	t.Cleanup(func() { runtime.MemProfileRate = old })
+	runtime.MemProfileRate = 512 << 10
+	SampleHeapFiner(Options{})
+	if runtime.MemProfileRate != 512<<10 {
+		t.Fatalf("pprof off changed MemProfileRate to %d", runtime.MemProfileRate)
+	}
+	SampleHeapFiner(Options{Pprof: true})
+	if runtime.MemProfileRate != PprofMemProfileRate {
+		t.Fatalf("pprof on: MemProfileRate %d, want %d", runtime.MemProfileRate, PprofMemProfileRate)
 	}
 }
