@@ -3,6 +3,7 @@ package plugin
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/logferry/logferry/shared/labels"
 	"github.com/logferry/logferry/shared/pipeline"
 	"github.com/logferry/logferry/shared/series"
 )
@@ -112,7 +113,7 @@ type sourceMetrics struct {
 
 func (m *Metrics) forStream(containerName string) *streamMetrics {
 	sm := &streamMetrics{Metrics: m, held: m.byName.Hold(containerName)} // before the series are resolved
-	for i, source := range [2]string{"stdout", "stderr"} {
+	for i, source := range [2]string{labels.SourceStdout, labels.SourceStderr} {
 		sm.src[i] = sourceMetrics{m.entries.WithLabelValues(containerName, source), m.bytes.WithLabelValues(containerName, source)}
 	}
 	return sm
@@ -121,7 +122,7 @@ func (m *Metrics) forStream(containerName string) *streamMetrics {
 // sourceIndex is a line's source's place in streamMetrics.src and
 // lineCounts.
 func sourceIndex(source string) int {
-	if source == "stderr" {
+	if source == labels.SourceStderr {
 		return 1
 	}
 	return 0
